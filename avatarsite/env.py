@@ -1,0 +1,73 @@
+"""Strict parsing of configuration from the environment.
+
+Every getter raises ImproperlyConfigured naming the variable and saying what a good
+value looks like, so a typo stops start-up instead of silently falling back.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from urllib.parse import urlparse
+
+from django.core.exceptions import ImproperlyConfigured
+
+TRUE_WORDS = {"1", "true", "yes", "on"}
+FALSE_WORDS = {"0", "false", "no", "off", ""}
+
+
+class Env:
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self.environ = os.environ if environ is None else environ
+
+    def raw(self, name: str) -> str | None:
+        value = self.environ.get(name)
+        return None if value is None else value.strip()
+
+    def str(self, name: str, default: str = "") -> str:
+        value = self.raw(name)
+        return default if value is None or value == "" else value
+
+    def bool(self, name: str, default: bool = False) -> bool:
+        value = self.raw(name)
+        if value is None:
+            return default
+        if value.lower() in TRUE_WORDS:
+            return True
+        if value.lower() in FALSE_WORDS:
+            return False
+        raise ImproperlyConfigured(f"{name}={value!r} is not a yes/no value: use 1/0, true/false.")
+
+    def int(self, name: str, default: int, *, minimum: int | None = None,
+            maximum: int | None = None) -> int:
+        value = self.raw(name)
+        if value is None or value == "":
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise ImproperlyConfigured(f"{name}={value!r} is not a whole number.") from None
+        if minimum is not None and number < minimum:
+            raise ImproperlyConfigured(f"{name}={number} is too small: the minimum is {minimum}.")
+        if maximum is not None and number > maximum:
+            raise ImproperlyConfigured(f"{name}={number} is too large: the maximum is {maximum}.")
+        return number
+
+    def list(self, name: str, default: list[str]) -> list[str]:
+        value = self.raw(name)
+        if value is None or value == "":
+            return list(default)
+        return [item.strip() for item in value.split(",") if item.strip()]
+
+    def url(self, name: str, default: str = "", *, schemes: tuple[str, ...] = ("http", "https"),
+            ) -> str:
+        value = self.str(name, default)
+        if not value:
+            return ""
+        parsed = urlparse(value)
+        if parsed.scheme not in schemes or not parsed.netloc:
+            allowed = " or ".join(f"{s}://" for s in schemes)
+            raise ImproperlyConfigured(
+                f"{name}={value!r} is not a valid URL: it must start with {allowed} and name a host."
+            )
+        return value.rstrip("/")

@@ -1,0 +1,305 @@
+"""Teams, their assets and their avatar jobs.
+
+AvatarJob lifecycle (the database is the truth; the queue is only a wake-up call):
+
+    queued ──claim──▶ submitting ──accepted──▶ submitted ─▶ processing ─▶ downloading ─▶ succeeded
+      │                   │ retryable before acceptance (1302/1303/5xx): back to queued
+      └─▶ canceled        │ outcome unknown: stays submitting, resolved by external_task_id
+                          └─ permanent error ─▶ failed (with a reason)
+
+Draft jobs skip Kling: queued ──claim──▶ processing (rendering) ─▶ succeeded | failed.
+
+Every transition is a conditional UPDATE that must change exactly one row (see
+AvatarJob.transition), so running any step twice is harmless.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.text import slugify
+
+
+class Team(models.Model):
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=100)
+    slug = models.SlugField(max_length=120, unique=True)
+    personal = models.BooleanField(
+        default=False, help_text="Created with the account; its owner's own workspace."
+    )
+    created = models.DateTimeField(default=timezone.now, editable=False)
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="Membership", related_name="teams"
+    )
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self.slug:
+            self.slug = unique_slug(self.name)
+        super().save(*args, **kwargs)
+
+
+def unique_slug(name: str) -> str:
+    base = slugify(name)[:100] or "team"
+    slug, n = base, 1
+    while Team.objects.filter(slug=slug).exists():
+        n += 1
+        slug = f"{base}-{n}"
+    return slug
+
+
+class Membership(models.Model):
+    class Role(models.TextChoices):
+        ADMIN = "admin", "Admin"
+        MEMBER = "member", "Member"
+        VIEWER = "viewer", "Viewer"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    created = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "team"], name="one_membership_per_team"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.team} ({self.role})"
+
+    @property
+    def can_write(self) -> bool:
+        return self.role in (self.Role.ADMIN, self.Role.MEMBER)
+
+
+class AssetQuerySet(models.QuerySet["Asset"]):
+    def for_team(self, team: Team) -> AssetQuerySet:
+        return self.filter(team=team)
+
+    def portraits(self) -> AssetQuerySet:
+        return self.filter(kind=Asset.Kind.PORTRAIT)
+
+    def voiceovers(self) -> AssetQuerySet:
+        return self.filter(kind=Asset.Kind.AUDIO)
+
+
+def asset_upload_to(asset: Asset, filename: str) -> str:
+    # Stored names are ours, never the uploader's: the original name is kept for display only.
+    ext = filename.rsplit(".", 1)[-1].lower() if "." in filename else "bin"
+    return f"assets/{asset.team.code}/{asset.kind}/{asset.code}.{ext}"
+
+
+class Asset(models.Model):
+    """A portrait or a voice-over owned by a team, validated before it was stored."""
+
+    class Kind(models.TextChoices):
+        PORTRAIT = "portrait", "Portrait"
+        AUDIO = "audio", "Voice-over"
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="assets")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="+",
+    )
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    file = models.FileField(upload_to=asset_upload_to, max_length=255)
+    name = models.CharField(max_length=255, help_text="Display name (the original file name).")
+    sha256 = models.CharField(max_length=64, db_index=True)
+    size = models.PositiveBigIntegerField()
+    format = models.CharField(max_length=10, help_text="Decoded format: jpeg, png, mp3, wav, m4a, aac.")
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    duration = models.FloatField(null=True, blank=True, help_text="Seconds of audio.")
+    created = models.DateTimeField(default=timezone.now, editable=False)
+
+    objects = AssetQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["team", "kind", "sha256"], name="asset_stored_once_per_team"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def content_type(self) -> str:
+        return {
+            "jpeg": "image/jpeg", "png": "image/png", "mp3": "audio/mpeg",
+            "wav": "audio/wav", "m4a": "audio/mp4", "aac": "audio/aac",
+        }.get(self.format, "application/octet-stream")
+
+    def get_absolute_url(self) -> str:
+        return reverse("jobs:asset-file", args=[self.code])
+
+
+class AvatarJobQuerySet(models.QuerySet["AvatarJob"]):
+    def for_team(self, team: Team) -> AvatarJobQuerySet:
+        return self.filter(team=team)
+
+    def active(self) -> AvatarJobQuerySet:
+        return self.filter(status__in=AvatarJob.ACTIVE)
+
+    def in_flight(self) -> AvatarJobQuerySet:
+        """Jobs holding one of Kling's concurrency slots."""
+        return self.exclude(mode=AvatarJob.Mode.DRAFT).filter(status__in=AvatarJob.HOLDING_SLOT)
+
+    def due(self, now: Any = None) -> AvatarJobQuerySet:
+        now = now or timezone.now()
+        return self.active().filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+
+
+def result_upload_to(job: AvatarJob, filename: str) -> str:
+    return f"results/{job.team.code}/{filename}"
+
+
+class AvatarJob(models.Model):
+    class Mode(models.TextChoices):
+        DRAFT = "draft", "Draft (free, offline)"
+        STD = "std", "Standard"
+        PRO = "pro", "Pro"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SUBMITTING = "submitting", "Sending to Kling"
+        SUBMITTED = "submitted", "Accepted by Kling"
+        PROCESSING = "processing", "Generating"
+        DOWNLOADING = "downloading", "Saving"
+        SUCCEEDED = "succeeded", "Done"
+        FAILED = "failed", "Failed"
+        CANCELED = "canceled", "Canceled"
+
+    ACTIVE = (
+        Status.QUEUED, Status.SUBMITTING, Status.SUBMITTED, Status.PROCESSING, Status.DOWNLOADING,
+    )
+    HOLDING_SLOT = (Status.SUBMITTING, Status.SUBMITTED, Status.PROCESSING)
+    TERMINAL = (Status.SUCCEEDED, Status.FAILED, Status.CANCELED)
+    # The per-stage timestamp each status sets when a job enters it.
+    STAMPS = {
+        Status.SUBMITTING: "submitting_at",
+        Status.SUBMITTED: "submitted_at",
+        Status.PROCESSING: "processing_at",
+        Status.DOWNLOADING: "downloading_at",
+        Status.SUCCEEDED: "finished_at",
+        Status.FAILED: "finished_at",
+        Status.CANCELED: "finished_at",
+    }
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="jobs")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        related_name="avatar_jobs",
+    )
+    portrait = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="portrait_jobs")
+    audio = models.ForeignKey(
+        Asset, on_delete=models.PROTECT, related_name="audio_jobs", null=True, blank=True
+    )
+    kling_audio_id = models.CharField(
+        max_length=100, blank=True, help_text="A Kling TTS audio id, used instead of a file."
+    )
+    prompt = models.TextField(blank=True, max_length=2500)
+    mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.DRAFT)
+    status = models.CharField(
+        max_length=12, choices=Status.choices, default=Status.QUEUED, db_index=True
+    )
+
+    # Kling's side. external_task_id is our own UUID, sent on every create: one task per job.
+    task_id = models.CharField(max_length=100, blank=True)
+    external_task_id = models.CharField(max_length=64, unique=True, editable=False)
+
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+    submitting_at = models.DateTimeField(null=True, blank=True)
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    processing_at = models.DateTimeField(null=True, blank=True)
+    downloading_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    attempts = models.PositiveIntegerField(
+        default=0, help_text="How many times a worker has taken up this job's current step."
+    )
+    next_attempt_at = models.DateTimeField(
+        null=True, blank=True, db_index=True,
+        help_text="When the reconciler should look at this job next (a lease while running).",
+    )
+    deadline_at = models.DateTimeField(null=True, blank=True)
+
+    error_code = models.CharField(max_length=40, blank=True)
+    error_message = models.TextField(blank=True)
+
+    video = models.FileField(upload_to=result_upload_to, blank=True, max_length=255)
+    poster = models.FileField(upload_to=result_upload_to, blank=True, max_length=255)
+    video_size = models.PositiveBigIntegerField(null=True, blank=True)
+    duration = models.FloatField(null=True, blank=True, help_text="Seconds of video.")
+    units_charged = models.DecimalField(max_digits=10, decimal_places=3, null=True, blank=True)
+
+    objects = AvatarJobQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [models.Index(fields=["team", "-created"], name="job_team_newest")]
+
+    def __str__(self) -> str:
+        return f"{self.get_mode_display()} job {self.code}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self.external_task_id:
+            self.external_task_id = str(self.code)
+        super().save(*args, **kwargs)
+
+    def get_absolute_url(self) -> str:
+        return reverse("jobs:job-detail", args=[self.code])
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in self.TERMINAL
+
+    @property
+    def uses_kling(self) -> bool:
+        return self.mode != self.Mode.DRAFT
+
+    def transition(self, to: str, *, expect: str | tuple[str, ...], **fields: Any) -> bool:
+        """Move to status `to` only if the row is still in `expect`; True if this call did it.
+
+        The UPDATE carries the condition, so two workers racing for the same step cannot both
+        win: exactly one row changes for the winner and none for the loser. On success the
+        instance is refreshed with the written values.
+        """
+        expected = (expect,) if isinstance(expect, str) else expect
+        now = timezone.now()
+        values: dict[str, Any] = {"status": to, "updated": now, **fields}
+        stamp = self.STAMPS.get(to)
+        if stamp and stamp not in values and to not in expected:
+            values[stamp] = now
+        changed = type(self).objects.filter(pk=self.pk, status__in=expected).update(**values)
+        if changed == 1:
+            for name, value in values.items():
+                setattr(self, name, value)
+            return True
+        return False
+
+    def lease(self, seconds: float) -> Any:
+        return timezone.now() + timedelta(seconds=seconds)
