@@ -38,8 +38,9 @@ class Env:
             return False
         raise ImproperlyConfigured(f"{name}={value!r} is not a yes/no value: use 1/0, true/false.")
 
-    def int(self, name: str, default: int, *, minimum: int | None = None,
-            maximum: int | None = None) -> int:
+    def int(
+        self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None
+    ) -> int:
         value = self.raw(name)
         if value is None or value == "":
             return default
@@ -59,8 +60,13 @@ class Env:
             return list(default)
         return [item.strip() for item in value.split(",") if item.strip()]
 
-    def url(self, name: str, default: str = "", *, schemes: tuple[str, ...] = ("http", "https"),
-            ) -> str:
+    def url(
+        self,
+        name: str,
+        default: str = "",
+        *,
+        schemes: tuple[str, ...] = ("http", "https"),
+    ) -> str:
         value = self.str(name, default)
         if not value:
             return ""
@@ -68,6 +74,7 @@ class Env:
         if parsed.scheme not in schemes or not parsed.netloc:
             allowed = " or ".join(f"{s}://" for s in schemes)
             raise ImproperlyConfigured(
-                f"{name}={value!r} is not a valid URL: it must start with {allowed} and name a host."
+                f"{name}={value!r} is not a valid URL: "
+                f"it must start with {allowed} and name a host."
             )
         return value.rstrip("/")

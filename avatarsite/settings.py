@@ -40,7 +40,9 @@ SECRET_KEY = _secret_key()
 DEBUG = env.bool("DEBUG", False)
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 PUBLIC_BASE_URL = env.url("PUBLIC_BASE_URL")
-CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", [PUBLIC_BASE_URL] if PUBLIC_BASE_URL else [])
+CSRF_TRUSTED_ORIGINS = env.list(
+    "CSRF_TRUSTED_ORIGINS", [PUBLIC_BASE_URL] if PUBLIC_BASE_URL else []
+)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -94,7 +96,9 @@ if _database_url:
     try:
         _db = dj_database_url.parse(_database_url, conn_max_age=60, conn_health_checks=True)
     except ValueError as exc:
-        raise ImproperlyConfigured(f"DATABASE_URL is not a database URL I understand: {exc}") from None
+        raise ImproperlyConfigured(
+            f"DATABASE_URL is not a database URL I understand: {exc}"
+        ) from None
 else:
     DATA_DIR.mkdir(parents=True, exist_ok=True)
     _db = {"ENGINE": "django.db.backends.sqlite3", "NAME": DATA_DIR / "db.sqlite3"}
@@ -115,11 +119,16 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.url("REDIS_URL", schemes=("redis", "rediss", "unix"))
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
-                          "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache",
-                          "LOCATION": "avatarsite_cache"}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "avatarsite_cache",
+        }
+    }
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -201,7 +210,7 @@ KLING_JOB_DEADLINE_SECONDS = env.int("KLING_JOB_DEADLINE_SECONDS", 7200, minimum
 # The worker. The database is the truth and the queue only a wake-up call, so a lost
 # message costs a delay (the reconciler re-drives the job), never the job.
 Q_CLUSTER = {
-    "name": "avatarsite",
+    "name": env.str("Q_CLUSTER_NAME", "avatarsite"),
     "workers": env.int("Q_WORKERS", 2, minimum=1, maximum=64),
     "timeout": 900,  # a task may run this long (a 5-minute draft render with room to spare)
     "retry": 960,  # redeliver an unacknowledged task after this; must exceed the timeout

@@ -29,7 +29,11 @@ def run_ffmpeg(args: list[str], *, timeout: float, stdin: bytes | None = None) -
     cmd = [ffmpeg_exe(), "-hide_banner", *(["-nostdin"] if stdin is None else []), *args]
     try:
         proc = subprocess.run(
-            cmd, input=stdin, capture_output=True, timeout=timeout, check=False,
+            cmd,
+            input=stdin,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
             stdin=None if stdin is not None else subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired:
@@ -65,7 +69,9 @@ class Probe:
 
 _INPUT = re.compile(r"^Input #0, (?P<container>[^,]+(?:,[^ ]+)*), from", re.M)
 _DURATION = re.compile(r"Duration: (?P<h>\d+):(?P<m>\d+):(?P<s>\d+(?:\.\d+)?)")
-_STREAM = re.compile(r"Stream #0:\d+.*?: (?P<kind>Video|Audio): (?P<codec>[\w-]+)(?P<rest>.*)$", re.M)
+_STREAM = re.compile(
+    r"Stream #0:\d+.*?: (?P<kind>Video|Audio): (?P<codec>[\w-]+)(?P<rest>.*)$", re.M
+)
 _SIZE = re.compile(r"(?<![\d.])(?P<w>\d{2,5})x(?P<h>\d{2,5})(?![\d])")
 
 
@@ -73,7 +79,10 @@ def probe(path: Path | str, *, timeout: float = 20) -> Probe | None:
     """Read the container, streams and header duration; None if ffmpeg cannot open the file."""
     proc = subprocess.run(
         [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
-        capture_output=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL,
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+        stdin=subprocess.DEVNULL,
     )
     report = proc.stderr.decode(errors="replace")
     found = _INPUT.search(report)
@@ -106,8 +115,22 @@ def decoded_audio_seconds(path: Path | str, *, timeout: float = 30) -> float:
     Raises FFmpegError when the stream cannot be decoded at all.
     """
     pcm = run_ffmpeg(
-        ["-v", "error", "-i", str(path), "-map", "0:a:0", "-vn", "-ac", "1",
-         "-ar", str(DECODE_RATE), "-f", "s16le", "-"],
+        [
+            "-v",
+            "error",
+            "-i",
+            str(path),
+            "-map",
+            "0:a:0",
+            "-vn",
+            "-ac",
+            "1",
+            "-ar",
+            str(DECODE_RATE),
+            "-f",
+            "s16le",
+            "-",
+        ],
         timeout=timeout,
     )
     return len(pcm) / (2 * DECODE_RATE)

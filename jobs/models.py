@@ -16,7 +16,6 @@ AvatarJob.transition), so running any step twice is harmless.
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -113,7 +112,10 @@ class Asset(models.Model):
     code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="assets")
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
         related_name="+",
     )
     kind = models.CharField(max_length=10, choices=Kind.choices)
@@ -121,7 +123,9 @@ class Asset(models.Model):
     name = models.CharField(max_length=255, help_text="Display name (the original file name).")
     sha256 = models.CharField(max_length=64, db_index=True)
     size = models.PositiveBigIntegerField()
-    format = models.CharField(max_length=10, help_text="Decoded format: jpeg, png, mp3, wav, m4a, aac.")
+    format = models.CharField(
+        max_length=10, help_text="Decoded format: jpeg, png, mp3, wav, m4a, aac."
+    )
     width = models.PositiveIntegerField(null=True, blank=True)
     height = models.PositiveIntegerField(null=True, blank=True)
     duration = models.FloatField(null=True, blank=True, help_text="Seconds of audio.")
@@ -140,15 +144,19 @@ class Asset(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def get_absolute_url(self) -> str:
+        return reverse("jobs:asset-file", args=[self.code])
+
     @property
     def content_type(self) -> str:
         return {
-            "jpeg": "image/jpeg", "png": "image/png", "mp3": "audio/mpeg",
-            "wav": "audio/wav", "m4a": "audio/mp4", "aac": "audio/aac",
+            "jpeg": "image/jpeg",
+            "png": "image/png",
+            "mp3": "audio/mpeg",
+            "wav": "audio/wav",
+            "m4a": "audio/mp4",
+            "aac": "audio/aac",
         }.get(self.format, "application/octet-stream")
-
-    def get_absolute_url(self) -> str:
-        return reverse("jobs:asset-file", args=[self.code])
 
 
 class AvatarJobQuerySet(models.QuerySet["AvatarJob"]):
@@ -188,7 +196,11 @@ class AvatarJob(models.Model):
         CANCELED = "canceled", "Canceled"
 
     ACTIVE = (
-        Status.QUEUED, Status.SUBMITTING, Status.SUBMITTED, Status.PROCESSING, Status.DOWNLOADING,
+        Status.QUEUED,
+        Status.SUBMITTING,
+        Status.SUBMITTED,
+        Status.PROCESSING,
+        Status.DOWNLOADING,
     )
     HOLDING_SLOT = (Status.SUBMITTING, Status.SUBMITTED, Status.PROCESSING)
     TERMINAL = (Status.SUCCEEDED, Status.FAILED, Status.CANCELED)
@@ -206,7 +218,10 @@ class AvatarJob(models.Model):
     code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="jobs")
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
         related_name="avatar_jobs",
     )
     portrait = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="portrait_jobs")
@@ -238,11 +253,16 @@ class AvatarJob(models.Model):
         default=0, help_text="How many times a worker has taken up this job's current step."
     )
     next_attempt_at = models.DateTimeField(
-        null=True, blank=True, db_index=True,
+        null=True,
+        blank=True,
+        db_index=True,
         help_text="When the reconciler should look at this job next (a lease while running).",
     )
     deadline_at = models.DateTimeField(null=True, blank=True)
 
+    source_url = models.URLField(
+        max_length=2000, blank=True, help_text="Kling's copy of the result: a source only."
+    )
     error_code = models.CharField(max_length=40, blank=True)
     error_message = models.TextField(blank=True)
 
@@ -281,12 +301,20 @@ class AvatarJob(models.Model):
     def uses_kling(self) -> bool:
         return self.mode != self.Mode.DRAFT
 
-    def transition(self, to: str, *, expect: str | tuple[str, ...], **fields: Any) -> bool:
+    def transition(
+        self,
+        to: str,
+        *,
+        expect: str | tuple[str, ...],
+        where: dict[str, Any] | None = None,
+        **fields: Any,
+    ) -> bool:
         """Move to status `to` only if the row is still in `expect`; True if this call did it.
 
         The UPDATE carries the condition, so two workers racing for the same step cannot both
         win: exactly one row changes for the winner and none for the loser. On success the
-        instance is refreshed with the written values.
+        instance is refreshed with the written values. `where` adds conditions, such as the
+        lease a worker holds.
         """
         expected = (expect,) if isinstance(expect, str) else expect
         now = timezone.now()
@@ -294,12 +322,38 @@ class AvatarJob(models.Model):
         stamp = self.STAMPS.get(to)
         if stamp and stamp not in values and to not in expected:
             values[stamp] = now
-        changed = type(self).objects.filter(pk=self.pk, status__in=expected).update(**values)
+        rows = type(self).objects.filter(pk=self.pk, status__in=expected, **(where or {}))
+        changed = rows.update(**values)
         if changed == 1:
             for name, value in values.items():
                 setattr(self, name, value)
             return True
         return False
 
-    def lease(self, seconds: float) -> Any:
-        return timezone.now() + timedelta(seconds=seconds)
+
+class KlingAccount(models.Model):
+    """The one Kling account this server uses; paused when Kling needs the operator.
+
+    Auth and balance errors (bad key, resource pack used up) are not a job's fault: they
+    pause all submissions until `paused_until`, and admins see why.
+    """
+
+    paused_until = models.DateTimeField(null=True, blank=True)
+    pause_code = models.CharField(max_length=20, blank=True)
+    pause_message = models.TextField(blank=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "Kling account"
+
+    def __str__(self) -> str:
+        return "Kling account"
+
+    @classmethod
+    def get(cls) -> KlingAccount:
+        account, _ = cls.objects.get_or_create(pk=1)
+        return account
+
+    @property
+    def is_paused(self) -> bool:
+        return bool(self.paused_until and self.paused_until > timezone.now())

@@ -1,11 +1,37 @@
-"""Workflows that touch several models. Keyword-only, typed, atomic; side effects on commit."""
+"""Workflows that touch several models: keyword-only, typed, atomic, side effects on commit.
+
+The job lifecycle lives here (see the docstring of jobs.models). Tasks in jobs.tasks only load
+an id and call one of these functions, so every step can also be driven from tests, commands
+and the admin.
+"""
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+import logging
+import shutil
+import tempfile
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
-from jobs.models import Membership, Team
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.cache import cache
+from django.core.exceptions import ValidationError
+from django.core.files import File
+from django.core.files.base import ContentFile
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from jobs import kling
+from jobs.media import ValidAudio, ValidPortrait
+from jobs.models import Asset, AvatarJob, Membership, Team
+
+log = logging.getLogger(__name__)
+
+# How long a queued job may wait for its wake-up message before the reconciler re-drives it.
+QUEUE_GRACE = timedelta(seconds=60)
+# How many times a worker may take up the same draft render before we give up on it.
+MAX_RENDER_ATTEMPTS = 3
 
 
 @transaction.atomic
@@ -14,3 +40,261 @@ def personal_team_create(*, user: AbstractBaseUser) -> Team:
     team = Team.objects.create(name=f"{name}'s team", personal=True)
     Membership.objects.create(user=user, team=team, role=Membership.Role.ADMIN)
     return team
+
+
+def asset_store(
+    *, team: Team, user: AbstractBaseUser | None, valid: ValidPortrait | ValidAudio
+) -> Asset:
+    """Store a validated file in the team's library, or return the copy it already has.
+
+    The same bytes uploaded twice are stored once (by checksum, per team and kind).
+    """
+    kind = Asset.Kind.PORTRAIT if isinstance(valid, ValidPortrait) else Asset.Kind.AUDIO
+    existing = Asset.objects.filter(team=team, kind=kind, sha256=valid.sha256).first()
+    if existing is not None:
+        return existing
+    asset = Asset(
+        team=team,
+        created_by=user,
+        kind=kind,
+        name=valid.name,
+        sha256=valid.sha256,
+        size=valid.size,
+        format=valid.format,
+        width=getattr(valid, "width", None),
+        height=getattr(valid, "height", None),
+        duration=getattr(valid, "duration", None),
+    )
+    asset.file.save(f"upload.{valid.ext}", ContentFile(valid.content), save=False)
+    try:
+        with transaction.atomic():
+            asset.save()
+    except IntegrityError:
+        # Someone stored the same file a moment ago: keep theirs, drop ours.
+        asset.file.delete(save=False)
+        return Asset.objects.get(team=team, kind=kind, sha256=valid.sha256)
+    except BaseException:
+        asset.file.delete(save=False)
+        raise
+    return asset
+
+
+def check_mode(mode: str) -> None:
+    """Refuse Kling modes while no Kling credentials are configured."""
+    if mode not in AvatarJob.Mode.values:
+        raise ValidationError(
+            f"Mode {mode!r} does not exist: choose draft, std or pro.", code="mode"
+        )
+    if mode != AvatarJob.Mode.DRAFT and not kling.is_configured():
+        raise ValidationError(
+            f"{mode} needs a Kling key, and none is configured on this server: choose draft "
+            "(free, offline), or ask the operator to set KLING_ACCESS_KEY and KLING_SECRET_KEY "
+            "(or KLING_API_KEY).",
+            code="mode",
+        )
+
+
+def job_create(
+    *,
+    team: Team,
+    user: AbstractBaseUser | None,
+    portrait: Asset,
+    audio: Asset | None = None,
+    kling_audio_id: str = "",
+    prompt: str = "",
+    mode: str = AvatarJob.Mode.DRAFT,
+) -> AvatarJob:
+    """Queue a new job; the worker is woken once the row is committed."""
+    check_mode(mode)
+    if (audio is None) == (not kling_audio_id):
+        raise ValidationError("Give exactly one voice-over: a file or a Kling audio id.")
+    if portrait.team_id != team.pk or portrait.kind != Asset.Kind.PORTRAIT:
+        raise ValidationError("That portrait is not in this team's library.")
+    if audio is not None and (audio.team_id != team.pk or audio.kind != Asset.Kind.AUDIO):
+        raise ValidationError("That voice-over is not in this team's library.")
+    with transaction.atomic():
+        job = AvatarJob.objects.create(
+            team=team,
+            created_by=user,
+            portrait=portrait,
+            audio=audio,
+            kling_audio_id=kling_audio_id,
+            prompt=prompt,
+            mode=mode,
+            next_attempt_at=timezone.now()
+            + (QUEUE_GRACE if mode == AvatarJob.Mode.DRAFT else timedelta(0)),
+        )
+        transaction.on_commit(lambda: wake(job.pk))
+    return job
+
+
+WAKE_DEDUP_SECONDS = 30
+
+
+def wake(job_id: int) -> None:
+    """Ask the worker to advance one job. Losing this message only delays the job.
+
+    The same job in the same state is woken at most once per WAKE_DEDUP_SECONDS, however
+    many tickers, callbacks and reconciler runs ask for it (cache.add is atomic).
+    """
+    from django_q.tasks import async_task
+
+    row = AvatarJob.objects.filter(pk=job_id).values_list("status", "next_attempt_at").first()
+    if row is None:
+        return
+    key = f"wake:{job_id}:{row[0]}:{row[1].timestamp() if row[1] else '-'}"
+    if not cache.add(key, 1, timeout=WAKE_DEDUP_SECONDS):
+        return
+    try:
+        async_task("jobs.tasks.advance_job", job_id, task_name=f"job-{job_id}", group="jobs")
+    except Exception:
+        cache.delete(key)
+        log.exception("could not enqueue job %s; the reconciler will pick it up", job_id)
+
+
+def job_advance(*, job_id: int) -> None:
+    """Do the next step of one job, whatever its state. Safe to call any number of times."""
+    job = AvatarJob.objects.select_related("portrait", "audio", "team").filter(pk=job_id).first()
+    if job is None or job.is_terminal:
+        return
+    if job.mode == AvatarJob.Mode.DRAFT:
+        _draft_step(job)
+    else:
+        from jobs.engines import kling as kling_engine
+
+        kling_engine.advance(job)
+
+
+def job_cancel(*, job: AvatarJob) -> bool:
+    """Cancel a job that has not been sent to Kling (or rendered) yet."""
+    return job.transition(
+        AvatarJob.Status.CANCELED,
+        expect=AvatarJob.Status.QUEUED,
+        next_attempt_at=None,
+        error_code="",
+        error_message="",
+    )
+
+
+def job_fail(*, job: AvatarJob, code: str, message: str, expect: Any = None) -> bool:
+    expect = expect or AvatarJob.ACTIVE
+    return job.transition(
+        AvatarJob.Status.FAILED,
+        expect=expect,
+        next_attempt_at=None,
+        error_code=code,
+        error_message=message,
+    )
+
+
+def reconcile(*, now: Any = None) -> int:
+    """Wake every active job that is due: lost messages and dead workers cost a delay only.
+
+    Runs every second in each worker (jobs.ticker) and every minute from django-q2's
+    scheduler; returns how many jobs were due.
+    """
+    due = list(AvatarJob.objects.due(now).values_list("pk", flat=True)[:500])
+    for job_id in due:
+        wake(job_id)
+    return len(due)
+
+
+# --- the draft engine's lifecycle -------------------------------------------------------------
+
+
+def render_lease_seconds(job: AvatarJob) -> float:
+    duration = job.audio.duration if job.audio else 300
+    return 120 + 4 * (duration or 300)
+
+
+def _draft_step(job: AvatarJob) -> None:
+    now = timezone.now()
+    lease_until = now + timedelta(seconds=render_lease_seconds(job))
+    if job.status == AvatarJob.Status.QUEUED:
+        claimed = job.transition(
+            AvatarJob.Status.PROCESSING,
+            expect=AvatarJob.Status.QUEUED,
+            next_attempt_at=lease_until,
+            attempts=job.attempts + 1,
+        )
+    elif (
+        job.status == AvatarJob.Status.PROCESSING
+        and job.next_attempt_at
+        and job.next_attempt_at <= now
+    ):
+        # The worker that held this render died (its lease ran out): take it over.
+        if job.attempts >= MAX_RENDER_ATTEMPTS:
+            job_fail(
+                job=job,
+                code="render_crashed",
+                expect=AvatarJob.Status.PROCESSING,
+                message=f"The draft renderer stopped {job.attempts} times on this job without "
+                "finishing. Try again; if it keeps happening, tell the operator.",
+            )
+            return
+        claimed = job.transition(
+            AvatarJob.Status.PROCESSING,
+            expect=AvatarJob.Status.PROCESSING,
+            where={"next_attempt_at": job.next_attempt_at},
+            next_attempt_at=lease_until,
+            attempts=job.attempts + 1,
+        )
+    else:
+        return  # someone else is on it, or it is waiting
+    if claimed:
+        _draft_render(job, lease_until)
+
+
+def _draft_render(job: AvatarJob, lease_until: Any) -> None:
+    from jobs.engines.draft import RenderError, render_draft
+
+    workdir = Path(tempfile.mkdtemp(prefix=f"draft-{job.code}-"))
+    saved: list[Any] = []
+    try:
+        portrait = _copy_to(job.portrait.file, workdir / f"portrait.{job.portrait.format}")
+        audio = _copy_to(job.audio.file, workdir / f"audio.{job.audio.format}")
+        try:
+            result = render_draft(portrait=portrait, audio=audio, workdir=workdir / "out")
+        except RenderError as exc:
+            log.warning("draft render failed for %s: %s", job.code, getattr(exc, "detail", exc))
+            job_fail(
+                job=job, code="render_failed", message=str(exc), expect=AvatarJob.Status.PROCESSING
+            )
+            return
+        with result.video.open("rb") as fh:
+            job.video.save(f"{job.code}.mp4", File(fh), save=False)
+            saved.append(job.video)
+        with result.poster.open("rb") as fh:
+            job.poster.save(f"{job.code}.jpg", File(fh), save=False)
+            saved.append(job.poster)
+        finished = job.transition(
+            AvatarJob.Status.SUCCEEDED,
+            expect=AvatarJob.Status.PROCESSING,
+            where={"next_attempt_at": lease_until},
+            next_attempt_at=None,
+            video=job.video.name,
+            poster=job.poster.name,
+            video_size=result.video.stat().st_size,
+            duration=result.duration,
+            error_code="",
+            error_message="",
+        )
+        if not finished:
+            # Our lease ran out and another worker took over (or the job was canceled).
+            for f in saved:
+                f.delete(save=False)
+    except BaseException:
+        for f in saved:
+            f.delete(save=False)
+        raise
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _copy_to(field: Any, dest: Path) -> Path:
+    """Copy a stored file to a local path (storage may be remote, ffmpeg needs a path)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with field.open("rb") as src, dest.open("wb") as out:
+        shutil.copyfileobj(src, out, 1024 * 1024)
+    field.close()
+    return dest

@@ -1,0 +1,109 @@
+"""Start the web server and the worker together; Ctrl-C stops both."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+
+
+class Command(BaseCommand):
+    help = "Run gunicorn and the django-q2 worker on 127.0.0.1:$PORT (8000) until Ctrl-C."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=None)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        port = options["port"] or _port_from_env()
+        host = options["host"]
+        python = sys.executable
+        manage = str(settings.BASE_DIR / "manage.py")
+        web = [
+            python,
+            "-m",
+            "gunicorn",
+            "avatarsite.wsgi:application",
+            "--bind",
+            f"{host}:{port}",
+            "--workers",
+            "2",
+            "--threads",
+            "4",
+            "--worker-class",
+            "gthread",
+            "--timeout",
+            "120",
+            "--graceful-timeout",
+            "10",
+            "--access-logfile",
+            "-",
+            "--chdir",
+            str(settings.BASE_DIR),
+        ]
+        worker = [python, manage, "qcluster"]
+        procs = {"web": subprocess.Popen(web), "worker": subprocess.Popen(worker)}
+        admins = get_user_model().objects.filter(is_superuser=True).order_by("pk")
+        admin = admins.first()
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"\navatarsite is running: http://{host}:{port}/\n"
+                + (
+                    f"Log in as '{admin.get_username()}' (the password printed when the "
+                    "account was made, or DJANGO_SUPERUSER_PASSWORD).\n"
+                    if admin
+                    else ""
+                )
+                + "Press Ctrl-C to stop the web server and the worker.\n"
+            )
+        )
+        stopping = False
+
+        def stop(*_: Any) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        exit_code = 0
+        try:
+            while not stopping:
+                for name, proc in procs.items():
+                    if proc.poll() is not None:
+                        self.stderr.write(
+                            f"The {name} process stopped (exit {proc.returncode}); "
+                            "stopping the studio."
+                        )
+                        exit_code = proc.returncode or 1
+                        stopping = True
+                time.sleep(0.5)
+        finally:
+            for proc in procs.values():
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 20
+            for proc in procs.values():
+                try:
+                    proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        self.stdout.write("Stopped.")
+        if exit_code:
+            raise CommandError(
+                "The studio stopped because one of its processes died.", returncode=exit_code
+            )
+
+
+def _port_from_env() -> int:
+    raw = os.environ.get("PORT", "8000").strip() or "8000"
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise CommandError(f"PORT={raw!r} is not a port number: use 1-65535.")
+    return int(raw)

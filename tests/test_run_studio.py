@@ -1,0 +1,69 @@
+"""`make run`'s last step starts the web server and the worker; SIGINT stops both."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_run_studio_serves_and_stops_on_ctrl_c(tmp_path):
+    port = free_port()
+    env = {**os.environ, "DATA_DIR": str(tmp_path), "PORT": str(port)}
+    env.pop("DATABASE_URL", None)
+    env.pop("REDIS_URL", None)
+    manage = [sys.executable, str(ROOT / "manage.py")]
+    for step in (
+        ["migrate", "--noinput", "-v", "0"],
+        ["collectstatic", "--noinput", "-v", "0"],
+        ["createcachetable"],
+    ):
+        subprocess.run(manage + step, env=env, cwd=ROOT, check=True, timeout=120)
+    proc = subprocess.Popen(
+        manage + ["run_studio"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline, status = time.monotonic() + 60, None
+        while time.monotonic() < deadline and status is None:
+            try:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/accounts/login/", timeout=2
+                ) as r:
+                    status = r.status
+                    page = r.read().decode()
+            except OSError:
+                time.sleep(0.3)
+        assert status == 200 and "Log in" in page
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/static/css/studio.css") as r:
+            assert r.status == 200
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        out, _ = proc.communicate(timeout=40)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    text = out.decode()
+    assert f"avatarsite is running: http://127.0.0.1:{port}/" in text
+    assert "Stopped." in text
+    assert proc.returncode == 0
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/", timeout=2)

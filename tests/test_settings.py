@@ -1,0 +1,63 @@
+"""Configuration is parsed strictly: a bad value stops start-up and names the variable."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from avatarsite.env import Env
+from tests.conftest import ROOT
+
+
+def test_bool_accepts_common_spellings():
+    env = Env({"A": "yes", "B": "0", "C": "TRUE"})
+    assert (env.bool("A"), env.bool("B"), env.bool("C"), env.bool("MISSING", True)) == (
+        True,
+        False,
+        True,
+        True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("environ", "call", "fragment"),
+    [
+        ({"DEBUG": "maybe"}, lambda e: e.bool("DEBUG"), "DEBUG='maybe' is not a yes/no value"),
+        ({"N": "ten"}, lambda e: e.int("N", 1), "N='ten' is not a whole number"),
+        ({"N": "0"}, lambda e: e.int("N", 1, minimum=1), "N=0 is too small"),
+        ({"U": "ftp://x"}, lambda e: e.url("U"), "U='ftp://x' is not a valid URL"),
+        ({"U": "http://"}, lambda e: e.url("U"), "U='http://' is not a valid URL"),
+    ],
+)
+def test_bad_values_name_the_variable(environ, call, fragment):
+    with pytest.raises(ImproperlyConfigured, match=fragment.replace("(", r"\(")):
+        call(Env(environ))
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "fragment"),
+    [
+        ("DEBUG", "perhaps", "DEBUG='perhaps'"),
+        ("KLING_MAX_CONCURRENCY", "lots", "KLING_MAX_CONCURRENCY='lots'"),
+        ("KLING_MAX_AUDIO_SECONDS", "301", "KLING_MAX_AUDIO_SECONDS=301 is too large"),
+        ("KLING_ACCESS_KEY", "only-half", "KLING_ACCESS_KEY and KLING_SECRET_KEY go together"),
+        ("PUBLIC_BASE_URL", "example.com", "PUBLIC_BASE_URL='example.com'"),
+        ("DATABASE_URL", "nonsense://x", "DATABASE_URL"),
+    ],
+)
+def test_start_up_stops_with_a_message(name, value, fragment, tmp_path):
+    env = {**os.environ, name: value, "DATA_DIR": str(tmp_path)}
+    proc = subprocess.run(
+        [sys.executable, "manage.py", "check"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode != 0
+    assert fragment in proc.stderr

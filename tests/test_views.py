@@ -1,0 +1,210 @@
+"""The minimal studio pages: members work, outsiders get 404, viewers get 403 on writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+from jobs import services, tasks
+from jobs.media import validate_audio, validate_portrait
+from jobs.models import Asset, AvatarJob
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def job(team, owner, portrait_path, audio_path) -> AvatarJob:
+    job = services.job_create(
+        team=team,
+        user=owner,
+        portrait=services.asset_store(
+            team=team, user=owner, valid=validate_portrait(portrait_path)
+        ),
+        audio=services.asset_store(team=team, user=owner, valid=validate_audio(audio_path)),
+    )
+    tasks.advance_job(job.pk)
+    job.refresh_from_db()
+    return job
+
+
+def login(client, user, team=None):
+    client.force_login(user)
+    if team is not None:  # work in that team rather than the personal one
+        session = client.session
+        session["team"] = str(team.code)
+        session.save()
+    return client
+
+
+def job_urls(job: AvatarJob) -> list[str]:
+    return [
+        reverse("jobs:job-detail", args=[job.code]),
+        reverse("jobs:job-video", args=[job.code]),
+        reverse("jobs:job-poster", args=[job.code]),
+        reverse("jobs:asset-file", args=[job.portrait.code]),
+        reverse("jobs:asset-file", args=[job.audio.code]),
+    ]
+
+
+def test_anonymous_visitors_are_sent_to_log_in(client, job):
+    for url in ["/", reverse("jobs:job-new"), *job_urls(job)]:
+        response = client.get(url)
+        assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
+
+
+def test_members_see_their_teams_jobs(client, job, teammate, team):
+    response = login(client, teammate, team).get("/")
+    assert response.status_code == 200
+    assert str(job.code) in response.content.decode()
+    for url in job_urls(job):
+        assert client.get(url).status_code == 200, url
+
+
+def test_outsiders_get_404_everywhere(client, job, outsider):
+    login(client, outsider)
+    assert str(job.code) not in client.get("/").content.decode()
+    for url in job_urls(job):
+        assert client.get(url).status_code == 404, url
+    assert client.post(reverse("jobs:job-cancel", args=[job.code])).status_code == 404
+
+
+def test_viewers_cannot_create_or_cancel(client, job, viewer, team):
+    login(client, viewer, team)
+    assert client.get(reverse("jobs:job-new")).status_code == 403
+    assert client.post(reverse("jobs:job-cancel", args=[job.code])).status_code == 403
+    assert client.get(reverse("jobs:job-detail", args=[job.code])).status_code == 200
+
+
+def test_first_run_dashboard_explains_the_two_steps(client, owner):
+    page = login(client, owner).get("/").content.decode()
+    assert "Make your first talking avatar" in page and "Upload a portrait" in page
+
+
+def upload(name: str, path: Path, content_type: str = "application/octet-stream"):
+    return SimpleUploadedFile(name, path.read_bytes(), content_type=content_type)
+
+
+def test_new_job_from_uploads(client, owner, team, portrait_path, audio_path):
+    response = login(client, owner).post(
+        reverse("jobs:job-new"),
+        {
+            "portrait": upload("Me at work.jpg", portrait_path, "image/jpeg"),
+            "audio": upload("hello.mp3", audio_path, "audio/mpeg"),
+            "prompt": "wave",
+            "mode": "draft",
+        },
+    )
+    job = AvatarJob.objects.get()
+    assert response.status_code == 302 and response["Location"] == job.get_absolute_url()
+    assert (job.team, job.created_by, job.mode, job.prompt, job.status) == (
+        team,
+        owner,
+        "draft",
+        "wave",
+        AvatarJob.Status.QUEUED,
+    )
+    assert job.portrait.name == "Me at work.jpg" and job.audio.duration == pytest.approx(3, abs=0.1)
+
+
+def test_new_job_reuses_library_files(client, owner, team, portrait_path, audio_path):
+    login(client, owner)
+    for _ in range(2):
+        client.post(
+            reverse("jobs:job-new"),
+            {
+                "portrait": upload("a.jpg", portrait_path),
+                "audio": upload("a.mp3", audio_path),
+                "mode": "draft",
+            },
+        )
+    assert AvatarJob.objects.count() == 2
+    assert Asset.objects.count() == 2  # the same two files, stored once
+
+
+def test_bad_upload_is_explained_next_to_the_field_and_nothing_is_stored(
+    client, owner, audio_path, media_root
+):
+    response = login(client, owner).post(
+        reverse("jobs:job-new"),
+        {
+            "portrait": SimpleUploadedFile("face.jpg", b"<html><body>hi</body></html>"),
+            "audio": upload("a.mp3", audio_path),
+            "mode": "draft",
+        },
+    )
+    assert response.status_code == 200
+    form = response.context["form"]
+    assert form.errors["portrait"] and "not a JPEG or PNG" in form.errors["portrait"][0]
+    assert "not a JPEG or PNG" in response.content.decode()
+    assert AvatarJob.objects.count() == 0 and Asset.objects.count() == 0
+    assert not any(p.is_file() for p in media_root.rglob("*"))
+
+
+def test_missing_files_are_asked_for(client, owner):
+    response = login(client, owner).post(reverse("jobs:job-new"), {"mode": "draft"})
+    errors = response.context["form"].errors
+    assert "Choose a portrait" in errors["portrait"][0]
+    assert "Choose a voice-over" in errors["audio"][0]
+
+
+def test_kling_modes_are_refused_without_a_key(client, owner, portrait_path, audio_path, settings):
+    settings.KLING_API_KEY = settings.KLING_ACCESS_KEY = settings.KLING_SECRET_KEY = ""
+    response = login(client, owner).post(
+        reverse("jobs:job-new"),
+        {
+            "portrait": upload("a.jpg", portrait_path),
+            "audio": upload("a.mp3", audio_path),
+            "mode": "pro",
+        },
+    )
+    assert "pro needs a Kling key" in response.context["form"].errors["mode"][0]
+    assert AvatarJob.objects.count() == 0
+
+
+def test_cancel_a_queued_job(client, owner, team, portrait_path, audio_path):
+    job = services.job_create(
+        team=team,
+        user=owner,
+        portrait=services.asset_store(
+            team=team, user=owner, valid=validate_portrait(portrait_path)
+        ),
+        audio=services.asset_store(team=team, user=owner, valid=validate_audio(audio_path)),
+    )
+    response = login(client, owner).post(reverse("jobs:job-cancel", args=[job.code]))
+    assert response.status_code == 302
+    job.refresh_from_db()
+    assert job.status == AvatarJob.Status.CANCELED
+
+
+def test_the_job_page_plays_the_stored_video(client, owner, job):
+    page = login(client, owner).get(job.get_absolute_url()).content.decode()
+    assert f'src="{reverse("jobs:job-video", args=[job.code])}"' in page
+    assert "Download MP4" in page
+
+
+def test_videos_are_served_with_byte_ranges(client, owner, job):
+    url = reverse("jobs:job-video", args=[job.code])
+    size = job.video.size
+    login(client, owner)
+    whole = client.get(url)
+    assert whole.status_code == 200 and whole["Accept-Ranges"] == "bytes"
+    body = b"".join(whole.streaming_content)
+    assert len(body) == size and body[4:8] == b"ftyp"
+    part = client.get(url, HTTP_RANGE="bytes=100-199")
+    assert part.status_code == 206 and part["Content-Range"] == f"bytes 100-199/{size}"
+    assert b"".join(part.streaming_content) == body[100:200]
+    tail = client.get(url, HTTP_RANGE="bytes=-10")
+    assert b"".join(tail.streaming_content) == body[-10:]
+    assert client.get(url, HTTP_RANGE=f"bytes={size}-").status_code == 416
+    download = client.get(url + "?download=1")
+    assert download["Content-Disposition"].startswith("attachment; filename=")
+    assert download["X-Content-Type-Options"] == "nosniff"
+
+
+def test_unknown_pages_get_a_friendly_404(client, owner):
+    response = login(client, owner).get("/jobs/00000000-0000-0000-0000-000000000000/")
+    assert response.status_code == 404
+    assert "belongs to a team you are not in" in response.content.decode()
