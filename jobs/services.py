@@ -298,3 +298,44 @@ def _copy_to(field: Any, dest: Path) -> Path:
         shutil.copyfileobj(src, out, 1024 * 1024)
     field.close()
     return dest
+
+
+# --- the studio's actions ------------------------------------------------------------------
+
+
+def job_retry(*, job: AvatarJob, user: AbstractBaseUser | None) -> AvatarJob:
+    """Make a fresh job with the same inputs (a new UUID, so a new Kling task id)."""
+    if job.status != AvatarJob.Status.FAILED:
+        raise ValidationError("Only a failed job can be retried.")
+    return job_create(
+        team=job.team,
+        user=user,
+        portrait=job.portrait,
+        audio=job.audio,
+        kling_audio_id=job.kling_audio_id,
+        prompt=job.prompt,
+        mode=job.mode,
+    )
+
+
+def asset_rename(*, asset: Asset, name: str) -> Asset:
+    from jobs.media import display_name
+
+    cleaned = display_name(name or "")
+    if not cleaned:
+        raise ValidationError("Give the file a name.")
+    asset.name = cleaned
+    asset.save(update_fields=["name"])
+    return asset
+
+
+def asset_delete(*, asset: Asset) -> None:
+    """Delete a library file that no job uses (jobs keep their inputs for good)."""
+    used = asset.portrait_jobs.exists() or asset.audio_jobs.exists()
+    if used:
+        raise ValidationError(
+            f"{asset.name} is used by jobs, which keep their inputs: it cannot be deleted."
+        )
+    with transaction.atomic():
+        asset.delete()
+        transaction.on_commit(lambda: asset.file.delete(save=False))
