@@ -50,6 +50,7 @@ class Stream:
     codec: str
     width: int | None = None
     height: int | None = None
+    attached_pic: bool = False  # cover art in an audio file, not a video track
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class Probe:
 
     @property
     def video(self) -> Stream | None:
-        return next((s for s in self.streams if s.kind == "video"), None)
+        return next((s for s in self.streams if s.kind == "video" and not s.attached_pic), None)
 
     @property
     def audio(self) -> Stream | None:
@@ -75,15 +76,23 @@ _STREAM = re.compile(
 _SIZE = re.compile(r"(?<![\d.])(?P<w>\d{2,5})x(?P<h>\d{2,5})(?![\d])")
 
 
+def _local(path: Path | str) -> str:
+    """Name a local file so ffmpeg never reads it as a protocol (`concat:`, `http:`...)."""
+    return f"file:{Path(path).resolve()}"
+
+
 def probe(path: Path | str, *, timeout: float = 20) -> Probe | None:
     """Read the container, streams and header duration; None if ffmpeg cannot open the file."""
-    proc = subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)],
-        capture_output=True,
-        timeout=timeout,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
+    try:
+        proc = subprocess.run(
+            [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", _local(path)],
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired:
+        return None
     report = proc.stderr.decode(errors="replace")
     found = _INPUT.search(report)
     if not found:
@@ -100,6 +109,7 @@ def probe(path: Path | str, *, timeout: float = 20) -> Probe | None:
                 codec=m["codec"],
                 width=int(size["w"]) if size else None,
                 height=int(size["h"]) if size else None,
+                attached_pic="(attached pic)" in m["rest"],
             )
         )
     return Probe(container=found["container"], duration=duration, streams=streams)
@@ -119,7 +129,7 @@ def decoded_audio_seconds(path: Path | str, *, timeout: float = 30) -> float:
             "-v",
             "error",
             "-i",
-            str(path),
+            _local(path),
             "-map",
             "0:a:0",
             "-vn",
