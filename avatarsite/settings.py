@@ -6,7 +6,9 @@ Everything that differs between machines comes from the environment and is parse
 
 from __future__ import annotations
 
+import os
 import secrets
+import tempfile
 from pathlib import Path
 
 import dj_database_url
@@ -112,8 +114,9 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
             "timeout": 20,
         }
     )
-    # A file (not :memory:) so worker processes started by tests share the test database.
-    _db["TEST"] = {"NAME": str(DATA_DIR / "test-db.sqlite3")}
+    # A file (not :memory:) so worker processes started by tests share the test database;
+    # one per test run, so runs side by side do not share it.
+    _db["TEST"] = {"NAME": str(Path(tempfile.gettempdir()) / f"avatarsite-test-{os.getpid()}.db")}
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
