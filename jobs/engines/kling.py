@@ -1,0 +1,527 @@
+"""The Kling engine: std and pro jobs, exactly one Kling task per job, results kept for good.
+
+Lifecycle (see jobs.models): a queued job waits for a slot (`dispatch`), is claimed into
+`submitting`, POSTed with its own UUID as `external_task_id`, tracked while Kling works, and
+its result streamed into our storage. Every step first takes a lease on the job with a
+conditional UPDATE (`_take`), so a duplicate wake-up or a second worker does nothing.
+
+Exactly once: a POST whose outcome is unknown (timeout, reset, 5xx, garbage) leaves the job
+in `submitting` marked `outcome_unknown`; the next attempt asks Kling for the external id
+first and adopts the task if it exists, and only POSTs again (same id) if it does not. A
+duplicate-id refusal from Kling also means "it exists": adopt it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+import tempfile
+from collections import Counter
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.files import File
+from django.db import connection, transaction
+from django.db.models import Q
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.crypto import salted_hmac
+
+from jobs import kling
+from jobs.ffmpeg import FFmpegError, probe, run_ffmpeg
+from jobs.kling import messages
+from jobs.kling.client import ErrorKind, KlingClient, KlingError, KlingTask
+from jobs.models import AvatarJob, KlingAccount
+
+log = logging.getLogger(__name__)
+Status = AvatarJob.Status
+
+OPERATOR_PAUSE = timedelta(minutes=10)
+MAX_DOWNLOAD_ATTEMPTS = 12
+OVERDUE_RECHECK = timedelta(hours=6)
+MAX_LOST_TASK_QUERIES = 5
+DOWNLOAD_MAX_BYTES = 2 * 1024**3  # a 5-minute 1080p video is a few hundred MB
+DOWNLOAD_TIMEOUT = 15 * 60
+
+
+# --- timing -------------------------------------------------------------------------------
+
+
+def callbacks_enabled() -> bool:
+    return bool(settings.PUBLIC_BASE_URL)
+
+
+def poll_delay(polls: int) -> float:
+    """Seconds until the next status query: a few seconds at first, then up to minutes.
+
+    With callbacks on, polling is only the fallback, so it starts slower.
+    """
+    first, cap = (30.0, 300.0) if callbacks_enabled() else (3.0, 120.0)
+    return min(first * 1.5 ** max(polls - 1, 0), cap) * random.uniform(0.85, 1.15)
+
+
+def retry_delay(attempts: int, *, first: float = 1.0, cap: float = 60.0) -> float:
+    """Exponential backoff from `first` (≥ 1 s for Kling's 1302/1303), with jitter."""
+    return min(first * 2 ** max(attempts - 1, 0), cap) * random.uniform(1.0, 1.25)
+
+
+def later(seconds: float) -> Any:
+    return timezone.now() + timedelta(seconds=seconds)
+
+
+# --- callbacks -----------------------------------------------------------------------------
+
+
+def callback_secret(job: AvatarJob) -> str:
+    return salted_hmac("avatarsite.kling-callback", str(job.code)).hexdigest()[:32]
+
+
+def callback_url(job: AvatarJob) -> str | None:
+    if not callbacks_enabled():
+        return None
+    path = reverse("kling-callback", args=[job.code, callback_secret(job)])
+    return f"{settings.PUBLIC_BASE_URL}{path}"
+
+
+def callback_hint(job: AvatarJob, hint: str | None) -> bool:
+    """Wake the job up because Kling says something changed; True if it was woken.
+
+    The callback body is never trusted: it only decides whether asking Kling now is worth a
+    request. Reports of a state we already know ("submitted"/"processing" while the job is
+    waiting on Kling) change nothing; anything else makes the job query Kling now.
+    """
+    if not job.uses_kling or job.status not in AvatarJob.HOLDING_SLOT:
+        return False
+    if (
+        hint in ("submitted", "processing")
+        and job.status != Status.SUBMITTING
+        and job.error_code != "overdue"
+    ):
+        return False
+    woke = (
+        AvatarJob.objects.filter(pk=job.pk, status__in=AvatarJob.HOLDING_SLOT)
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__gt=timezone.now()))
+        .update(next_attempt_at=timezone.now())
+    )
+    if woke:
+        from jobs.services import wake
+
+        wake(job.pk)
+    return bool(woke)
+
+
+# --- slots ---------------------------------------------------------------------------------
+
+
+def _serialize_dispatch() -> None:
+    """Make concurrent dispatchers take turns, so the slot count they read stays true.
+
+    SQLite already runs one writing transaction at a time (IMMEDIATE mode); PostgreSQL
+    takes a transaction-scoped advisory lock.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [7_340_001])
+
+
+def dispatch() -> list[int]:
+    """Hand free Kling slots to queued jobs: fewest jobs in flight per user first, then oldest."""
+    if not kling.is_configured() or KlingAccount.get().is_paused:
+        return []
+    chosen: list[int] = []
+    with transaction.atomic():
+        _serialize_dispatch()
+        holders = list(AvatarJob.objects.in_flight().values_list("created_by_id", flat=True))
+        free = settings.KLING_MAX_CONCURRENCY - len(holders)
+        if free <= 0:
+            return []
+        now = timezone.now()
+        waiting = list(
+            AvatarJob.objects.filter(status=Status.QUEUED)
+            .exclude(mode=AvatarJob.Mode.DRAFT)
+            .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+            .order_by("created", "pk")
+            .values_list("pk", "created_by_id")[:1000]
+        )
+        in_flight = Counter(holders)
+        while free and waiting:
+            # min() keeps the first of equals, and `waiting` is oldest first.
+            pick = min(waiting, key=lambda row: in_flight[row[1]])
+            waiting.remove(pick)
+            claimed = AvatarJob.objects.filter(pk=pick[0], status=Status.QUEUED).update(
+                status=Status.SUBMITTING,
+                submitting_at=now,
+                updated=now,
+                next_attempt_at=None,
+            )
+            if claimed:
+                chosen.append(pick[0])
+                in_flight[pick[1]] += 1
+                free -= 1
+    from jobs.services import wake
+
+    for pk in chosen:
+        wake(pk)
+    return chosen
+
+
+def _dispatch_on_commit() -> None:
+    transaction.on_commit(dispatch)
+
+
+def pause_submissions(error: KlingError) -> None:
+    account = KlingAccount.get()
+    account.paused_until = timezone.now() + OPERATOR_PAUSE
+    account.pause_code = str(error.code or "")
+    account.pause_message = messages.operator_message(error.code, error.message)
+    account.save()
+    log.error("Kling submissions paused: %s", account.pause_message)
+
+
+def resume_submissions() -> None:
+    KlingAccount.objects.filter(pk=1).update(paused_until=None)
+    dispatch()
+
+
+# --- the steps -----------------------------------------------------------------------------
+
+
+def advance(job: AvatarJob) -> None:
+    if job.status == Status.QUEUED:
+        dispatch()
+    elif job.status == Status.SUBMITTING:
+        _submit(job)
+    elif job.status in (Status.SUBMITTED, Status.PROCESSING):
+        _track(job)
+    elif job.status == Status.DOWNLOADING:
+        _download(job)
+
+
+def _take(job: AvatarJob, lease_seconds: float) -> bool:
+    """Lease the job's current step if it is due; False if another worker has it."""
+    now = timezone.now()
+    if job.next_attempt_at and job.next_attempt_at > now:
+        return False
+    lease = now + timedelta(seconds=lease_seconds)
+    taken = AvatarJob.objects.filter(
+        pk=job.pk, status=job.status, next_attempt_at=job.next_attempt_at
+    ).update(next_attempt_at=lease, attempts=job.attempts + 1, updated=now)
+    if taken:
+        job.next_attempt_at, job.attempts = lease, job.attempts + 1
+    return bool(taken)
+
+
+def _http_lease() -> float:
+    return settings.KLING_HTTP_TIMEOUT * 4 + 30
+
+
+def _release(job: AvatarJob, delay: float, **fields: Any) -> None:
+    """Give the step back, to be taken up again after `delay` seconds."""
+    AvatarJob.objects.filter(
+        pk=job.pk, status=job.status, next_attempt_at=job.next_attempt_at
+    ).update(next_attempt_at=later(delay), updated=timezone.now(), **fields)
+
+
+def _submit(job: AvatarJob) -> None:
+    account = KlingAccount.get()
+    if account.is_paused:
+        if job.error_code == "outcome_unknown":
+            return  # must still be resolved; the reconciler comes back after the pause
+        job.transition(
+            Status.QUEUED,
+            expect=Status.SUBMITTING,
+            next_attempt_at=None,
+            error_code="paused",
+            error_message=_paused_note(),
+        )
+        return
+    if not _take(job, _http_lease()):
+        return
+    client = KlingClient.from_settings()
+    try:
+        if job.error_code == "outcome_unknown":
+            existing = client.find_by_external_id(job.external_task_id)
+            if existing is not None:
+                _adopt(job, existing)
+                return
+        task = client.create_task(**_create_payload(job))
+    except KlingError as exc:
+        _submit_failed(job, exc, client)
+        return
+    _adopt(job, task)
+
+
+def _create_payload(job: AvatarJob) -> dict[str, Any]:
+    with job.portrait.file.open("rb") as fh:
+        image = fh.read()
+    payload: dict[str, Any] = {
+        "image": image,
+        "prompt": job.prompt,
+        "mode": job.mode,
+        "external_task_id": job.external_task_id,
+        "callback_url": callback_url(job),
+    }
+    if job.kling_audio_id:
+        payload["audio_id"] = job.kling_audio_id
+    else:
+        with job.audio.file.open("rb") as fh:
+            payload["sound_file"] = fh.read()
+    return payload
+
+
+def _submit_failed(job: AvatarJob, exc: KlingError, client: KlingClient) -> None:
+    log.info("create for %s failed: %s %s (%s)", job.code, exc.code, exc.message, exc.kind)
+    if exc.kind == ErrorKind.DUPLICATE:
+        try:
+            existing = client.find_by_external_id(job.external_task_id)
+        except KlingError:
+            existing = None
+        if existing is not None:
+            _adopt(job, existing)
+        else:
+            _release(job, retry_delay(job.attempts), error_code="outcome_unknown")
+        return
+    if exc.kind == ErrorKind.RETRYABLE:
+        if exc.outcome_unknown or job.error_code == "outcome_unknown":
+            _release(
+                job,
+                retry_delay(job.attempts, first=2.0),
+                error_code="outcome_unknown",
+                error_message="Checking with Kling whether it received this job.",
+            )
+        else:
+            # Known not to exist at Kling (1302/1303/refused connection): wait for a slot.
+            job.transition(
+                Status.QUEUED,
+                expect=Status.SUBMITTING,
+                where={"next_attempt_at": job.next_attempt_at},
+                next_attempt_at=later(retry_delay(job.attempts)),
+                error_code=f"kling_{exc.code}" if exc.code else "kling_unreachable",
+                error_message=_waiting_note(exc),
+            )
+        return
+    if exc.kind == ErrorKind.OPERATOR:
+        pause_submissions(exc)
+        if job.error_code == "outcome_unknown":
+            _release(job, OPERATOR_PAUSE.total_seconds())
+        else:
+            job.transition(
+                Status.QUEUED,
+                expect=Status.SUBMITTING,
+                next_attempt_at=None,
+                where={"next_attempt_at": job.next_attempt_at},
+                error_code="paused",
+                error_message=_paused_note(),
+            )
+        return
+    job.transition(
+        Status.FAILED,
+        expect=Status.SUBMITTING,
+        next_attempt_at=None,
+        error_code=f"kling_{exc.code}" if exc.code else "kling_refused",
+        error_message=messages.job_error_message(exc.code, exc.message),
+    )
+    _dispatch_on_commit()
+
+
+def _waiting_note(exc: KlingError) -> str:
+    if exc.code == 1303:
+        return "Waiting for a free Kling slot: all of the account's slots are busy."
+    if exc.code == 1302:
+        return "Kling asked us to slow down: trying again in a moment."
+    return "Kling is busy or unreachable: trying again in a moment."
+
+
+def _paused_note() -> str:
+    return "Waiting: Kling submissions are paused until the operator fixes the account."
+
+
+def _adopt(job: AvatarJob, task: KlingTask) -> None:
+    """Record Kling's task for this job (from a create reply or a lookup)."""
+    now = timezone.now()
+    deadline = now + timedelta(seconds=settings.KLING_JOB_DEADLINE_SECONDS)
+    target = Status.PROCESSING if task.status == "processing" else Status.SUBMITTED
+    fields: dict[str, Any] = {}
+    if target == Status.PROCESSING:
+        fields["submitted_at"] = now
+    adopted = job.transition(
+        target,
+        expect=Status.SUBMITTING,
+        task_id=task.task_id,
+        attempts=0,
+        next_attempt_at=later(poll_delay(1)),
+        deadline_at=deadline,
+        error_code="",
+        error_message="",
+        **fields,
+    )
+    if adopted and task.status in ("succeed", "failed"):
+        _on_task(job, task)
+
+
+def _track(job: AvatarJob) -> None:
+    if not _take(job, _http_lease()):
+        return
+    client = KlingClient.from_settings()
+    try:
+        task = client.get_task(job.task_id)
+    except KlingError as exc:
+        _track_failed(job, exc, client)
+        return
+    _on_task(job, task)
+
+
+def _on_task(job: AvatarJob, task: KlingTask) -> None:
+    if task.status == "succeed" and task.videos:
+        video = task.videos[0]
+        moved = job.transition(
+            Status.DOWNLOADING,
+            expect=(Status.SUBMITTED, Status.PROCESSING),
+            source_url=video.url,
+            units_charged=_units(task.units),
+            duration=video.duration,
+            attempts=0,
+            next_attempt_at=None,
+            error_code="",
+            error_message="",
+        )
+        if moved:
+            _dispatch_on_commit()
+            _download(job)
+        return
+    if task.status == "failed" or task.status == "succeed":  # succeed without a video
+        job.transition(
+            Status.FAILED,
+            expect=(Status.SUBMITTED, Status.PROCESSING),
+            next_attempt_at=None,
+            error_code="kling_task_failed",
+            error_message=messages.task_failed_message(task.status_msg or "no video returned"),
+        )
+        _dispatch_on_commit()
+        return
+    if task.status == "processing" and job.status == Status.SUBMITTED:
+        job.transition(
+            Status.PROCESSING, expect=Status.SUBMITTED, next_attempt_at=job.next_attempt_at
+        )
+    if job.deadline_at and timezone.now() > job.deadline_at:
+        # Flag it for a person instead of polling forever; a callback or an admin's
+        # "query Kling now" still wakes it, and a slow check catches a late success.
+        _release(
+            job,
+            OVERDUE_RECHECK.total_seconds(),
+            error_code="overdue",
+            error_message=(
+                "Kling has worked on this video for longer than expected. It is kept and will be "
+                "saved if Kling finishes; an admin has been asked to look at it."
+            ),
+        )
+        return
+    _release(job, poll_delay(job.attempts + 1))
+
+
+def _track_failed(job: AvatarJob, exc: KlingError, client: KlingClient) -> None:
+    log.info("query for %s failed: %s %s (%s)", job.code, exc.code, exc.message, exc.kind)
+    if exc.kind == ErrorKind.OPERATOR:
+        pause_submissions(exc)
+        _release(job, OPERATOR_PAUSE.total_seconds())
+        return
+    if exc.kind == ErrorKind.NOT_FOUND and job.attempts >= MAX_LOST_TASK_QUERIES:
+        job.transition(
+            Status.FAILED,
+            expect=(Status.SUBMITTED, Status.PROCESSING),
+            next_attempt_at=None,
+            error_code="kling_task_lost",
+            error_message="Kling no longer knows this task. Try again; " + messages.NOT_CHARGED,
+        )
+        _dispatch_on_commit()
+        return
+    _release(job, retry_delay(job.attempts, first=2.0, cap=300.0))
+
+
+def _units(value: Any) -> Decimal | None:
+    return Decimal(str(value)) if value not in (None, "") else None
+
+
+def _download(job: AvatarJob) -> None:
+    """Stream Kling's result into our storage, check it is a video, cut a poster."""
+    if not _take(job, DOWNLOAD_TIMEOUT + 120):
+        return
+    client = KlingClient.from_settings()
+    workdir = Path(tempfile.mkdtemp(prefix=f"kling-{job.code}-"))
+    saved: list[Any] = []
+    try:
+        url = job.source_url
+        if job.attempts > 1:  # the link may have expired: ask Kling for a fresh one
+            task = client.get_task(job.task_id)
+            url = task.videos[0].url if task.videos else url
+        video_path = workdir / "result.mp4"
+        with video_path.open("wb") as fh:
+            size = client.download(url, fh, max_bytes=DOWNLOAD_MAX_BYTES, timeout=DOWNLOAD_TIMEOUT)
+        info = probe(video_path)
+        if info is None or info.video is None:
+            raise KlingError(kind=ErrorKind.RETRYABLE, message="the result is not a video")
+        poster_path = workdir / "poster.jpg"
+        seek = min(1.0, (info.duration or 0) / 2)
+        run_ffmpeg(
+            [
+                "-v",
+                "error",
+                "-ss",
+                f"{seek:.2f}",
+                "-i",
+                str(video_path),
+                "-frames:v",
+                "1",
+                "-q:v",
+                "3",
+                str(poster_path),
+            ],
+            timeout=60,
+        )
+        with video_path.open("rb") as fh:
+            job.video.save(f"{job.code}.mp4", File(fh), save=False)
+            saved.append(job.video)
+        with poster_path.open("rb") as fh:
+            job.poster.save(f"{job.code}.jpg", File(fh), save=False)
+            saved.append(job.poster)
+        done = job.transition(
+            Status.SUCCEEDED,
+            expect=Status.DOWNLOADING,
+            where={"next_attempt_at": job.next_attempt_at},
+            next_attempt_at=None,
+            video=job.video.name,
+            poster=job.poster.name,
+            video_size=size,
+            duration=info.duration or job.duration,
+            error_code="",
+            error_message="",
+        )
+        if not done:
+            for f in saved:
+                f.delete(save=False)
+    except (KlingError, FFmpegError, OSError) as exc:
+        for f in saved:
+            f.delete(save=False)
+        log.warning("download for %s failed (attempt %s): %s", job.code, job.attempts, exc)
+        if job.attempts >= MAX_DOWNLOAD_ATTEMPTS:
+            job.transition(
+                Status.FAILED,
+                expect=Status.DOWNLOADING,
+                next_attempt_at=None,
+                error_code="download_failed",
+                error_message="Kling made the video but it could not be saved here after "
+                f"{job.attempts} tries ({exc}). An admin can retry it while Kling still keeps "
+                "its copy (30 days).",
+            )
+        else:
+            _release(job, retry_delay(job.attempts, first=5.0, cap=1800.0))
+    except BaseException:
+        for f in saved:
+            f.delete(save=False)
+        raise
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
