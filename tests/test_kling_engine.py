@@ -179,8 +179,9 @@ def test_wrong_credentials_are_an_operator_problem(sim, team, owner, inputs, set
     assert "credentials" in KlingAccount.get().pause_message
 
 
-def test_slots_go_to_the_user_with_fewest_jobs_in_flight(sim, team, owner, teammate, inputs,
-                                                         settings):
+def test_slots_go_to_the_user_with_fewest_jobs_in_flight(
+    sim, team, owner, teammate, inputs, settings
+):
     settings.KLING_MAX_CONCURRENCY = 3
     alices = [new_job(team, owner, inputs) for _ in range(4)]
     bobs = [new_job(team, teammate, inputs) for _ in range(2)]
@@ -199,11 +200,15 @@ def test_callbacks_only_wake_the_job(sim, team, owner, inputs, client):
     later = timezone.now() + timedelta(minutes=5)
     AvatarJob.objects.filter(pk=job.pk).update(next_attempt_at=later)
     url = reverse("kling-callback", args=[job.code, engine.callback_secret(job)])
-    forged = {"task_id": job.task_id, "task_status": "succeed",
-              "task_result": {"videos": [{"url": "http://evil.example/x.mp4"}]}}
+    forged = {
+        "task_id": job.task_id,
+        "task_status": "succeed",
+        "task_result": {"videos": [{"url": "http://evil.example/x.mp4"}]},
+    }
 
-    bad = client.post(url.replace(engine.callback_secret(job), "0" * 32), forged,
-                      content_type="application/json")
+    bad = client.post(
+        url.replace(engine.callback_secret(job), "0" * 32), forged, content_type="application/json"
+    )
     assert bad.status_code == 404
     assert AvatarJob.objects.get(pk=job.pk).next_attempt_at == later
 
@@ -233,7 +238,10 @@ def test_a_callback_repeating_what_we_know_costs_nothing(sim, team, owner, input
 def test_a_callback_for_a_finished_job_changes_nothing(sim, team, owner, inputs, client):
     job = drive(new_job(team, owner, inputs))
     url = reverse("kling-callback", args=[job.code, engine.callback_secret(job)])
-    assert client.post(url, {"task_status": "failed"}, content_type="application/json").status_code == 204
+    assert (
+        client.post(url, {"task_status": "failed"}, content_type="application/json").status_code
+        == 204
+    )
     after = AvatarJob.objects.get(pk=job.pk)
     assert (after.status, after.updated) == (job.status, job.updated)
 
@@ -281,3 +289,28 @@ def test_a_result_that_is_not_a_video_is_retried(sim, team, owner, inputs):
         time.sleep(0.05)
     assert job.status == Status.DOWNLOADING and not job.video
     assert job.attempts >= 2
+
+
+def test_a_gateway_without_lookup_by_external_id_still_adopts(sim, team, owner, inputs):
+    sim.configure(lookup_by_external_id=False, drop_rate=1.0)
+    job = new_job(team, owner, inputs)
+    services.job_advance(job_id=job.pk)
+    job = step(job)
+    assert job.error_code == "outcome_unknown"
+    sim.configure(drop_rate=0.0)
+    job = drive(job)
+    assert job.status == Status.SUCCEEDED and creates(sim, job) == 1
+
+
+def test_a_failing_lookup_never_fails_or_resubmits(sim, team, owner, inputs):
+    sim.configure(drop_rate=1.0)
+    job = new_job(team, owner, inputs)
+    services.job_advance(job_id=job.pk)
+    job = step(job)
+    sim.configure(drop_rate=0.0, query_error_rates={5000: 1.0})
+    for _ in range(3):
+        job = step(job)
+        assert job.status == Status.SUBMITTING and job.error_code == "outcome_unknown"
+    assert creates(sim, job) == 1
+    sim.configure(query_error_rates={})
+    assert drive(job).status == Status.SUCCEEDED and creates(sim, job) == 1

@@ -230,7 +230,9 @@ def _submit(job: AvatarJob) -> None:
     account = KlingAccount.get()
     if account.is_paused:
         if job.error_code == "outcome_unknown":
-            return  # must still be resolved; the reconciler comes back after the pause
+            # Still to be resolved by a lookup, which would fail the same way: after the pause.
+            _release(job, (account.paused_until - timezone.now()).total_seconds())
+            return
         job.transition(
             Status.QUEUED,
             expect=Status.SUBMITTING,
@@ -242,17 +244,38 @@ def _submit(job: AvatarJob) -> None:
     if not _take(job, _http_lease()):
         return
     client = KlingClient.from_settings()
+    if job.error_code == "outcome_unknown" and _adopt_existing(job, client):
+        return
     try:
-        if job.error_code == "outcome_unknown":
-            existing = client.find_by_external_id(job.external_task_id)
-            if existing is not None:
-                _adopt(job, existing)
-                return
         task = client.create_task(**_create_payload(job))
     except KlingError as exc:
         _submit_failed(job, exc, client)
         return
     _adopt(job, task)
+
+
+def _adopt_existing(job: AvatarJob, client: KlingClient) -> bool:
+    """After a create of unknown outcome: True unless Kling definitely has no task for us.
+
+    Adopts the task when it exists. When the lookup itself fails, the job stays in
+    `submitting` and tries again later: resubmitting blindly could make a second task.
+    """
+    try:
+        existing = client.find_by_external_id(job.external_task_id)
+    except KlingError as exc:
+        log.info("lookup for %s failed: %s", job.code, exc)
+        if exc.kind == ErrorKind.OPERATOR:
+            pause_submissions(exc)
+        _release(
+            job,
+            retry_delay(job.attempts, first=2.0, cap=300.0),
+            error_message="Checking with Kling whether it received this job.",
+        )
+        return True
+    if existing is None:
+        return False
+    _adopt(job, existing)
+    return True
 
 
 def _create_payload(job: AvatarJob) -> dict[str, Any]:
@@ -276,17 +299,12 @@ def _create_payload(job: AvatarJob) -> dict[str, Any]:
 def _submit_failed(job: AvatarJob, exc: KlingError, client: KlingClient) -> None:
     log.info("create for %s failed: %s %s (%s)", job.code, exc.code, exc.message, exc.kind)
     if exc.kind == ErrorKind.DUPLICATE:
-        try:
-            existing = client.find_by_external_id(job.external_task_id)
-        except KlingError:
-            existing = None
-        if existing is not None:
-            _adopt(job, existing)
-        else:
+        # Kling has a task with our id already: it is this job's. Adopt it (or try later).
+        if not _adopt_existing(job, client):
             _release(job, retry_delay(job.attempts), error_code="outcome_unknown")
         return
     if exc.kind == ErrorKind.RETRYABLE:
-        if exc.outcome_unknown or job.error_code == "outcome_unknown":
+        if exc.outcome_unknown:
             _release(
                 job,
                 retry_delay(job.attempts, first=2.0),
@@ -306,8 +324,8 @@ def _submit_failed(job: AvatarJob, exc: KlingError, client: KlingClient) -> None
         return
     if exc.kind == ErrorKind.OPERATOR:
         pause_submissions(exc)
-        if job.error_code == "outcome_unknown":
-            _release(job, OPERATOR_PAUSE.total_seconds())
+        if exc.outcome_unknown:
+            _release(job, OPERATOR_PAUSE.total_seconds(), error_code="outcome_unknown")
         else:
             job.transition(
                 Status.QUEUED,
@@ -317,6 +335,9 @@ def _submit_failed(job: AvatarJob, exc: KlingError, client: KlingClient) -> None
                 error_code="paused",
                 error_message=_paused_note(),
             )
+        return
+    if exc.outcome_unknown:  # never fail a job that may have a task at Kling
+        _release(job, retry_delay(job.attempts, first=2.0, cap=300.0), error_code="outcome_unknown")
         return
     job.transition(
         Status.FAILED,
