@@ -208,6 +208,8 @@ KLING_MAX_AUDIO_SECONDS = env.int(
     "KLING_MAX_AUDIO_SECONDS", KLING_PRESETS[KLING_PRESET][1], minimum=2, maximum=300
 )
 KLING_HTTP_TIMEOUT = env.int("KLING_HTTP_TIMEOUT", 30, minimum=1, maximum=300)
+# The first status query after submitting (later ones back off); ×10 when callbacks are on.
+KLING_POLL_SECONDS = env.int("KLING_POLL_SECONDS", 3, minimum=1, maximum=600)
 KLING_JOB_DEADLINE_SECONDS = env.int("KLING_JOB_DEADLINE_SECONDS", 7200, minimum=60)
 
 # The worker. The database is the truth and the queue only a wake-up call, so a lost

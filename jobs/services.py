@@ -204,7 +204,7 @@ def reconcile(*, now: Any = None) -> int:
 
 def render_lease_seconds(job: AvatarJob) -> float:
     duration = job.audio.duration if job.audio else 300
-    return 120 + 4 * (duration or 300)
+    return 60 + 2 * (duration or 300)
 
 
 def _draft_step(job: AvatarJob) -> None:

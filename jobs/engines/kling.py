@@ -17,6 +17,7 @@ import logging
 import random
 import shutil
 import tempfile
+import time
 from collections import Counter
 from datetime import timedelta
 from decimal import Decimal
@@ -46,6 +47,7 @@ OVERDUE_RECHECK = timedelta(hours=6)
 MAX_LOST_TASK_QUERIES = 5
 DOWNLOAD_MAX_BYTES = 2 * 1024**3  # a 5-minute 1080p video is a few hundred MB
 DOWNLOAD_TIMEOUT = 15 * 60
+DOWNLOAD_LEASE = 30.0  # renewed while bytes keep arriving (see _LeaseKeeper)
 
 
 # --- timing -------------------------------------------------------------------------------
@@ -58,9 +60,10 @@ def callbacks_enabled() -> bool:
 def poll_delay(polls: int) -> float:
     """Seconds until the next status query: a few seconds at first, then up to minutes.
 
-    With callbacks on, polling is only the fallback, so it starts slower.
+    With callbacks on, polling is only the fallback, so it starts ten times slower.
     """
-    first, cap = (30.0, 300.0) if callbacks_enabled() else (3.0, 120.0)
+    first = float(settings.KLING_POLL_SECONDS) * (10 if callbacks_enabled() else 1)
+    cap = 300.0 if callbacks_enabled() else 120.0
     return min(first * 1.5 ** max(polls - 1, 0), cap) * random.uniform(0.85, 1.15)
 
 
@@ -216,7 +219,9 @@ def _take(job: AvatarJob, lease_seconds: float) -> bool:
 
 
 def _http_lease() -> float:
-    return settings.KLING_HTTP_TIMEOUT * 4 + 30
+    """Long enough for one request with its connect and read timeouts, and no longer: a
+    worker killed mid-request delays its job by this much at most."""
+    return settings.KLING_HTTP_TIMEOUT * 2 + 10
 
 
 def _release(job: AvatarJob, delay: float, **fields: Any) -> None:
@@ -467,9 +472,35 @@ def _units(value: Any) -> Decimal | None:
     return Decimal(str(value)) if value not in (None, "") else None
 
 
+class _LeaseLost(Exception):
+    """Another worker took this step over; stop without touching the job."""
+
+
+class _LeaseKeeper:
+    """Wraps the download's file and renews the job's lease while bytes keep arriving.
+
+    So the lease can be short (a killed worker's download is taken over in seconds) without
+    cutting off a long, healthy one.
+    """
+
+    def __init__(self, fh: Any, job: AvatarJob) -> None:
+        self.fh, self.job, self.renewed = fh, job, time.monotonic()
+
+    def write(self, data: bytes) -> int:
+        if time.monotonic() - self.renewed > DOWNLOAD_LEASE / 3:
+            lease = later(DOWNLOAD_LEASE)
+            kept = AvatarJob.objects.filter(
+                pk=self.job.pk, status=Status.DOWNLOADING, next_attempt_at=self.job.next_attempt_at
+            ).update(next_attempt_at=lease)
+            if not kept:
+                raise _LeaseLost
+            self.job.next_attempt_at, self.renewed = lease, time.monotonic()
+        return self.fh.write(data)
+
+
 def _download(job: AvatarJob) -> None:
     """Stream Kling's result into our storage, check it is a video, cut a poster."""
-    if not _take(job, DOWNLOAD_TIMEOUT + 120):
+    if not _take(job, DOWNLOAD_LEASE):
         return
     client = KlingClient.from_settings()
     workdir = Path(tempfile.mkdtemp(prefix=f"kling-{job.code}-"))
@@ -481,7 +512,9 @@ def _download(job: AvatarJob) -> None:
             url = task.videos[0].url if task.videos else url
         video_path = workdir / "result.mp4"
         with video_path.open("wb") as fh:
-            size = client.download(url, fh, max_bytes=DOWNLOAD_MAX_BYTES, timeout=DOWNLOAD_TIMEOUT)
+            size = client.download(
+                url, _LeaseKeeper(fh, job), max_bytes=DOWNLOAD_MAX_BYTES, timeout=DOWNLOAD_TIMEOUT
+            )
         info = probe(video_path)
         if info is None or info.video is None:
             raise KlingError(kind=ErrorKind.RETRYABLE, message="the result is not a video")
@@ -524,6 +557,8 @@ def _download(job: AvatarJob) -> None:
         if not done:
             for f in saved:
                 f.delete(save=False)
+    except _LeaseLost:
+        log.info("download for %s was taken over by another worker", job.code)
     except (KlingError, FFmpegError, OSError) as exc:
         for f in saved:
             f.delete(save=False)
