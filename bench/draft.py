@@ -1,0 +1,134 @@
+"""Benchmark the draft renderer against its target: at least 10x real time.
+
+Run from the repository root:  .venv/bin/python bench/draft.py [--runs N]
+
+What is measured: `render_draft` end to end (audio length check, portrait preparation, both
+ffmpeg runs, the final probe) on a photo-like 1024x1280 JPEG portrait with 10 s and with 60 s
+of a 44.1 kHz stereo 128 kbit/s MP3 voice-over, each in a fresh work directory. One warm-up
+render first (imports, page cache), then N timed runs per length. Figures are wall-clock
+medians; "x real time" is audio seconds over render seconds. The load average and the CPU
+seconds a render takes (this process and its ffmpeg children) are printed too: the machine may
+be shared, and a busy neighbour shows up in wall time but hardly in CPU time (on an idle
+2-core machine the wall time falls between half the CPU time and all of it).
+
+The last line printed is the summary, e.g.
+    draft: 10 s audio 14.2x real time (0.70 s), 60 s audio 16.8x (3.57 s), median of 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from PIL import Image, ImageChops, ImageDraw, ImageFilter  # noqa: E402
+
+from jobs.engines.draft import render_draft  # noqa: E402
+from jobs.ffmpeg import run_ffmpeg  # noqa: E402
+
+TARGET_MULTIPLE = 10.0
+LENGTHS = (10, 60)  # seconds of audio
+PORTRAIT_SIZE = (1024, 1280)
+
+
+def make_portrait(path: Path) -> Path:
+    """A photo-like portrait: soft background, a face, textured hair, sensor grain.
+
+    Grain and texture matter: a flat synthetic image would flatter the H.264 encoder.
+    """
+    w, h = PORTRAIT_SIZE
+    image = Image.linear_gradient("L").resize(PORTRAIT_SIZE)
+    image = Image.merge(
+        "RGB", (image, image.point(lambda v: 90 + v // 3), Image.new("L", PORTRAIT_SIZE, 140))
+    )
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((w * 0.15, h * 0.62, w * 0.85, h * 1.2), fill=(40, 60, 110))  # shoulders
+    draw.ellipse((w * 0.28, h * 0.12, w * 0.72, h * 0.45), fill=(60, 40, 30))  # hair
+    draw.ellipse((w * 0.32, h * 0.2, w * 0.68, h * 0.62), fill=(225, 185, 160))  # face
+    for x in (0.42, 0.58):
+        draw.ellipse((w * (x - 0.03), h * 0.36, w * (x + 0.03), h * 0.40), fill=(40, 30, 30))
+    draw.arc((w * 0.43, h * 0.45, w * 0.57, h * 0.54), 20, 160, fill=(150, 60, 60), width=6)
+    image = image.filter(ImageFilter.GaussianBlur(2))
+    texture = Image.effect_noise((w // 4, h // 4), 60).resize(PORTRAIT_SIZE, Image.BICUBIC)
+    image = Image.blend(image, ImageChops.overlay(image, texture.convert("RGB")), 0.35)
+    grain = Image.effect_noise(PORTRAIT_SIZE, 12).convert("RGB")
+    image = Image.blend(image, ImageChops.overlay(image, grain), 0.3)
+    image.save(path, "JPEG", quality=90)
+    return path
+
+
+def make_voice_over(path: Path, seconds: int) -> Path:
+    """Speech-like sound: a tone and noise, chopped into syllables, as a 128 kbit/s MP3."""
+    graph = (
+        f"sine=frequency=180:duration={seconds}[tone];"
+        f"anoisesrc=duration={seconds}:amplitude=0.2:color=pink[noise];"
+        "[tone][noise]amix=inputs=2,tremolo=f=4:d=0.9,aformat=channel_layouts=stereo"
+    )
+    run_ffmpeg(
+        ["-v", "error", "-filter_complex", graph, "-ar", "44100", "-b:a", "128k", str(path)],
+        timeout=60,
+    )
+    return path
+
+
+def cpu_seconds() -> float:
+    """CPU time used so far by this process and the ffmpeg processes it has waited for."""
+    own, children = (
+        resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def time_render(portrait: Path, audio: Path, scratch: Path) -> tuple[float, float]:
+    """Wall-clock and CPU seconds of one render into a fresh work directory."""
+    workdir = scratch / "work"
+    cpu, started = cpu_seconds(), time.perf_counter()
+    render_draft(portrait=portrait, audio=audio, workdir=workdir)
+    elapsed, cpu = time.perf_counter() - started, cpu_seconds() - cpu
+    shutil.rmtree(workdir)
+    return elapsed, cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5, help="timed runs per audio length (>= 3)")
+    runs = max(3, parser.parse_args().runs)
+
+    with tempfile.TemporaryDirectory(prefix="bench-draft-") as tmp:
+        scratch = Path(tmp)
+        portrait = make_portrait(scratch / "portrait.jpg")
+        voices = {s: make_voice_over(scratch / f"voice-{s}.mp3", s) for s in LENGTHS}
+        time_render(portrait, voices[LENGTHS[0]], scratch)  # warm-up
+        print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        medians = {}
+        for seconds, audio in voices.items():
+            results = [time_render(portrait, audio, scratch) for _ in range(runs)]
+            times, cpus = [r[0] for r in results], [r[1] for r in results]
+            medians[seconds] = statistics.median(times)
+            print(
+                f"{seconds:>3} s audio: runs {', '.join(f'{t:.2f}' for t in times)} s; "
+                f"median {medians[seconds]:.2f} s = {seconds / medians[seconds]:.1f}x real time; "
+                f"CPU {statistics.median(cpus):.2f} s a render"
+            )
+        print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+    short, long = LENGTHS
+    worst = min(s / medians[s] for s in LENGTHS)
+    print("target met" if worst >= TARGET_MULTIPLE else f"TARGET MISSED: {TARGET_MULTIPLE:.0f}x")
+    print(
+        f"draft: {short} s audio {short / medians[short]:.1f}x real time ({medians[short]:.2f} s), "
+        f"{long} s audio {long / medians[long]:.1f}x ({medians[long]:.2f} s), median of {runs}"
+    )
+
+
+if __name__ == "__main__":
+    main()
