@@ -142,14 +142,28 @@ class KlingTask:
 # --- tolerant parsing -----------------------------------------------------------------------
 
 _STATUS_ALIASES = {
-    "succeed": "succeed", "succeeded": "succeed", "success": "succeed",
-    "successful": "succeed", "completed": "succeed", "complete": "succeed",
-    "done": "succeed", "finished": "succeed",
-    "failed": "failed", "fail": "failed", "failure": "failed", "error": "failed",
-    "processing": "processing", "running": "processing", "in_progress": "processing",
+    "succeed": "succeed",
+    "succeeded": "succeed",
+    "success": "succeed",
+    "successful": "succeed",
+    "completed": "succeed",
+    "complete": "succeed",
+    "done": "succeed",
+    "finished": "succeed",
+    "failed": "failed",
+    "fail": "failed",
+    "failure": "failed",
+    "error": "failed",
+    "processing": "processing",
+    "running": "processing",
+    "in_progress": "processing",
     "generating": "processing",
-    "submitted": "submitted", "queued": "submitted", "queueing": "submitted",
-    "pending": "submitted", "created": "submitted", "waiting": "submitted",
+    "submitted": "submitted",
+    "queued": "submitted",
+    "queueing": "submitted",
+    "pending": "submitted",
+    "created": "submitted",
+    "waiting": "submitted",
 }
 
 
@@ -328,7 +342,10 @@ def classify(
 
 
 _NOT_SENT_ERRORS = (
-    NewConnectionError, NameResolutionError, ConnectTimeoutError, requests.ConnectTimeout
+    NewConnectionError,
+    NameResolutionError,
+    ConnectTimeoutError,
+    requests.ConnectTimeout,
 )
 
 
@@ -491,8 +508,11 @@ class KlingClient:
             response = self.session.request(
                 method, url, json=body, params=params, headers=headers, timeout=self._timeouts()
             )
-        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
-                requests.exceptions.InvalidSchema) as exc:
+        except (
+            requests.exceptions.InvalidURL,
+            requests.exceptions.MissingSchema,
+            requests.exceptions.InvalidSchema,
+        ) as exc:
             raise KlingError(ErrorKind.OPERATOR, f"KLING_BASE_URL is not usable: {exc}") from exc
         except requests.ReadTimeout as exc:
             raise KlingError(
@@ -529,7 +549,12 @@ class KlingClient:
         request_id = _str_id(payload.get("request_id")) or response.headers.get("X-Request-Id")
         logger.debug(
             "Kling %s %s → HTTP %s code %s request %s in %.2f s",
-            method, path, status, payload.get("code"), request_id, time.monotonic() - started,
+            method,
+            path,
+            status,
+            payload.get("code"),
+            request_id,
+            time.monotonic() - started,
         )
         error = business_error(payload)
         if error is None and status >= 400:
@@ -539,11 +564,20 @@ class KlingClient:
             kind, unknown = classify(code, message, status, creating=creating, lookup=lookup)
             logger.warning(
                 "Kling %s %s failed: HTTP %s code %s %r (request %s)",
-                method, path, status, code, message, request_id,
+                method,
+                path,
+                status,
+                code,
+                message,
+                request_id,
             )
             raise KlingError(
-                kind, message or f"Kling error {code}", code=code, http_status=status,
-                request_id=request_id, outcome_unknown=unknown,
+                kind,
+                message or f"Kling error {code}",
+                code=code,
+                http_status=status,
+                request_id=request_id,
+                outcome_unknown=unknown,
             )
         return payload.get("data"), request_id
 
@@ -614,9 +648,7 @@ class KlingClient:
 
     def list_tasks(self, *, page: int = 1, page_size: int = 30) -> list[KlingTask]:
         """One page of tasks, newest first (pageNum 1..1000, pageSize 1..500)."""
-        data, _ = self._request(
-            "GET", CREATE_PATH, params={"pageNum": page, "pageSize": page_size}
-        )
+        data, _ = self._request("GET", CREATE_PATH, params={"pageNum": page, "pageSize": page_size})
         return [parse_task(item) for item in _list_items(data) if isinstance(item, dict)]
 
     def find_by_external_id(
@@ -643,7 +675,8 @@ class KlingClient:
                 raise
             logger.info(
                 "Kling lookup by external id %s answered %s; scanning the task list",
-                external_task_id, exc.code or exc.http_status,
+                external_task_id,
+                exc.code or exc.http_status,
             )
         else:
             if task.external_task_id in ("", external_task_id):
@@ -752,4 +785,3 @@ def _list_items(data: Any) -> Iterable[Any]:
             if isinstance(data.get(key), list):
                 return data[key]
     return []
-

@@ -209,8 +209,11 @@ def sine_wav(seconds: float, *, rate: int = 8000, frequency: float = 220.0) -> b
     """A mono 16-bit WAV of a tone with a syllable-like swell: offline stand-in for speech."""
     count = int(seconds * rate)
     samples = (
-        int(9000 * (0.6 + 0.4 * math.sin(2 * math.pi * 3 * n / rate))
-            * math.sin(2 * math.pi * frequency * n / rate))
+        int(
+            9000
+            * (0.6 + 0.4 * math.sin(2 * math.pi * 3 * n / rate))
+            * math.sin(2 * math.pi * frequency * n / rate)
+        )
         for n in range(count)
     )
     out = io.BytesIO()
@@ -223,7 +226,7 @@ def sine_wav(seconds: float, *, rate: int = 8000, frequency: float = 220.0) -> b
 
 
 def sniff_audio(data: bytes) -> str | None:
-    """"wav", "mp3", "m4a" or "aac" from the first bytes; None for anything else."""
+    """ "wav", "mp3", "m4a" or "aac" from the first bytes; None for anything else."""
     if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
         return "wav"
     if data[4:8] == b"ftyp":
@@ -274,8 +277,9 @@ class _Server(ThreadingHTTPServer):
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Clients hanging up (timeouts, drops) are part of the game, not worth a traceback.
-        logger.debug("Kling simulator: connection from %s ended badly", client_address,
-                     exc_info=True)
+        logger.debug(
+            "Kling simulator: connection from %s ended badly", client_address, exc_info=True
+        )
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -533,7 +537,7 @@ class KlingSimulator:
         url = urlsplit(handler.path)
         path = unquote(url.path)
         if path == "/kling" or path.startswith("/kling/"):
-            path = path[len("/kling"):]
+            path = path[len("/kling") :]
         path = path.rstrip("/") or "/"
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         length = int(handler.headers.get("Content-Length") or 0)
@@ -622,8 +626,12 @@ class KlingSimulator:
 
     @staticmethod
     def _envelope_error(exc: SimError) -> dict[str, Any]:
-        return {"code": exc.code, "message": exc.message, "request_id": str(uuid.uuid4()),
-                "data": None}
+        return {
+            "code": exc.code,
+            "message": exc.message,
+            "request_id": str(uuid.uuid4()),
+            "data": None,
+        }
 
     def _hook(self, method: str, path: str, body: bytes) -> _Reply:
         if path == "/_sim/stats" and method == "GET":
@@ -681,8 +689,12 @@ class KlingSimulator:
             self.last_jwt = unverified
         try:
             jwt.decode(
-                token, cfg.secret_key, algorithms=["HS256"], issuer=cfg.access_key,
-                leeway=JWT_LEEWAY, options={"require": ["iss", "exp", "nbf"]},
+                token,
+                cfg.secret_key,
+                algorithms=["HS256"],
+                issuer=cfg.access_key,
+                leeway=JWT_LEEWAY,
+                options={"require": ["iss", "exp", "nbf"]},
             )
         except jwt.ExpiredSignatureError:
             raise SimError(1004, reason="auth") from None
@@ -724,7 +736,7 @@ class KlingSimulator:
             raise SimError(1201, "callback_url must be an http(s) URL")
         watermark = body.get("watermark_info") or {}
         if not isinstance(watermark, dict) or not isinstance(watermark.get("enabled", False), bool):
-            raise SimError(1201, "watermark_info must be {\"enabled\": true|false}")
+            raise SimError(1201, 'watermark_info must be {"enabled": true|false}')
 
         cfg = self.config
         with self._lock:
@@ -837,18 +849,27 @@ class KlingSimulator:
             (self.files_dir / name).write_bytes(data)
             self._audios[audio_id] = _Audio(audio_id, data, seconds, name)
         now_ms = _now_ms()
-        return _Reply(200, self._envelope({
-            "task_id": audio_id,
-            "task_status": "succeed",
-            "task_status_msg": "",
-            "created_at": now_ms,
-            "updated_at": now_ms,
-            "task_result": {"audios": [{
-                "id": audio_id,
-                "url": f"{self.root_url}/_sim/files/{name}",
-                "duration": f"{seconds:.1f}",
-            }]},
-        }))
+        return _Reply(
+            200,
+            self._envelope(
+                {
+                    "task_id": audio_id,
+                    "task_status": "succeed",
+                    "task_status_msg": "",
+                    "created_at": now_ms,
+                    "updated_at": now_ms,
+                    "task_result": {
+                        "audios": [
+                            {
+                                "id": audio_id,
+                                "url": f"{self.root_url}/_sim/files/{name}",
+                                "duration": f"{seconds:.1f}",
+                            }
+                        ]
+                    },
+                }
+            ),
+        )
 
     def _costs(self, raw: bytes, query: dict[str, str]) -> _Reply:
         try:
@@ -864,21 +885,28 @@ class KlingSimulator:
             self._last_costs_query = now
             used = sum((t.units for t in self._tasks.values()), Decimal("0"))
         total = Decimal("10000")
-        return _Reply(200, self._envelope({
-            "code": 0,
-            "msg": "success",
-            "resource_pack_subscribe_infos": [{
-                "resource_pack_name": "Simulator pack",
-                "resource_pack_id": "sim-pack-1",
-                "resource_pack_type": "decreasing_total",
-                "total_quantity": float(total),
-                "remaining_quantity": float(total - used),
-                "purchase_time": start,
-                "effective_time": start,
-                "invalid_time": end + 30 * 24 * 3600 * 1000,
-                "status": "online",
-            }],
-        }))
+        return _Reply(
+            200,
+            self._envelope(
+                {
+                    "code": 0,
+                    "msg": "success",
+                    "resource_pack_subscribe_infos": [
+                        {
+                            "resource_pack_name": "Simulator pack",
+                            "resource_pack_id": "sim-pack-1",
+                            "resource_pack_type": "decreasing_total",
+                            "total_quantity": float(total),
+                            "remaining_quantity": float(total - used),
+                            "purchase_time": start,
+                            "effective_time": start,
+                            "invalid_time": end + 30 * 24 * 3600 * 1000,
+                            "status": "online",
+                        }
+                    ],
+                }
+            ),
+        )
 
     # --- validation helpers ---
 
@@ -977,12 +1005,14 @@ class KlingSimulator:
         videos = []
         if task.status == "succeed":
             url = f"{self.root_url}/_sim/files/{task.video_name}"
-            videos.append({
-                "id": f"{task.task_id}01",
-                "url": url,
-                "watermark_url": url,
-                "duration": f"{task.audio_seconds:.3f}",
-            })
+            videos.append(
+                {
+                    "id": f"{task.task_id}01",
+                    "url": url,
+                    "watermark_url": url,
+                    "duration": f"{task.audio_seconds:.3f}",
+                }
+            )
         data.update(
             task_status_msg=task.status_msg,
             task_result={"videos": videos},

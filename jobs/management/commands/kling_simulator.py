@@ -50,30 +50,57 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-        parser.add_argument("--concurrency", type=int, default=5,
-                            help="task slots; beyond them creates answer 1303")
+        parser.add_argument(
+            "--concurrency", type=int, default=5, help="task slots; beyond them creates answer 1303"
+        )
         parser.add_argument("--submitted-seconds", type=float, default=0.5)
         parser.add_argument("--processing-seconds", type=float, default=2.0)
-        parser.add_argument("--error-rate", action="append", default=[], metavar="CODE=RATE",
-                            help="answer creates with this business code at this rate; repeat")
-        parser.add_argument("--query-error-rate", action="append", default=[],
-                            metavar="CODE=RATE", help="same for task queries and lists")
+        parser.add_argument(
+            "--error-rate",
+            action="append",
+            default=[],
+            metavar="CODE=RATE",
+            help="answer creates with this business code at this rate; repeat",
+        )
+        parser.add_argument(
+            "--query-error-rate",
+            action="append",
+            default=[],
+            metavar="CODE=RATE",
+            help="same for task queries and lists",
+        )
         parser.add_argument("--latency", type=float, default=0.0, help="seconds added per reply")
-        parser.add_argument("--slow-reply-rate", type=_rate, default=0.0,
-                            help="creates whose reply comes after --slow-reply-seconds")
+        parser.add_argument(
+            "--slow-reply-rate",
+            type=_rate,
+            default=0.0,
+            help="creates whose reply comes after --slow-reply-seconds",
+        )
         parser.add_argument("--slow-reply-seconds", type=float, default=5.0)
-        parser.add_argument("--drop-rate", type=_rate, default=0.0,
-                            help="creates whose connection is closed without a reply")
-        parser.add_argument("--malformed-rate", type=_rate, default=0.0,
-                            help="creates answered with invalid JSON")
-        parser.add_argument("--fail-rate", type=_rate, default=0.0,
-                            help="tasks that end failed (content risk)")
+        parser.add_argument(
+            "--drop-rate",
+            type=_rate,
+            default=0.0,
+            help="creates whose connection is closed without a reply",
+        )
+        parser.add_argument(
+            "--malformed-rate", type=_rate, default=0.0, help="creates answered with invalid JSON"
+        )
+        parser.add_argument(
+            "--fail-rate", type=_rate, default=0.0, help="tasks that end failed (content risk)"
+        )
         parser.add_argument("--callback-drop-rate", type=_rate, default=0.0)
         parser.add_argument("--callback-duplicate-rate", type=_rate, default=0.0)
-        parser.add_argument("--callback-reorder", action="store_true",
-                            help="send each task's callbacks newest-first once it finishes")
-        parser.add_argument("--no-external-id-lookup", action="store_true",
-                            help="refuse GET by external_task_id, like some gateways")
+        parser.add_argument(
+            "--callback-reorder",
+            action="store_true",
+            help="send each task's callbacks newest-first once it finishes",
+        )
+        parser.add_argument(
+            "--no-external-id-lookup",
+            action="store_true",
+            help="refuse GET by external_task_id, like some gateways",
+        )
         parser.add_argument("--max-audio-seconds", type=int, default=300)
         parser.add_argument("--seed", type=int, default=None)
 
