@@ -1,8 +1,43 @@
+"""The operator's panel: every model, actions that go through the same services as the
+pages, and an overview of what needs a person."""
+
 from __future__ import annotations
 
-from django.contrib import admin
+from datetime import timedelta
+from typing import Any
 
-from jobs.models import Asset, AvatarJob, Membership, Team
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db.models import Count, Q, QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+
+from jobs import services
+from jobs.models import Asset, AvatarJob, KlingAccount, Membership, ShareLink, Team, TeamInvite
+
+STUCK_AFTER = timedelta(hours=1)
+
+
+def needs_attention() -> Q:
+    """Active jobs a person should look at: overdue at Kling, unresolved creates, paused,
+    or not moved for an hour."""
+    return Q(status__in=AvatarJob.ACTIVE) & (
+        Q(error_code__in=("overdue", "outcome_unknown", "paused"))
+        | Q(updated__lt=timezone.now() - STUCK_AFTER)
+    )
+
+
+def overview() -> dict[str, Any]:
+    counts = dict(AvatarJob.objects.values_list("status").annotate(n=Count("pk")))
+    return {
+        "job_counts": [
+            (label, counts.get(value, 0), value) for value, label in AvatarJob.Status.choices
+        ],
+        "stuck_jobs": AvatarJob.objects.filter(needs_attention())
+        .select_related("team", "created_by")
+        .order_by("updated")[:20],
+        "kling_account": KlingAccount.objects.filter(pk=1).first(),
+    }
 
 
 class MembershipInline(admin.TabularInline):
@@ -13,18 +48,35 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Team)
 class TeamAdmin(admin.ModelAdmin):
-    list_display = ["name", "slug", "personal", "created"]
+    list_display = [
+        "name",
+        "slug",
+        "personal",
+        "member_count",
+        "quota_draft_seconds",
+        "quota_std_seconds",
+        "quota_pro_seconds",
+        "created",
+    ]
     list_filter = ["personal"]
     search_fields = ["name", "slug"]
     inlines = [MembershipInline]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Team]:
+        return super().get_queryset(request).annotate(n_members=Count("memberships"))
+
+    @admin.display(description="members", ordering="n_members")
+    def member_count(self, team: Team) -> int:
+        return team.n_members
 
 
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):
     list_display = ["user", "team", "role", "created"]
     list_filter = ["role"]
-    search_fields = ["user__username", "team__name"]
+    search_fields = ["user__username", "user__email", "team__name"]
     list_select_related = ["user", "team"]
+    autocomplete_fields = ["user", "team"]
 
 
 @admin.register(Asset)
@@ -43,7 +95,28 @@ class AssetAdmin(admin.ModelAdmin):
     list_filter = ["kind", "format"]
     search_fields = ["name", "sha256", "team__name"]
     list_select_related = ["team"]
-    readonly_fields = ["code", "sha256", "size", "format", "width", "height", "duration", "file"]
+    readonly_fields = [
+        "code",
+        "sha256",
+        "size",
+        "format",
+        "width",
+        "height",
+        "duration",
+        "file",
+        "created",
+    ]
+
+
+class AttentionFilter(admin.SimpleListFilter):
+    title = "needs attention"
+    parameter_name = "attention"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Needs a person")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[AvatarJob]) -> QuerySet:
+        return queryset.filter(needs_attention()) if self.value() == "yes" else queryset
 
 
 @admin.register(AvatarJob)
@@ -58,14 +131,25 @@ class AvatarJobAdmin(admin.ModelAdmin):
         "finished_at",
         "error_code",
     ]
-    list_filter = ["status", "mode"]
+    list_filter = [AttentionFilter, "status", "mode"]
     search_fields = ["code", "task_id", "external_task_id", "prompt", "team__name"]
     list_select_related = ["team", "created_by"]
     date_hierarchy = "created"
+    show_full_result_count = False  # no COUNT(*) over every job on each page
+    actions = ["retry_jobs", "cancel_jobs", "query_kling_now"]
+    # Upstream and lifecycle fields are written by the worker only.
     readonly_fields = [
         "code",
+        "team",
+        "created_by",
+        "portrait",
+        "audio",
+        "kling_audio_id",
+        "mode",
+        "status",
         "external_task_id",
         "task_id",
+        "source_url",
         "created",
         "submitting_at",
         "submitted_at",
@@ -74,10 +158,94 @@ class AvatarJobAdmin(admin.ModelAdmin):
         "finished_at",
         "updated",
         "attempts",
+        "next_attempt_at",
+        "deadline_at",
+        "error_code",
         "video",
         "poster",
         "video_size",
         "duration",
         "units_charged",
+        "notified_at",
     ]
-    raw_id_fields = ["portrait", "audio"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # jobs are made by the studio, the command or the API
+
+    @admin.action(description="Retry (as a new job with the same inputs)")
+    def retry_jobs(self, request: HttpRequest, queryset: QuerySet[AvatarJob]) -> None:
+        made = 0
+        for job in queryset.select_related("team", "portrait", "audio"):
+            try:
+                services.job_retry(job=job, user=request.user)
+                made += 1
+            except ValidationError as exc:
+                self.message_user(
+                    request, f"{job.code}: {' '.join(exc.messages)}", messages.WARNING
+                )
+        self.message_user(request, f"{made} job(s) queued again.")
+
+    @admin.action(description="Cancel (jobs not yet sent)")
+    def cancel_jobs(self, request: HttpRequest, queryset: QuerySet[AvatarJob]) -> None:
+        canceled = sum(services.job_cancel(job=job) for job in queryset)
+        self.message_user(request, f"{canceled} job(s) canceled; others had already started.")
+
+    @admin.action(description="Query Kling now / take the next step now")
+    def query_kling_now(self, request: HttpRequest, queryset: QuerySet[AvatarJob]) -> None:
+        poked = sum(services.job_poke(job=job) for job in queryset)
+        self.message_user(request, f"{poked} active job(s) will take their next step now.")
+
+
+@admin.register(ShareLink)
+class ShareLinkAdmin(admin.ModelAdmin):
+    list_display = [
+        "job",
+        "created_by",
+        "created",
+        "expires_at",
+        "allow_download",
+        "views",
+        "revoked_at",
+    ]
+    list_filter = ["allow_download"]
+    list_select_related = ["job", "created_by"]
+    readonly_fields = [
+        "code",
+        "job",
+        "token_hash",
+        "created_by",
+        "created",
+        "views",
+        "last_viewed_at",
+    ]
+    actions = ["revoke"]
+
+    @admin.action(description="Revoke")
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ShareLink]) -> None:
+        for link in queryset:
+            services.share_revoke(link=link)
+        self.message_user(request, "Revoked.")
+
+
+@admin.register(TeamInvite)
+class TeamInviteAdmin(admin.ModelAdmin):
+    list_display = ["team", "role", "created_by", "created", "expires_at", "used_at", "used_by"]
+    list_select_related = ["team", "created_by", "used_by"]
+    readonly_fields = ["code", "token_hash", "created_by", "created", "used_at", "used_by"]
+
+
+@admin.register(KlingAccount)
+class KlingAccountAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "paused_until", "pause_code", "pause_message", "updated"]
+    readonly_fields = ["pause_code", "pause_message", "updated"]
+    actions = ["resume"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.action(description="Resume Kling submissions now")
+    def resume(self, request: HttpRequest, queryset: QuerySet[KlingAccount]) -> None:
+        from jobs.engines import kling as kling_engine
+
+        kling_engine.resume_submissions()
+        self.message_user(request, "Submissions resumed; queued jobs are being sent.")

@@ -15,6 +15,8 @@ AvatarJob.transition), so running any step twice is harmless.
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 import uuid
 from typing import Any
 
@@ -37,6 +39,16 @@ class Team(models.Model):
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="teams"
     )
+    # Monthly limits of generated seconds per mode; empty means no limit.
+    quota_draft_seconds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Seconds of draft video a month (empty: no limit)."
+    )
+    quota_std_seconds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Seconds of std video a month (empty: no limit)."
+    )
+    quota_pro_seconds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Seconds of pro video a month (empty: no limit)."
+    )
 
     class Meta:
         ordering = ["name"]
@@ -48,6 +60,9 @@ class Team(models.Model):
         if not self.slug:
             self.slug = unique_slug(self.name)
         super().save(*args, **kwargs)
+
+    def quota_seconds(self, mode: str) -> int | None:
+        return getattr(self, f"quota_{mode}_seconds", None)
 
 
 def unique_slug(name: str) -> str:
@@ -271,6 +286,10 @@ class AvatarJob(models.Model):
     video_size = models.PositiveBigIntegerField(null=True, blank=True)
     duration = models.FloatField(null=True, blank=True, help_text="Seconds of video.")
     units_charged = models.DecimalField(max_digits=10, decimal_places=3, null=True, blank=True)
+    notify_by_email = models.BooleanField(
+        default=False, help_text="Email the creator when the job finishes."
+    )
+    notified_at = models.DateTimeField(null=True, blank=True)
 
     objects = AvatarJobQuerySet.as_manager()
 
@@ -357,3 +376,93 @@ class KlingAccount(models.Model):
     @property
     def is_paused(self) -> bool:
         return bool(self.paused_until and self.paused_until > timezone.now())
+
+
+def hash_token(token: str) -> str:
+    """Tokens are stored as their SHA-256: a database leak does not leak working links."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)  # 192 bits
+
+
+class ShareLinkQuerySet(models.QuerySet["ShareLink"]):
+    def live(self) -> ShareLinkQuerySet:
+        now = timezone.now()
+        return self.filter(revoked_at__isnull=True).filter(
+            Q(expires_at__isnull=True) | Q(expires_at__gt=now)
+        )
+
+
+class ShareLink(models.Model):
+    """A link that shows one finished job's video to anyone who has it."""
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    job = models.ForeignKey(AvatarJob, on_delete=models.CASCADE, related_name="share_links")
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    created = models.DateTimeField(default=timezone.now, editable=False)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    allow_download = models.BooleanField(default=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    views = models.PositiveIntegerField(default=0)
+    last_viewed_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ShareLinkQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"Share link for {self.job}"
+
+    @property
+    def is_live(self) -> bool:
+        if self.revoked_at:
+            return False
+        return self.expires_at is None or self.expires_at > timezone.now()
+
+
+class TeamInvite(models.Model):
+    """An invitation link: expiring, single use, granting one role in one team."""
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="invites")
+    role = models.CharField(
+        max_length=10, choices=Membership.Role.choices, default=Membership.Role.MEMBER
+    )
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    created = models.DateTimeField(default=timezone.now, editable=False)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+    used_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"Invite to {self.team} as {self.role}"
+
+    @property
+    def is_usable(self) -> bool:
+        return self.used_at is None and self.expires_at > timezone.now()

@@ -14,17 +14,31 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.core.files.base import ContentFile
+from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
+from django.db.models import F, Q, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from jobs import kling
 from jobs.media import ValidAudio, ValidPortrait
-from jobs.models import Asset, AvatarJob, Membership, Team
+from jobs.models import (
+    Asset,
+    AvatarJob,
+    Membership,
+    ShareLink,
+    Team,
+    TeamInvite,
+    hash_token,
+    new_token,
+)
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +117,7 @@ def job_create(
     kling_audio_id: str = "",
     prompt: str = "",
     mode: str = AvatarJob.Mode.DRAFT,
+    notify_by_email: bool = False,
 ) -> AvatarJob:
     """Queue a new job; the worker is woken once the row is committed."""
     check_mode(mode)
@@ -113,6 +128,9 @@ def job_create(
     if audio is not None and (audio.team_id != team.pk or audio.kind != Asset.Kind.AUDIO):
         raise ValidationError("That voice-over is not in this team's library.")
     with transaction.atomic():
+        # Lock the team row so two jobs cannot both squeeze under the quota.
+        Team.objects.select_for_update().filter(pk=team.pk).first()
+        check_quota(team=team, mode=mode, seconds=audio.duration if audio else 0)
         job = AvatarJob.objects.create(
             team=team,
             created_by=user,
@@ -121,6 +139,7 @@ def job_create(
             kling_audio_id=kling_audio_id,
             prompt=prompt,
             mode=mode,
+            notify_by_email=notify_by_email,
             next_attempt_at=timezone.now()
             + (QUEUE_GRACE if mode == AvatarJob.Mode.DRAFT else timedelta(0)),
         )
@@ -163,6 +182,35 @@ def job_advance(*, job_id: int) -> None:
         from jobs.engines import kling as kling_engine
 
         kling_engine.advance(job)
+    job_notify(job_id=job_id)
+
+
+def job_notify(*, job_id: int) -> bool:
+    """Email the creator once when a job that asked for it has finished."""
+    claimed = AvatarJob.objects.filter(
+        pk=job_id,
+        notify_by_email=True,
+        notified_at__isnull=True,
+        status__in=(AvatarJob.Status.SUCCEEDED, AvatarJob.Status.FAILED),
+    ).update(notified_at=timezone.now())
+    if not claimed:
+        return False
+    job = AvatarJob.objects.select_related("created_by", "portrait").get(pk=job_id)
+    if not job.created_by or not job.created_by.email:
+        return False
+    base = settings.PUBLIC_BASE_URL or "http://127.0.0.1:8000"
+    done = job.status == AvatarJob.Status.SUCCEEDED
+    subject = f"Your avatar video is {'ready' if done else 'not made'}: {job.portrait.name}"
+    link = f"{base}{job.get_absolute_url()}"
+    if done:
+        body = f"Your {job.mode} video from {job.portrait.name} is ready.\n\n{link}\n"
+    else:
+        body = (
+            f"Your {job.mode} video from {job.portrait.name} could not be made:\n"
+            f"{job.error_message}\n\n{link}\n"
+        )
+    send_mail(subject, body, None, [job.created_by.email], fail_silently=True)
+    return True
 
 
 def job_cancel(*, job: AvatarJob) -> bool:
@@ -339,3 +387,245 @@ def asset_delete(*, asset: Asset) -> None:
     with transaction.atomic():
         asset.delete()
         transaction.on_commit(lambda: asset.file.delete(save=False))
+
+
+# --- quotas and usage ----------------------------------------------------------------------
+
+
+def month_start(now: Any = None) -> Any:
+    now = timezone.localtime(now or timezone.now())
+    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def next_month_start(now: Any = None) -> Any:
+    start = month_start(now)
+    return (start + timedelta(days=32)).replace(day=1)
+
+
+def _counted_jobs(team: Team, since: Any) -> Any:
+    """This month's jobs that use (or will use) generated seconds: failed and canceled don't."""
+    return (
+        AvatarJob.objects.for_team(team)
+        .filter(created__gte=since)
+        .exclude(status__in=(AvatarJob.Status.FAILED, AvatarJob.Status.CANCELED))
+    )
+
+
+def seconds_used(*, team: Team, mode: str, now: Any = None) -> float:
+    used = (
+        _counted_jobs(team, month_start(now))
+        .filter(mode=mode)
+        .aggregate(s=Sum(Coalesce("duration", "audio__duration", 0.0)))["s"]
+    )
+    return float(used or 0)
+
+
+def check_quota(*, team: Team, mode: str, seconds: float | None) -> None:
+    """Refuse a job that would take the team past its monthly limit for that mode."""
+    limit = team.quota_seconds(mode)
+    if limit is None:
+        return
+    used = seconds_used(team=team, mode=mode)
+    left = max(limit - used, 0)
+    need = seconds or 0
+    if used + need > limit:
+        reset = timezone.localtime(next_month_start())
+        raise ValidationError(
+            f"This {mode} job needs {need:.0f} s, but the team has {left:.0f} s of {mode} video "
+            f"left this month (limit {limit} s). Use a shorter voice-over, ask a team admin to "
+            f"raise the limit, or wait until {reset:%-d %B}.",
+            code="quota",
+        )
+
+
+def usage_summary(*, team: Team, now: Any = None) -> dict[str, Any]:
+    """This month's generated seconds and Kling units, per member and per mode."""
+    rows = (
+        _counted_jobs(team, month_start(now))
+        .values("created_by__username", "mode")
+        .annotate(
+            seconds=Sum(Coalesce("duration", "audio__duration", 0.0)),
+            units=Sum("units_charged"),
+        )
+        .order_by("created_by__username", "mode")
+    )
+    modes = {
+        mode: {
+            "used": seconds_used(team=team, mode=mode, now=now),
+            "limit": team.quota_seconds(mode),
+        }
+        for mode in AvatarJob.Mode.values
+    }
+    for numbers in modes.values():
+        limit = numbers["limit"]
+        numbers["left"] = None if limit is None else max(limit - numbers["used"], 0)
+    return {"since": month_start(now), "rows": list(rows), "modes": modes}
+
+
+def quota_set(*, team: Team, mode: str, seconds: int | None) -> Team:
+    if mode not in AvatarJob.Mode.values:
+        raise ValidationError(f"Mode {mode!r} does not exist.")
+    setattr(team, f"quota_{mode}_seconds", seconds)
+    team.save(update_fields=[f"quota_{mode}_seconds"])
+    return team
+
+
+# --- teams and roles -----------------------------------------------------------------------
+
+Role = Membership.Role
+
+
+@transaction.atomic
+def team_create(*, name: str, user: AbstractBaseUser) -> Team:
+    name = name.strip()
+    if not name:
+        raise ValidationError("Give the team a name.")
+    team = Team.objects.create(name=name[:100])
+    Membership.objects.create(user=user, team=team, role=Role.ADMIN)
+    return team
+
+
+def _other_admins(membership: Membership) -> bool:
+    return (
+        Membership.objects.filter(team=membership.team_id, role=Role.ADMIN)
+        .exclude(pk=membership.pk)
+        .exists()
+    )
+
+
+def member_add(*, team: Team, login: str, role: str = Role.MEMBER) -> Membership:
+    """Add an existing account (by username or email) to the team."""
+    login = login.strip()
+    users = get_user_model().objects.filter(Q(username__iexact=login) | Q(email__iexact=login))
+    user = users.first() if login else None
+    if user is None:
+        raise ValidationError(
+            f"There is no account called {login!r}. Check the spelling, or send an invite link."
+        )
+    if Membership.objects.filter(team=team, user=user).exists():
+        raise ValidationError(f"{user.get_username()} is already in {team.name}.")
+    return Membership.objects.create(team=team, user=user, role=role)
+
+
+@transaction.atomic
+def member_set_role(*, membership: Membership, role: str) -> Membership:
+    if role not in Role.values:
+        raise ValidationError(f"Role {role!r} does not exist: use admin, member or viewer.")
+    Team.objects.select_for_update().filter(pk=membership.team_id).first()
+    if membership.role == Role.ADMIN and role != Role.ADMIN and not _other_admins(membership):
+        raise ValidationError("A team needs at least one admin: make someone else admin first.")
+    membership.role = role
+    membership.save(update_fields=["role"])
+    return membership
+
+
+@transaction.atomic
+def member_remove(*, membership: Membership) -> None:
+    """Remove someone from a team (or let them leave). The last admin cannot go."""
+    Team.objects.select_for_update().filter(pk=membership.team_id).first()
+    if membership.role == Role.ADMIN and not _other_admins(membership):
+        raise ValidationError(
+            "The last admin cannot leave the team: make someone else admin first."
+        )
+    membership.delete()
+
+
+INVITE_DAYS = 7
+
+
+def invite_create(
+    *, team: Team, by: AbstractBaseUser, role: str = Role.MEMBER, days: int = INVITE_DAYS
+) -> tuple[TeamInvite, str]:
+    """A single-use invite link; the token is returned once and only its hash is kept."""
+    if role not in Role.values:
+        raise ValidationError(f"Role {role!r} does not exist: use admin, member or viewer.")
+    token = new_token()
+    invite = TeamInvite.objects.create(
+        team=team,
+        role=role,
+        created_by=by,
+        token_hash=hash_token(token),
+        expires_at=timezone.now() + timedelta(days=days),
+    )
+    return invite, token
+
+
+def invite_find(token: str) -> TeamInvite | None:
+    return TeamInvite.objects.select_related("team").filter(token_hash=hash_token(token)).first()
+
+
+@transaction.atomic
+def invite_accept(*, token: str, user: AbstractBaseUser) -> Membership:
+    invite = invite_find(token)
+    if invite is None:
+        raise ValidationError("This invite link is not valid. Ask for a new one.")
+    existing = Membership.objects.filter(team=invite.team, user=user).first()
+    if existing is not None:
+        return existing
+    # Single use: only the first acceptance marks it used.
+    used = TeamInvite.objects.filter(
+        pk=invite.pk, used_at__isnull=True, expires_at__gt=timezone.now()
+    ).update(used_at=timezone.now(), used_by=user)
+    if not used:
+        raise ValidationError(
+            "This invite link has expired or was already used. Ask a team admin for a new one."
+        )
+    return Membership.objects.create(team=invite.team, user=user, role=invite.role)
+
+
+# --- share links ---------------------------------------------------------------------------
+
+
+def share_create(
+    *,
+    job: AvatarJob,
+    by: AbstractBaseUser,
+    expires_at: Any = None,
+    allow_download: bool = False,
+) -> tuple[ShareLink, str]:
+    """A link to a finished video; the token is returned once and only its hash is kept."""
+    if job.status != AvatarJob.Status.SUCCEEDED:
+        raise ValidationError("Only a finished video can be shared.")
+    if expires_at is not None and expires_at <= timezone.now():
+        raise ValidationError("The expiry date is in the past: pick a later one.")
+    token = new_token()
+    link = ShareLink.objects.create(
+        job=job,
+        created_by=by,
+        token_hash=hash_token(token),
+        expires_at=expires_at,
+        allow_download=allow_download,
+    )
+    return link, token
+
+
+def share_revoke(*, link: ShareLink) -> None:
+    ShareLink.objects.filter(pk=link.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
+def share_open(token: str, *, count_view: bool = False) -> ShareLink | None:
+    """The live link for a token (None if unknown, revoked or expired)."""
+    link = (
+        ShareLink.objects.live()
+        .select_related("job", "job__portrait")
+        .filter(token_hash=hash_token(token), job__status=AvatarJob.Status.SUCCEEDED)
+        .first()
+    )
+    if link is not None and count_view:
+        ShareLink.objects.filter(pk=link.pk).update(
+            views=F("views") + 1, last_viewed_at=timezone.now()
+        )
+    return link
+
+
+# --- the operator's actions ----------------------------------------------------------------
+
+
+def job_poke(*, job: AvatarJob) -> bool:
+    """Make an active job take its next step now (the admin's "query Kling now")."""
+    poked = AvatarJob.objects.filter(pk=job.pk, status__in=AvatarJob.ACTIVE).update(
+        next_attempt_at=timezone.now()
+    )
+    if poked:
+        transaction.on_commit(lambda: wake(job.pk))
+    return bool(poked)

@@ -1,0 +1,59 @@
+"""Monthly quotas per mode: a job that would cross the limit is refused before it is queued."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import ValidationError
+from django_q.models import OrmQ
+
+from jobs import services
+from jobs.media import validate_audio, validate_portrait
+from jobs.models import AvatarJob
+from tests.conftest import make_audio_file
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def assets(team, owner, portrait_path, tmp_path):
+    portrait = services.asset_store(team=team, user=owner, valid=validate_portrait(portrait_path))
+    audio = services.asset_store(
+        team=team, user=owner, valid=validate_audio(make_audio_file(tmp_path / "v.mp3", 4.0))
+    )
+    return portrait, audio
+
+
+def test_a_job_over_the_limit_is_refused_with_what_is_left(team, owner, assets, settings):
+    portrait, audio = assets
+    services.quota_set(team=team, mode="draft", seconds=10)
+    services.job_create(team=team, user=owner, portrait=portrait, audio=audio)
+    services.job_create(team=team, user=owner, portrait=portrait, audio=audio)
+    queued_before = OrmQ.objects.count()
+    with pytest.raises(ValidationError) as exc:
+        services.job_create(team=team, user=owner, portrait=portrait, audio=audio)
+    message = exc.value.messages[0]
+    assert "needs 4 s" in message and "2 s of draft video left this month" in message
+    assert "limit 10 s" in message
+    assert AvatarJob.objects.count() == 2
+    assert OrmQ.objects.count() == queued_before  # nothing queued
+
+
+def test_failed_and_canceled_jobs_do_not_count(team, owner, assets):
+    portrait, audio = assets
+    services.quota_set(team=team, mode="draft", seconds=5)
+    first = services.job_create(team=team, user=owner, portrait=portrait, audio=audio)
+    assert services.job_cancel(job=first)
+    second = services.job_create(team=team, user=owner, portrait=portrait, audio=audio)
+    services.job_fail(job=second, code="x", message="broken")
+    services.job_create(team=team, user=owner, portrait=portrait, audio=audio)
+
+
+def test_limits_are_per_mode(team, owner, assets):
+    portrait, audio = assets
+    services.quota_set(team=team, mode="pro", seconds=0)
+    services.job_create(team=team, user=owner, portrait=portrait, audio=audio, mode="draft")
+    summary = services.usage_summary(team=team)
+    assert summary["modes"]["draft"]["used"] == pytest.approx(4.0, abs=0.1)
+    assert summary["modes"]["draft"]["limit"] is None
+    assert summary["modes"]["pro"] == {"used": 0.0, "limit": 0, "left": 0}
+    assert [(r["created_by__username"], r["mode"]) for r in summary["rows"]] == [("alice", "draft")]
