@@ -145,6 +145,13 @@ class Asset(models.Model):
     height = models.PositiveIntegerField(null=True, blank=True)
     duration = models.FloatField(null=True, blank=True, help_text="Seconds of audio.")
     created = models.DateTimeField(default=timezone.now, editable=False)
+    # A voice-over made from text: the script, the voice, and Kling's id for it (valid for
+    # 30 days from kling_audio_made_at; our stored copy is used after that).
+    script = models.TextField(blank=True)
+    voice_id = models.CharField(max_length=64, blank=True)
+    voice_speed = models.FloatField(null=True, blank=True)
+    kling_audio_id = models.CharField(max_length=100, blank=True)
+    kling_audio_made_at = models.DateTimeField(null=True, blank=True)
 
     objects = AssetQuerySet.as_manager()
 
@@ -286,6 +293,16 @@ class AvatarJob(models.Model):
     video_size = models.PositiveBigIntegerField(null=True, blank=True)
     duration = models.FloatField(null=True, blank=True, help_text="Seconds of video.")
     units_charged = models.DecimalField(max_digits=10, decimal_places=3, null=True, blank=True)
+    # Jobs made through the Kling-compatible API: the token, the caller's own id (unique per
+    # team) and where to send status changes.
+    api_token = models.ForeignKey(
+        "ApiToken", on_delete=models.SET_NULL, null=True, blank=True, related_name="jobs"
+    )
+    client_external_id = models.CharField(max_length=200, blank=True)
+    client_callback_url = models.URLField(max_length=2000, blank=True)
+    client_callback_status = models.CharField(
+        max_length=12, blank=True, help_text="The last status the caller's callback was told."
+    )
     notify_by_email = models.BooleanField(
         default=False, help_text="Email the creator when the job finishes."
     )
@@ -296,6 +313,13 @@ class AvatarJob(models.Model):
     class Meta:
         ordering = ["-created", "-id"]
         indexes = [models.Index(fields=["team", "-created"], name="job_team_newest")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["team", "client_external_id"],
+                condition=~Q(client_external_id=""),
+                name="client_external_id_unique_per_team",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_mode_display()} job {self.code}"
@@ -466,3 +490,29 @@ class TeamInvite(models.Model):
     @property
     def is_usable(self) -> bool:
         return self.used_at is None and self.expires_at > timezone.now()
+
+
+class ApiToken(models.Model):
+    """A personal token for the Kling-compatible API, scoped to one team; stored hashed."""
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens"
+    )
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    prefix = models.CharField(max_length=12, editable=False, help_text="To recognise it.")
+    created = models.DateTimeField(default=timezone.now, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
