@@ -266,6 +266,10 @@ KLING_HTTP_TIMEOUT = env.int("KLING_HTTP_TIMEOUT", 30, minimum=1, maximum=300)
 KLING_POLL_SECONDS = env.int("KLING_POLL_SECONDS", 3, minimum=1, maximum=600)
 KLING_JOB_DEADLINE_SECONDS = env.int("KLING_JOB_DEADLINE_SECONDS", 7200, minimum=60)
 
+# The Kling-compatible API fetches image/sound URLs and calls callback URLs that callers give:
+# only public addresses, unless this is set (local testing against loopback servers).
+ALLOW_PRIVATE_URLS = env.bool("ALLOW_PRIVATE_URLS", False)
+
 # The worker. The database is the truth and the queue only a wake-up call, so a lost
 # message costs a delay (the reconciler re-drives the job), never the job.
 Q_CLUSTER = {
