@@ -314,3 +314,14 @@ def test_a_failing_lookup_never_fails_or_resubmits(sim, team, owner, inputs):
     assert creates(sim, job) == 1
     sim.configure(query_error_rates={})
     assert drive(job).status == Status.SUCCEEDED and creates(sim, job) == 1
+
+
+def test_a_queued_job_says_why_it_waits_when_the_key_is_gone(sim, team, owner, inputs, settings):
+    job = new_job(team, owner, inputs)
+    settings.KLING_API_KEY = ""
+    job = step(job)
+    assert job.status == Status.QUEUED and job.error_code == "not_configured"
+    assert "no Kling key" in job.error_message
+    settings.KLING_API_KEY = sim.config.api_key
+    job = drive(job)
+    assert job.status == Status.SUCCEEDED and job.error_message == ""

@@ -160,6 +160,8 @@ def dispatch() -> list[int]:
                 submitting_at=now,
                 updated=now,
                 next_attempt_at=None,
+                error_code="",
+                error_message="",
             )
             if claimed:
                 chosen.append(pick[0])
@@ -195,13 +197,35 @@ def resume_submissions() -> None:
 
 def advance(job: AvatarJob) -> None:
     if job.status == Status.QUEUED:
-        dispatch()
+        if not _note_why_waiting(job):
+            dispatch()
     elif job.status == Status.SUBMITTING:
         _submit(job)
     elif job.status in (Status.SUBMITTED, Status.PROCESSING):
         _track(job)
     elif job.status == Status.DOWNLOADING:
         _download(job)
+
+
+def _note_why_waiting(job: AvatarJob) -> bool:
+    """True (and the reason written on the job) when no queued job can go out now."""
+    if not kling.is_configured():
+        code, note = (
+            "not_configured",
+            (
+                "Waiting: this server has no Kling key any more. Ask the operator to set it, or "
+                "cancel this job and make a draft."
+            ),
+        )
+    elif KlingAccount.get().is_paused:
+        code, note = "paused", _paused_note()
+    else:
+        return False
+    if (job.error_code, job.error_message) != (code, note):
+        AvatarJob.objects.filter(pk=job.pk, status=Status.QUEUED).update(
+            error_code=code, error_message=note
+        )
+    return True
 
 
 def _take(job: AvatarJob, lease_seconds: float) -> bool:
