@@ -53,6 +53,7 @@ import requests
 from PIL import Image, UnidentifiedImageError
 
 from jobs.ffmpeg import FFmpegError, decoded_audio_seconds
+from jobs.voices import get_voice
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +135,10 @@ class SimulatorConfig:
     callback_duplicate_rate: float = 0.0
     callback_reorder: bool = False  # hold a task's callbacks and send them newest-first at the end
     lookup_by_external_id: bool = True  # False: GET by external id fails like some gateways
+    # Text to speech: errors on demand, and the reply Kling's docs leave open (a status other
+    # than succeed, with no audio in it).
+    tts_error_rates: dict[int, float] = field(default_factory=dict)  # code → chance
+    tts_pending_rate: float = 0.0  # answer "processing" with no audios
     video_factory: Callable[[bytes, bytes], bytes] | None = None  # (image, audio) → MP4 bytes
     seed: int | None = None  # for reproducible faults
 
@@ -223,6 +228,26 @@ def sine_wav(seconds: float, *, rate: int = 8000, frequency: float = 220.0) -> b
         wav.setframerate(rate)
         wav.writeframes(struct.pack(f"<{count}h", *samples))
     return out.getvalue()
+
+
+def speech_wav(text: str, *, voice_id: str, speed: float) -> tuple[bytes, float]:
+    """(WAV, seconds) of `text` read offline by eSpeak NG (jobs.tts), as long as speech takes.
+
+    Falls back on the tone when eSpeak NG cannot be loaded (or Django is not set up), so the
+    simulator still answers; the tone lasts about as long as the text would.
+    """
+    try:
+        from jobs.tts import espeak_wav  # lazily: it needs Django's app registry
+
+        voice = get_voice(voice_id)
+        if voice is not None:
+            return espeak_wav(text, voice=voice, speed=speed)
+    except Exception:  # whatever stops eSpeak NG here, the simulator must still answer
+        logger.warning(
+            "Kling simulator: eSpeak NG unavailable, answering TTS with a tone", exc_info=True
+        )
+    seconds = round(max(1.0, len(text) / 15 / speed), 1)
+    return sine_wav(seconds), seconds
 
 
 def sniff_audio(data: bytes) -> str | None:
@@ -336,6 +361,7 @@ class KlingSimulator:
         self.rejected_by_reason: Counter[str] = Counter()
         self.callbacks: Counter[str] = Counter()
         self.auth_styles: Counter[str] = Counter()
+        self.audio_inputs: Counter[str] = Counter()  # creates by "audio_id" / "sound_file"
         self.tasks_created = 0
         self.peak_concurrency = 0
         self.renders = 0
@@ -406,7 +432,7 @@ class KlingSimulator:
         unknown = set(changes) - known
         if unknown:
             raise ValueError(f"Unknown simulator options: {', '.join(sorted(unknown))}")
-        for name in ("error_rates", "query_error_rates"):
+        for name in ("error_rates", "query_error_rates", "tts_error_rates"):
             if name in changes:
                 changes[name] = {int(k): float(v) for k, v in (changes[name] or {}).items()}
         with self._lock:
@@ -432,6 +458,7 @@ class KlingSimulator:
                 "renders": self.renders,
                 "render_cache_hits": self.render_cache_hits,
                 "auth_styles": dict(self.auth_styles),
+                "audio_inputs": dict(self.audio_inputs),
                 "distinct_tokens": len(self._tokens_seen),
                 "last_jwt": self.last_jwt,
             }
@@ -833,22 +860,39 @@ class KlingSimulator:
         text = body.get("text")
         if not isinstance(text, str) or not text.strip() or len(text) > TTS_MAX_CHARS:
             raise SimError(1201, f"text must be 1 to {TTS_MAX_CHARS} characters")
-        if not isinstance(body.get("voice_id"), str) or not body["voice_id"]:
+        voice_id = body.get("voice_id")
+        if not isinstance(voice_id, str) or not voice_id:
             raise SimError(1201, "voice_id is required")
-        if body.get("voice_language") not in ("zh", "en"):
+        language = body.get("voice_language")
+        if language not in ("zh", "en"):
             raise SimError(1201, "voice_language must be zh or en")
+        voice = get_voice(voice_id)
+        if voice is None:
+            raise SimError(1201, f"voice_id {voice_id} is not a known voice")
+        if voice.language != language:
+            raise SimError(
+                1201, f"voice_id {voice_id} speaks {voice.language}: voice_language must match"
+            )
         speed = body.get("voice_speed", 1.0)
         if isinstance(speed, bool) or not isinstance(speed, int | float) or not 0.8 <= speed <= 2.0:
             raise SimError(1201, "voice_speed must be between 0.8 and 2.0")
-        seconds = round(max(1.0, len(text) / 15 / speed), 1)
-        data = sine_wav(seconds)
+        if abs(speed * 10 - round(speed * 10)) > 1e-6:
+            raise SimError(1201, "voice_speed must have at most one decimal")
+        self._inject(self.config.tts_error_rates)
+        now_ms = _now_ms()
         with self._lock:
             audio_id = str(next(self._ids))
+            pending = self._rng.random() < self.config.tts_pending_rate
+        if pending:
+            task = {"task_id": audio_id, "task_status": "processing", "task_status_msg": ""}
+            return _Reply(200, self._envelope({**task, "task_result": {"audios": []}}))
+        data, seconds = speech_wav(text, voice_id=voice_id, speed=float(speed))
+        seconds = round(seconds, 3)
+        with self._lock:
             name = f"tts-{audio_id}.wav"
             assert self.files_dir is not None
             (self.files_dir / name).write_bytes(data)
             self._audios[audio_id] = _Audio(audio_id, data, seconds, name)
-        now_ms = _now_ms()
         return _Reply(
             200,
             self._envelope(
@@ -952,6 +996,8 @@ class KlingSimulator:
         sound = body.get("sound_file") or ""
         if bool(audio_id) == bool(sound):
             raise SimError(1201, "Exactly one of audio_id and sound_file must be given")
+        with self._lock:
+            self.audio_inputs["audio_id" if audio_id else "sound_file"] += 1
         if audio_id:
             with self._lock:
                 audio = self._audios.get(audio_id)

@@ -1,4 +1,10 @@
-"""Make an avatar video from the command line: for scripts and smoke tests."""
+"""Make an avatar video from the command line: for scripts and smoke tests.
+
+The voice-over is a file (--audio) or a script read by one of Kling's voices (--script TEXT
+--voice ID [--speed X]): Kling's TTS for std/pro, eSpeak NG offline for draft. Every input is
+checked before anything is sent or stored; a script is synthesized only once all the rest is
+valid, so a typo in --image never costs a TTS call.
+"""
 
 from __future__ import annotations
 
@@ -12,22 +18,34 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from jobs import services
+from jobs import services, tts
 from jobs.media import validate_audio, validate_portrait, validate_prompt
 from jobs.models import AvatarJob, Membership
+from jobs.voices import voices_for
+
+# check_script()'s codes → the option the problem is about.
+SCRIPT_FLAGS = {"no_voice": "--voice", "unknown_voice": "--voice", "bad_speed": "--speed"}
 
 
 class Command(BaseCommand):
     help = (
-        "Create an avatar job for USER from a portrait and a voice-over and print its URL. "
-        "Exit 2 on invalid input (nothing is created); with --wait, exit 0 only if it succeeded."
+        "Create an avatar job for USER from a portrait and a voice-over (a file, or a script "
+        "read by a Kling voice) and print its URL. Exit 2 on invalid input (nothing is "
+        "created); with --wait, exit 0 only if it succeeded."
     )
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--user", required=True, help="Username of the job's creator.")
         parser.add_argument("--image", required=True, type=Path, help="Portrait: JPEG or PNG.")
         parser.add_argument(
-            "--audio", required=True, type=Path, help="Voice-over: MP3, WAV, M4A or AAC."
+            "--audio", type=Path, help="Voice-over: MP3, WAV, M4A or AAC (or use --script)."
+        )
+        parser.add_argument(
+            "--script", help="Text to speak instead of --audio (Kling TTS; eSpeak for draft)."
+        )
+        parser.add_argument("--voice", help="With --script: a Kling voice id, e.g. uk_man2.")
+        parser.add_argument(
+            "--speed", type=float, help="With --script: 0.8 to 2.0 in steps of 0.1 (default 1.0)."
         )
         parser.add_argument("--prompt", default="", help="Optional direction (≤ 2500 chars).")
         parser.add_argument("--mode", default="draft", choices=AvatarJob.Mode.values)
@@ -51,7 +69,9 @@ class Command(BaseCommand):
         if user is None:
             problems.append(f"--user: there is no account named {opts['user']!r}.")
         portrait = self._check(problems, "--image", opts["image"], validate_portrait)
-        audio = self._check(problems, "--audio", opts["audio"], validate_audio)
+        audio = None
+        if self._check_voice_options(problems, opts) == "audio":
+            audio = self._check(problems, "--audio", opts["audio"], validate_audio)
         prompt = ""
         try:
             prompt = validate_prompt(opts["prompt"])
@@ -61,10 +81,20 @@ class Command(BaseCommand):
             services.check_mode(opts["mode"])
         except ValidationError as exc:
             problems.extend(f"--mode: {m}" for m in exc.messages)
-        if problems:
-            for line in problems:
-                self.stderr.write(line)
-            raise CommandError("Nothing was created.", returncode=2)
+        self._refuse(problems)
+        made = None
+        if opts["script"] is not None:
+            # Only now, with every other input valid: this may cost a Kling TTS call.
+            try:
+                made = tts.synthesize(
+                    opts["script"],
+                    voice_id=opts["voice"],
+                    speed=self._speed(opts),
+                    offline=opts["mode"] == AvatarJob.Mode.DRAFT,
+                )
+            except ValidationError as exc:
+                problems.extend(f"--script: {m}" for m in exc.messages)
+            self._refuse(problems)
 
         membership = (
             Membership.objects.filter(user=user)
@@ -74,11 +104,22 @@ class Command(BaseCommand):
         )
         team = membership.team
         with transaction.atomic():
+            if made is not None:
+                voiceover = tts.voiceover_store(
+                    team=team,
+                    user=user,
+                    text=opts["script"],
+                    voice_id=opts["voice"],
+                    speed=self._speed(opts),
+                    made=made,
+                )
+            else:
+                voiceover = services.asset_store(team=team, user=user, valid=audio)
             job = services.job_create(
                 team=team,
                 user=user,
                 portrait=services.asset_store(team=team, user=user, valid=portrait),
-                audio=services.asset_store(team=team, user=user, valid=audio),
+                audio=voiceover,
                 prompt=prompt,
                 mode=opts["mode"],
             )
@@ -86,6 +127,42 @@ class Command(BaseCommand):
         self.stdout.write(f"{base}{job.get_absolute_url()}")
         if opts["wait"]:
             self._wait(job, opts["timeout"])
+
+    def _refuse(self, problems: list[str]) -> None:
+        if problems:
+            for line in problems:
+                self.stderr.write(line)
+            raise CommandError("Nothing was created.", returncode=2)
+
+    @staticmethod
+    def _speed(opts: dict[str, Any]) -> float:
+        return 1.0 if opts["speed"] is None else opts["speed"]
+
+    def _check_voice_options(self, problems: list[str], opts: dict[str, Any]) -> str:
+        """Check --audio/--script/--voice/--speed; return "audio", "script" or "" (neither)."""
+        has_audio, has_script = opts["audio"] is not None, opts["script"] is not None
+        if has_audio and has_script:
+            problems.append("--script: give either --audio FILE or --script TEXT, not both.")
+            return ""
+        if not has_audio and not has_script:
+            problems.append(
+                "--audio: give a voice-over, either a file (--audio FILE) or a script to read "
+                "(--script TEXT --voice ID)."
+            )
+            return ""
+        if has_audio:
+            for flag in ("voice", "speed"):
+                if opts[flag] is not None:
+                    problems.append(f"--{flag}: only used with --script, not with --audio.")
+            return "audio"
+        try:
+            tts.check_script(opts["script"], voice_id=opts["voice"] or "", speed=self._speed(opts))
+        except ValidationError as exc:
+            for error in exc.error_list:
+                flag = SCRIPT_FLAGS.get(error.code or "", "--script")
+                hint = f" {_voice_examples()}" if flag == "--voice" else ""
+                problems.append(f"{flag}: {' '.join(error.messages)}{hint}")
+        return "script"
 
     def _check(self, problems: list[str], flag: str, path: Path, validate: Any) -> Any:
         if not path.is_file():
@@ -116,6 +193,12 @@ class Command(BaseCommand):
             "(make run, or manage.py qcluster)?",
             returncode=1,
         )
+
+
+def _voice_examples() -> str:
+    english = ", ".join(v.id for v in voices_for("en")[:4])
+    chinese = ", ".join(v.id for v in voices_for("zh")[:2])
+    return f"Voices include {english} (English) and {chinese} (Chinese); see jobs/voices.py."
 
 
 def _local_path(field: Any) -> str:
