@@ -3,6 +3,7 @@ real django-q2 worker process for the tests that need one."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
@@ -160,12 +161,15 @@ class Worker:
             self.proc.wait()
 
     def stop(self) -> None:
+        """Ask the cluster to stop (as Ctrl-C would), then make sure nothing is left."""
         if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
+            self.proc.send_signal(signal.SIGINT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=10)
+        if self.proc:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)  # any worker left behind
+            self.proc.wait()
 
 
 @pytest.fixture

@@ -325,3 +325,16 @@ def test_a_queued_job_says_why_it_waits_when_the_key_is_gone(sim, team, owner, i
     settings.KLING_API_KEY = sim.config.api_key
     job = drive(job)
     assert job.status == Status.SUCCEEDED and job.error_message == ""
+
+
+def test_a_refused_pasted_audio_id_asks_for_the_file(sim, team, owner, inputs):
+    job = services.job_create(
+        team=team,
+        user=owner,
+        portrait=inputs["portrait"],
+        kling_audio_id="stale-id-123",
+        mode="std",
+    )
+    job = drive(job)
+    assert job.status == Status.FAILED
+    assert "upload the voice-over as a file instead" in job.error_message

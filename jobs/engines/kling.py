@@ -32,7 +32,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
-from jobs import kling
+from jobs import kling, tts
 from jobs.ffmpeg import FFmpegError, probe, run_ffmpeg
 from jobs.kling import messages
 from jobs.kling.client import ErrorKind, KlingClient, KlingError, KlingTask
@@ -320,8 +320,8 @@ def _create_payload(job: AvatarJob) -> dict[str, Any]:
     if job.kling_audio_id:
         payload["audio_id"] = job.kling_audio_id
     else:
-        with job.audio.file.open("rb") as fh:
-            payload["sound_file"] = fh.read()
+        # A fresh Kling TTS id when the voice-over has one; our stored copy otherwise.
+        payload.update(tts.audio_for_kling(job.audio))
     return payload
 
 
@@ -368,12 +368,19 @@ def _submit_failed(job: AvatarJob, exc: KlingError, client: KlingClient) -> None
     if exc.outcome_unknown:  # never fail a job that may have a task at Kling
         _release(job, retry_delay(job.attempts, first=2.0, cap=300.0), error_code="outcome_unknown")
         return
+    message = messages.job_error_message(exc.code, exc.message)
+    if job.kling_audio_id and job.audio_id is None:
+        # A pasted audio id of unknown age: Kling forgets them after 30 days.
+        message = (
+            "Kling refused the audio id (ids expire 30 days after they were made): upload the "
+            f"voice-over as a file instead. {messages.NOT_CHARGED} Kling said: {exc.message}"
+        )
     job.transition(
         Status.FAILED,
         expect=Status.SUBMITTING,
         next_attempt_at=None,
         error_code=f"kling_{exc.code}" if exc.code else "kling_refused",
-        error_message=messages.job_error_message(exc.code, exc.message),
+        error_message=message,
     )
     _dispatch_on_commit()
 
