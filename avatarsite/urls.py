@@ -6,6 +6,7 @@ from jobs import hooks
 
 urlpatterns = [
     path("", include("jobs.urls")),
+    path("", include("jobs.api_urls")),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from django.utils import timezone
 from jobs import kling
 from jobs.media import ValidAudio, ValidPortrait
 from jobs.models import (
+    ApiToken,
     Asset,
     AvatarJob,
     Membership,
@@ -182,6 +184,8 @@ def job_advance(*, job_id: int) -> None:
         from jobs.engines import kling as kling_engine
 
         kling_engine.advance(job)
+    if job.client_callback_url:
+        api_callback_if_changed(job_id=job_id)
     job_notify(job_id=job_id)
 
 
@@ -629,3 +633,162 @@ def job_poke(*, job: AvatarJob) -> bool:
     if poked:
         transaction.on_commit(lambda: wake(job.pk))
     return bool(poked)
+
+
+# --- the Kling-compatible API ----------------------------------------------------------------
+# Tokens, and the workflows behind jobs/api.py. API jobs are ordinary jobs made by job_create
+# (same quotas, slots, dashboard), marked with their token, the caller's own id and callback.
+
+API_TOKEN_PREFIX = "avs_"  # noqa: S105 (a public marker: recognisable in logs and by scanners)
+API_TOKEN_TOUCH_EVERY = timedelta(minutes=1)  # last_used_at is written at most this often
+
+
+class ApiTokenRefused(Exception):
+    """An API token that cannot be used; str() says why, in words for the caller."""
+
+
+def api_token_create(*, user: AbstractBaseUser, team: Team, name: str = "") -> tuple[ApiToken, str]:
+    """A new token for one team; the token is returned once and only its hash is kept."""
+    membership = Membership.objects.filter(user=user, team=team).first()
+    if membership is None or not membership.can_write:
+        raise ValidationError(
+            f"Only members who can make jobs in {team.name} can create API tokens for it."
+        )
+    name = " ".join((name or "").split())[:100] or "API token"
+    token = API_TOKEN_PREFIX + new_token()
+    api_token = ApiToken.objects.create(
+        user=user, team=team, name=name, token_hash=hash_token(token), prefix=token[:10]
+    )
+    return api_token, token
+
+
+def api_token_revoke(*, token: ApiToken) -> bool:
+    """Revoke a token for good; False if it was already revoked."""
+    revoked = ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+    return bool(revoked)
+
+
+def api_token_authenticate(raw: str) -> ApiToken:
+    """The live token for a raw Bearer value, or ApiTokenRefused saying why not.
+
+    A token is only as good as its owner's standing: it stops working when the owner leaves the
+    team, is made a viewer, or is deactivated, without anyone having to remember to revoke it.
+    """
+    token = (
+        ApiToken.objects.select_related("team", "user").filter(token_hash=hash_token(raw)).first()
+    )
+    if token is None:
+        raise ApiTokenRefused(
+            "This API token is not valid: check that it was copied whole, or create a new one."
+        )
+    if token.revoked_at is not None:
+        raise ApiTokenRefused(
+            f"This API token ({token.name}) was revoked on {token.revoked_at:%Y-%m-%d}: "
+            "create a new one."
+        )
+    membership = Membership.objects.filter(user=token.user_id, team=token.team_id).first()
+    if not token.user.is_active or membership is None or not membership.can_write:
+        raise ApiTokenRefused(
+            f"The owner of this API token can no longer make jobs in {token.team.name}, so the "
+            "token no longer works."
+        )
+    now = timezone.now()
+    if token.last_used_at is None or token.last_used_at < now - API_TOKEN_TOUCH_EVERY:
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+        token.last_used_at = now
+    return token
+
+
+def api_tokens_visible(*, user: AbstractBaseUser, team: Team, is_admin: bool) -> Any:
+    """The tokens a person may see on the tokens page: their own, or all the team's for admins."""
+    tokens = ApiToken.objects.filter(team=team).select_related("user")
+    return tokens if is_admin else tokens.filter(user=user)
+
+
+def api_voiceover(*, team: Team, audio_id: str) -> Asset | None:
+    """The team's stored voice-over that Kling knows as `audio_id` (made by text-to-speech)."""
+    if not audio_id:
+        return None
+    return Asset.objects.for_team(team).voiceovers().filter(kling_audio_id=audio_id).first()
+
+
+def api_task_find(*, team: Team, ref: str) -> AvatarJob | None:
+    """A team's job by our task id (the job's code) or by the caller's external_task_id."""
+    jobs = AvatarJob.objects.for_team(team)
+    try:
+        code = uuid.UUID(ref)
+    except (ValueError, AttributeError):
+        code = None
+    if code is not None and (job := jobs.filter(code=code).first()) is not None:
+        return job
+    return jobs.filter(client_external_id=ref).first() if ref else None
+
+
+def api_task_by_external_id(*, team: Team, external_id: str) -> AvatarJob | None:
+    if not external_id:
+        return None
+    return AvatarJob.objects.for_team(team).filter(client_external_id=external_id).first()
+
+
+def api_task_page(*, team: Team, page: int, size: int) -> list[AvatarJob]:
+    """One page of the team's jobs, newest first (Kling's list order)."""
+    start = (page - 1) * size
+    return list(AvatarJob.objects.for_team(team).order_by("-created", "-id")[start : start + size])
+
+
+def api_job_create(
+    *,
+    token: ApiToken,
+    portrait: Asset,
+    audio: Asset | None = None,
+    kling_audio_id: str = "",
+    prompt: str = "",
+    mode: str,
+    callback_url: str = "",
+    external_id: str = "",
+) -> tuple[AvatarJob, bool]:
+    """Queue a job for an API caller; (job, created).
+
+    The caller's external_task_id is unique per team: a repeat (a retry after a lost reply, or
+    two requests racing) returns the job that already has it instead of making a second one.
+    """
+    team = token.team
+    existing = api_task_by_external_id(team=team, external_id=external_id)
+    if existing is not None:
+        return existing, False
+    try:
+        with transaction.atomic():
+            job = job_create(
+                team=team,
+                user=token.user,
+                portrait=portrait,
+                audio=audio,
+                kling_audio_id=kling_audio_id,
+                prompt=prompt,
+                mode=mode,
+            )
+            # The unique constraint settles a race on the same external id: the loser's job
+            # and its wake-up are rolled back together.
+            AvatarJob.objects.filter(pk=job.pk).update(
+                api_token=token,
+                client_external_id=external_id,
+                client_callback_url=callback_url,
+            )
+            if callback_url:
+                job_id = job.pk
+                transaction.on_commit(lambda: api_callback_if_changed(job_id=job_id))
+    except IntegrityError:
+        if not external_id:
+            raise
+        return AvatarJob.objects.get(team=team, client_external_id=external_id), False
+    job.refresh_from_db()
+    return job, True
+
+
+def api_callback_if_changed(*, job_id: int) -> bool:
+    """Queue a callback to the API caller if the job's status moved on since they were told."""
+    from jobs import outbound
+
+    return outbound.api_callback_if_changed(job_id=job_id)

@@ -1,0 +1,59 @@
+"""Create a personal API token for the Kling-compatible API: for scripts, CI and first setup.
+
+    python manage.py create_api_token alice --team marketing --name "render farm"
+
+The token is printed once, as the last line of the output (so `| tail -n1` captures it); only
+its hash is stored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from jobs import services
+from jobs.models import Team
+
+
+class Command(BaseCommand):
+    help = (
+        "Create an API token for USERNAME in one team (default: their personal team) and print "
+        "it as the last line. Only members who can make jobs in the team can have one."
+    )
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("username")
+        parser.add_argument("--team", metavar="SLUG", help="The team's slug (default: personal).")
+        parser.add_argument("--name", default="", help="What the token is for (shown on jobs).")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        username = options["username"]
+        user = get_user_model().objects.filter(username=username).first()
+        if user is None:
+            raise CommandError(f"There is no account called {username!r}.")
+        slug = options["team"]
+        if slug:
+            team = Team.objects.filter(slug=slug, memberships__user=user).first()
+            if team is None:
+                raise CommandError(
+                    f"{username} is not in a team with the slug {slug!r}. Their teams: "
+                    + (", ".join(user.teams.values_list("slug", flat=True)) or "none")
+                )
+        else:
+            team = Team.objects.filter(personal=True, memberships__user=user).first()
+            if team is None:
+                team = services.personal_team_create(user=user)
+        try:
+            token, raw = services.api_token_create(
+                user=user, team=team, name=options["name"] or "Command-line token"
+            )
+        except ValidationError as exc:
+            raise CommandError(" ".join(exc.messages)) from None
+        self.stdout.write(
+            f"Created API token {token.name!r} ({token.prefix}…) for {username} in "
+            f"{team.name} ({team.slug}). It is shown once; store it now:"
+        )
+        self.stdout.write(raw)

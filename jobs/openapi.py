@@ -1,0 +1,356 @@
+"""The OpenAPI 3.1 description of the Kling-compatible API, served at /kling/openapi.json.
+
+Built from the same limits the code enforces, so the document cannot drift from them. The two
+`servers` are the two prefixes the API answers under: `/kling` (the base URL Kling tools and
+gateways use) and the bare root (`/v1/...`, like Kling's own host).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+from jobs import tts
+from jobs.media import AUDIO_MAX_BYTES, MB, PORTRAIT_MAX_BYTES, PROMPT_MAX_CHARS
+
+TASK_STATUSES = ["submitted", "processing", "succeed", "failed"]
+
+
+def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema, or null (callers send null or "" for parameters they do not use)."""
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+def _error_response(description: str, codes: list[int]) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {
+            "application/json": {
+                "schema": {"$ref": "#/components/schemas/Error"},
+                "example": {
+                    "code": codes[0],
+                    "message": "image: This file is not a JPEG or PNG image (…).",
+                    "request_id": "3f1c5a36-…",
+                    "data": None,
+                },
+            }
+        },
+    }
+
+
+def _envelope(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["code", "message", "request_id", "data"],
+        "properties": {
+            "code": {"type": "integer", "const": 0},
+            "message": {"type": "string"},
+            "request_id": {"type": "string"},
+            "data": data,
+        },
+    }
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    known = {
+        "400": _error_response(
+            "1200: the body is not a JSON object; 1201: a parameter is wrong (the message starts "
+            "with the parameter's name).",
+            [1201, 1200],
+        ),
+        "401": _error_response(
+            "1001: no Authorization header; 1002: the token is invalid, revoked, or its owner "
+            "can no longer make jobs in the team.",
+            [1002, 1001],
+        ),
+        "404": _error_response("1203: no such task in this token's team.", [1203]),
+        "405": _error_response("1202: the method is not allowed on this path.", [1202]),
+        "429": _error_response(
+            "1102: the team's monthly quota for this mode is used up (the message says what is "
+            "left).",
+            [1102],
+        ),
+        "500": _error_response("5000: an internal error (logged with the request id).", [5000]),
+    }
+    return {str(status): known[str(status)] for status in statuses}
+
+
+def document(base_url: str) -> dict[str, Any]:
+    """The OpenAPI document, with this server's address in `servers`."""
+    # The limits jobs/api.py enforces (imported here: api.py imports this module).
+    from jobs.api import (
+        AUDIO_ID_MAX_CHARS,
+        CALLBACK_URL_MAX_CHARS,
+        EXTERNAL_ID_MAX_CHARS,
+        PAGE_NUM_MAX,
+        PAGE_SIZE_DEFAULT,
+        PAGE_SIZE_MAX,
+    )
+
+    max_audio = settings.KLING_MAX_AUDIO_SECONDS
+    task_short = {
+        "type": "object",
+        "required": ["task_id", "task_status", "task_info", "created_at", "updated_at"],
+        "properties": {
+            "task_id": {"type": "string", "description": "Our task id (a UUID)."},
+            "task_status": {"type": "string", "enum": TASK_STATUSES},
+            "task_info": {
+                "type": "object",
+                "properties": {
+                    "external_task_id": {
+                        "type": "string",
+                        "description": 'The caller\'s own id, as sent ("" if none).',
+                    }
+                },
+            },
+            "created_at": {"type": "integer", "description": "Unix time in milliseconds."},
+            "updated_at": {"type": "integer", "description": "Unix time in milliseconds."},
+        },
+    }
+    task = {
+        "type": "object",
+        "required": [*task_short["required"], "task_status_msg", "task_result"],
+        "properties": {
+            **task_short["properties"],
+            "task_status_msg": {
+                "type": "string",
+                "description": "Why the task failed; empty otherwise.",
+            },
+            "task_result": {
+                "type": "object",
+                "properties": {
+                    "videos": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["id", "url", "duration"],
+                            "properties": {
+                                "id": {"type": "string"},
+                                "url": {
+                                    "type": "string",
+                                    "description": "Our stored copy: works without a session "
+                                    "and keeps working after Kling's 30-day purge; supports "
+                                    "byte ranges.",
+                                },
+                                "duration": {
+                                    "type": "string",
+                                    "description": 'Seconds, as a string ("5.033").',
+                                },
+                            },
+                        },
+                    }
+                },
+            },
+            "final_unit_deduction": {
+                "type": "string",
+                "description": 'Kling units charged, as a string; "0" for drafts.',
+            },
+            "watermark_info": {
+                "type": "object",
+                "properties": {"enabled": {"type": "boolean"}},
+            },
+        },
+    }
+    create_body = {
+        "type": "object",
+        "required": ["image"],
+        "properties": {
+            "image": {
+                "type": "string",
+                "description": "The portrait: an http(s) URL this server fetches (public "
+                "addresses only, at most 20 s), or the bare base64 of the file (no "
+                f"'data:' prefix). JPG or PNG, at most {PORTRAIT_MAX_BYTES // MB} MB, both sides "
+                "at least 300 px, aspect ratio between 1:2.5 and 2.5:1.",
+            },
+            "audio_id": _nullable(
+                {
+                    "type": "string",
+                    "maxLength": AUDIO_ID_MAX_CHARS,
+                    # "" means "not given", as the seed documents send it.
+                    "pattern": f"^({tts.AUDIO_ID_SHAPE.pattern.strip('^$')})?$",
+                    "description": "A text-to-speech voice: a voice-over in the team's library "
+                    "made from text, or (std/pro only) an id Kling made in the last 30 days. "
+                    "Exactly one of audio_id and sound_file.",
+                }
+            ),
+            "sound_file": _nullable(
+                {
+                    "type": "string",
+                    "description": "The voice-over: an http(s) URL or bare base64. MP3, WAV, "
+                    f"M4A or AAC, at most {AUDIO_MAX_BYTES // MB} MB, 2 to {max_audio} seconds. "
+                    "Exactly one of audio_id and sound_file.",
+                }
+            ),
+            "prompt": _nullable(
+                {
+                    "type": "string",
+                    "maxLength": PROMPT_MAX_CHARS,
+                    "description": "Actions, emotions, camera movement.",
+                }
+            ),
+            "mode": _nullable(
+                {
+                    "type": "string",
+                    "enum": ["std", "pro", "draft"],
+                    "default": "std",
+                    "description": "std or pro: Kling (needs a Kling key on the server). draft: "
+                    "free and offline, rendered here (no lip-sync).",
+                }
+            ),
+            "callback_url": _nullable(
+                {
+                    "type": "string",
+                    "maxLength": CALLBACK_URL_MAX_CHARS,
+                    "description": "Receives the bare task object (POST, JSON) on every status "
+                    "change; public addresses only; redirects are not followed; retried with "
+                    "backoff.",
+                }
+            ),
+            "external_task_id": _nullable(
+                {
+                    "type": "string",
+                    "maxLength": EXTERNAL_ID_MAX_CHARS,
+                    "description": "Your own id, unique per team. Sending it again returns the "
+                    "task it made instead of making another; usable in queries.",
+                }
+            ),
+            "watermark_info": _nullable(
+                {
+                    "type": "object",
+                    "properties": {"enabled": {"type": "boolean"}},
+                    "description": "Accepted for compatibility; stored copies carry no watermark.",
+                }
+            ),
+        },
+        "example": {
+            "image": "https://example.com/portrait.jpg",
+            "sound_file": "https://example.com/voice.mp3",
+            "prompt": "",
+            "mode": "draft",
+            "callback_url": "",
+            "external_task_id": "",
+        },
+    }
+    bearer = [{"bearerAuth": []}]
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "avatarsite: Kling-compatible avatar API",
+            "version": "1.0.0",
+            "description": "Kling's avatar image-to-video API served by this studio: the team's "
+            "queue, quotas and permanent copies, plus a free `draft` mode. Authenticate with "
+            "a personal API token (Authorization: Bearer <token>), made on the API tokens "
+            "page. Every answer is Kling's envelope {code, message, request_id, data}; code 0 "
+            "is success.",
+        },
+        "servers": [
+            {"url": f"{base_url}/kling", "description": "The base URL for Kling tools."},
+            {"url": base_url, "description": "The same API without the /kling prefix."},
+        ],
+        "security": bearer,
+        "paths": {
+            "/v1/videos/avatar/image2video": {
+                "post": {
+                    "operationId": "createAvatarTask",
+                    "summary": "Create an avatar video task",
+                    "security": bearer,
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": create_body}},
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "The task was queued (or, for a repeated "
+                            "external_task_id, the task that id already made).",
+                            "content": {"application/json": {"schema": _envelope(task_short)}},
+                        },
+                        **_errors(400, 401, 405, 429, 500),
+                    },
+                },
+                "get": {
+                    "operationId": "listAvatarTasks",
+                    "summary": "List the team's tasks, newest first",
+                    "security": bearer,
+                    "parameters": [
+                        {
+                            "name": "pageNum",
+                            "in": "query",
+                            "required": False,
+                            "schema": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": PAGE_NUM_MAX,
+                                "default": 1,
+                            },
+                        },
+                        {
+                            "name": "pageSize",
+                            "in": "query",
+                            "required": False,
+                            "schema": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": PAGE_SIZE_MAX,
+                                "default": PAGE_SIZE_DEFAULT,
+                            },
+                        },
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "One page of tasks.",
+                            "content": {
+                                "application/json": {
+                                    "schema": _envelope({"type": "array", "items": task})
+                                }
+                            },
+                        },
+                        **_errors(400, 401, 405, 500),
+                    },
+                },
+            },
+            "/v1/videos/avatar/image2video/{task_id}": {
+                "get": {
+                    "operationId": "getAvatarTask",
+                    "summary": "Query one task by task_id or by your external_task_id",
+                    "security": bearer,
+                    "parameters": [
+                        {
+                            "name": "task_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string", "minLength": 1},
+                        }
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "The task.",
+                            "content": {"application/json": {"schema": _envelope(task)}},
+                        },
+                        **_errors(401, 404, 405, 500),
+                    },
+                },
+            },
+        },
+        "components": {
+            "securitySchemes": {
+                "bearerAuth": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A personal API token from the API tokens page.",
+                }
+            },
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["code", "message", "request_id", "data"],
+                    "properties": {
+                        "code": {"type": "integer"},
+                        "message": {"type": "string"},
+                        "request_id": {"type": "string"},
+                        "data": {"type": "null"},
+                    },
+                }
+            },
+        },
+    }
