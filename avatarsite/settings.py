@@ -269,6 +269,8 @@ KLING_JOB_DEADLINE_SECONDS = env.int("KLING_JOB_DEADLINE_SECONDS", 7200, minimum
 # The Kling-compatible API fetches image/sound URLs and calls callback URLs that callers give:
 # only public addresses, unless this is set (local testing against loopback servers).
 ALLOW_PRIVATE_URLS = env.bool("ALLOW_PRIVATE_URLS", False)
+# Or trust only these private networks (comma-separated CIDRs, e.g. an internal file server).
+PRIVATE_URL_ALLOWLIST = env.list("PRIVATE_URL_ALLOWLIST", [])
 
 # The worker. The database is the truth and the queue only a wake-up call, so a lost
 # message costs a delay (the reconciler re-drives the job), never the job.

@@ -134,7 +134,7 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
 
 
 def _allowlist() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    networks = getattr(settings, "PRIVATE_URL_ALLOWLIST", ()) or ()
+    networks = settings.PRIVATE_URL_ALLOWLIST
     return [ipaddress.ip_network(n, strict=False) for n in networks]
 
 

@@ -219,13 +219,16 @@ def job_notify(*, job_id: int) -> bool:
 
 def job_cancel(*, job: AvatarJob) -> bool:
     """Cancel a job that has not been sent to Kling (or rendered) yet."""
-    return job.transition(
+    canceled = job.transition(
         AvatarJob.Status.CANCELED,
         expect=AvatarJob.Status.QUEUED,
         next_attempt_at=None,
         error_code="",
         error_message="",
     )
+    if canceled and job.client_callback_url:
+        transaction.on_commit(lambda: api_callback_if_changed(job_id=job.pk))
+    return canceled
 
 
 def job_fail(*, job: AvatarJob, code: str, message: str, expect: Any = None) -> bool:

@@ -30,6 +30,8 @@ def media_root(settings, tmp_path: Path) -> Path:
     root = tmp_path / "media"
     root.mkdir()
     settings.MEDIA_ROOT = str(root)
+    # Test accounts need no slow password hashing.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     # Pages render without `collectstatic` having run.
     settings.STORAGES = {
         **settings.STORAGES,
