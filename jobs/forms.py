@@ -6,48 +6,70 @@ from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.db.models import Q
 
 from jobs import services
-from jobs.media import PROMPT_MAX_CHARS, validate_audio, validate_portrait, validate_prompt
+from jobs.media import (
+    NAME_MAX_CHARS,
+    PROMPT_MAX_CHARS,
+    validate_audio,
+    validate_portrait,
+    validate_prompt,
+)
 from jobs.models import Asset, AvatarJob, Team
+
+PORTRAIT_ACCEPT = "image/jpeg,image/png,.jpg,.jpeg,.png"
+AUDIO_ACCEPT = "audio/mpeg,audio/wav,audio/x-wav,audio/mp4,audio/aac,.mp3,.wav,.m4a,.aac"
+
+# A short name and one line of explanation each, shown on the mode's radio button.
+MODE_HELP = {
+    AvatarJob.Mode.DRAFT: ("Draft", "Free and offline: a quick preview rendered on this server."),
+    AvatarJob.Mode.STD: ("Standard", "Kling animates the face. Good quality, uses Kling credits."),
+    AvatarJob.Mode.PRO: ("Pro", "Kling's best: finer motion and detail, costs more credits."),
+}
 
 
 class NewJobForm(forms.Form):
+    """A portrait and a voice-over (uploaded now, or from the library), a prompt and a mode.
+
+    An upload wins over a library pick: choosing a file is the more deliberate act.
+    """
+
     portrait = forms.FileField(
         required=False,
         label="Portrait",
         help_text="JPEG or PNG, up to 10 MB, both sides at least 300 px.",
-        widget=forms.ClearableFileInput(attrs={"accept": "image/jpeg,image/png"}),
+        widget=forms.FileInput(attrs={"accept": PORTRAIT_ACCEPT}),
     )
     portrait_asset = forms.ModelChoiceField(
         queryset=Asset.objects.none(),
         required=False,
         to_field_name="code",
-        label="…or a portrait from the library",
-        empty_label="(upload a new one)",
+        label="Portrait from the library",
+        widget=forms.RadioSelect,
     )
     audio = forms.FileField(
         required=False,
         label="Voice-over",
         help_text="MP3, WAV, M4A or AAC, up to 5 MB, 2 seconds to 5 minutes long.",
-        widget=forms.ClearableFileInput(
-            attrs={"accept": "audio/mpeg,audio/wav,audio/x-wav,audio/mp4,audio/aac,.m4a,.aac"}
-        ),
+        widget=forms.FileInput(attrs={"accept": AUDIO_ACCEPT}),
     )
     audio_asset = forms.ModelChoiceField(
         queryset=Asset.objects.none(),
         required=False,
         to_field_name="code",
-        label="…or a voice-over from the library",
-        empty_label="(upload a new one)",
+        label="Voice-over from the library",
+        widget=forms.RadioSelect,
     )
     prompt = forms.CharField(
         required=False,
-        max_length=PROMPT_MAX_CHARS,
+        # The textarea allows the limit; validate_prompt gives the message (it counts \r\n once).
         widget=forms.Textarea(attrs={"rows": 3, "maxlength": PROMPT_MAX_CHARS}),
         help_text="Optional: actions, emotions, camera movement.",
     )
-    mode = forms.ChoiceField(choices=AvatarJob.Mode.choices, initial=AvatarJob.Mode.DRAFT)
+    mode = forms.ChoiceField(
+        choices=AvatarJob.Mode.choices, initial=AvatarJob.Mode.DRAFT, widget=forms.RadioSelect
+    )
 
     def __init__(self, *args: Any, team: Team, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -90,3 +112,90 @@ class NewJobForm(forms.Form):
                 ),
             )
         return data
+
+
+class JobFilterForm(forms.Form):
+    """The dashboard's filters; an unknown value is ignored rather than refused."""
+
+    STATUS_GROUPS = {
+        "running": AvatarJob.ACTIVE,
+        "done": (AvatarJob.Status.SUCCEEDED,),
+        "failed": (AvatarJob.Status.FAILED,),
+        "canceled": (AvatarJob.Status.CANCELED,),
+    }
+
+    q = forms.CharField(
+        required=False,
+        max_length=100,
+        label="Search",
+        widget=forms.TextInput(
+            attrs={"type": "search", "placeholder": "Search prompts and file names"}
+        ),
+    )
+    status = forms.ChoiceField(
+        required=False,
+        label="Status",
+        choices=[
+            ("", "All"),
+            ("running", "Running"),
+            ("done", "Done"),
+            ("failed", "Failed"),
+            ("canceled", "Canceled"),
+        ],
+    )
+    mode = forms.ChoiceField(
+        required=False,
+        label="Mode",
+        choices=[("", "All"), ("draft", "Draft"), ("std", "Standard"), ("pro", "Pro")],
+    )
+    who = forms.ChoiceField(
+        required=False,
+        label="Made by",
+        choices=[("", "Everyone"), ("mine", "Me")],
+    )
+
+    def values(self) -> dict[str, str]:
+        """The valid, non-empty filters (invalid ones are dropped, never an error page)."""
+        self.is_valid()
+        data = getattr(self, "cleaned_data", {})
+        return {k: v for k, v in data.items() if v and k not in self.errors}
+
+    def selects(self) -> list[tuple[str, str, list[tuple[str, str, bool]]]]:
+        """(name, label, [(value, label, selected)]) for each select, ready for the template
+        (rendering bound fields and their widgets took a good part of the page's time)."""
+        values = self.values()
+        return [
+            (
+                name,
+                str(field.label),
+                [(v, str(text), v == values.get(name, "")) for v, text in field.choices],
+            )
+            for name, field in self.fields.items()
+            if isinstance(field, forms.ChoiceField)
+        ]
+
+    def condition(self, user: Any) -> Q:
+        """The filters as one condition, so the poll can OR it with "the cards on the page"."""
+        values = self.values()
+        cond = Q()
+        if status := values.get("status"):
+            cond &= Q(status__in=self.STATUS_GROUPS[status])
+        if mode := values.get("mode"):
+            cond &= Q(mode=mode)
+        if values.get("who") == "mine":
+            cond &= Q(created_by=user)
+        if text := values.get("q", "").strip():
+            cond &= (
+                Q(prompt__icontains=text)
+                | Q(portrait__name__icontains=text)
+                | Q(audio__name__icontains=text)
+            )
+        return cond
+
+
+class AssetRenameForm(forms.Form):
+    name = forms.CharField(
+        max_length=NAME_MAX_CHARS,
+        label="Name",
+        error_messages={"required": "Give the file a name."},
+    )

@@ -98,7 +98,8 @@ def test_new_job_from_uploads(client, owner, team, portrait_path, audio_path):
         },
     )
     job = AvatarJob.objects.get()
-    assert response.status_code == 302 and response["Location"] == job.get_absolute_url()
+    # The new card waits at the top of the dashboard.
+    assert response.status_code == 302 and response["Location"] == f"/?new={job.code}"
     assert (job.team, job.created_by, job.mode, job.prompt, job.status) == (
         team,
         owner,
@@ -124,7 +125,7 @@ def test_new_job_reuses_library_files(client, owner, team, portrait_path, audio_
     assert Asset.objects.count() == 2  # the same two files, stored once
 
 
-def test_bad_upload_is_explained_next_to_the_field_and_nothing_is_stored(
+def test_bad_upload_is_explained_next_to_the_field_and_is_not_stored(
     client, owner, audio_path, media_root
 ):
     response = login(client, owner).post(
@@ -139,8 +140,13 @@ def test_bad_upload_is_explained_next_to_the_field_and_nothing_is_stored(
     form = response.context["form"]
     assert form.errors["portrait"] and "not a JPEG or PNG" in form.errors["portrait"][0]
     assert "not a JPEG or PNG" in response.content.decode()
-    assert AvatarJob.objects.count() == 0 and Asset.objects.count() == 0
-    assert not any(p.is_file() for p in media_root.rglob("*"))
+    assert AvatarJob.objects.count() == 0
+    # The refused portrait is stored nowhere; the good voice-over is kept in the library and
+    # comes back picked, so it need not be chosen again.
+    assert list(Asset.objects.values_list("kind", flat=True)) == ["audio"]
+    assert [p.parent.name for p in media_root.rglob("*") if p.is_file()] == ["audio"]
+    audio = Asset.objects.get()
+    assert f'value="{audio.code}" id="pick-{audio.code}" checked' in response.content.decode()
 
 
 def test_missing_files_are_asked_for(client, owner):

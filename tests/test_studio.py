@@ -1,0 +1,687 @@
+"""The studio pages and their htmx partials: dashboard and its one poll, new job with early file
+checks, job page and its actions, library. The same access battery runs on every view."""
+
+from __future__ import annotations
+
+import io
+import re
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+from django.utils import timezone
+from PIL import Image
+
+from jobs import services, views
+from jobs.media import ValidAudio, ValidPortrait, validate_audio, validate_portrait
+from jobs.models import Asset, AvatarJob
+from tests.conftest import make_audio_file, make_portrait_bytes
+from tests.test_views import login
+
+pytestmark = pytest.mark.django_db
+
+HTMX = {"HX-Request": "true"}
+S = AvatarJob.Status
+
+
+@pytest.fixture(autouse=True)
+def fast(settings):
+    """Estimates are cached per process: each test starts without them. Passwords are hashed
+    the quick way: the personas' accounts are made for every test."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    views._estimates.clear()
+    yield
+    views._estimates.clear()
+
+
+@pytest.fixture(scope="session")
+def checked(tmp_path_factory) -> tuple[ValidPortrait, ValidAudio]:
+    """The two input files, validated once for the whole run (ffmpeg is the slow part)."""
+    folder = tmp_path_factory.mktemp("inputs")
+    (folder / "face.jpg").write_bytes(make_portrait_bytes())
+    audio = make_audio_file(folder / "voice.mp3", 3.0)
+    return validate_portrait(folder / "face.jpg"), validate_audio(audio)
+
+
+@pytest.fixture
+def portrait(team, owner, checked) -> Asset:
+    return services.asset_store(team=team, user=owner, valid=checked[0])
+
+
+@pytest.fixture
+def audio(team, owner, checked) -> Asset:
+    return services.asset_store(team=team, user=owner, valid=checked[1])
+
+
+def new_job(team, user, portrait, audio, **fields) -> AvatarJob:
+    job = services.job_create(
+        team=team, user=user, portrait=portrait, audio=audio, prompt=fields.pop("prompt", "")
+    )
+    if fields:
+        AvatarJob.objects.filter(pk=job.pk).update(**fields)
+        job.refresh_from_db()
+    return job
+
+
+def finish(job: AvatarJob, seconds: float = 12.0) -> AvatarJob:
+    """Mark a job done with a poster and a (stand-in) video, without running the renderer."""
+    poster = io.BytesIO()
+    Image.new("RGB", (64, 80), (90, 120, 200)).save(poster, "JPEG")
+    job.poster.save(f"{job.code}.jpg", ContentFile(poster.getvalue()), save=False)
+    job.video.save(f"{job.code}.mp4", ContentFile(b"\0\0\0\x18ftypmp42" + b"\0" * 64), save=False)
+    now = timezone.now()
+    job.status = S.SUCCEEDED
+    job.processing_at = now - timedelta(seconds=seconds)
+    job.finished_at = now
+    job.duration = 3.0
+    job.save()
+    return job
+
+
+@pytest.fixture
+def queued(team, owner, portrait, audio) -> AvatarJob:
+    return new_job(team, owner, portrait, audio, prompt="wave hello")
+
+
+@pytest.fixture
+def done(team, owner, portrait, audio) -> AvatarJob:
+    return finish(new_job(team, owner, portrait, audio, prompt="a finished one"))
+
+
+@pytest.fixture
+def failed(team, owner, portrait, audio) -> AvatarJob:
+    return new_job(
+        team,
+        owner,
+        portrait,
+        audio,
+        status=S.FAILED,
+        error_code="render_failed",
+        error_message="The voice-over has no sound in it.",
+        finished_at=timezone.now(),
+    )
+
+
+def card_html(page: str, job: AvatarJob) -> str:
+    match = re.search(rf'<article[^>]*id="job-{job.code}".*?</article>', page, re.S)
+    assert match, f"no card for {job.code}"
+    return match.group(0)
+
+
+def is_fragment(response) -> bool:
+    return response.status_code == 200 and "<html" not in response.content.decode()
+
+
+# --- access battery ------------------------------------------------------------------------
+
+
+def read_urls(job: AvatarJob) -> list[str]:
+    return [
+        reverse("jobs:job-detail", args=[job.code]),
+        reverse("jobs:asset-thumb", args=[job.portrait.code]),
+        reverse("jobs:job-new") + f"?from={job.code}",
+        reverse("jobs:job-new") + f"?portrait={job.portrait.code}",
+    ]
+
+
+def write_posts(job: AvatarJob) -> list[tuple[str, dict]]:
+    return [
+        (reverse("jobs:job-cancel", args=[job.code]), {}),
+        (reverse("jobs:job-retry", args=[job.code]), {}),
+        (reverse("jobs:asset-rename", args=[job.audio.code]), {"name": "x.mp3"}),
+        (reverse("jobs:asset-delete", args=[job.audio.code]), {}),
+    ]
+
+
+def test_every_page_works_for_a_member(client, teammate, team, done, queued):
+    login(client, teammate, team)
+    urls = [
+        "/",
+        reverse("jobs:job-cards") + f"?job={queued.code}",
+        reverse("jobs:job-new"),
+        reverse("jobs:library"),
+        reverse("jobs:asset-rename", args=[done.portrait.code]),
+        *read_urls(done),
+    ]
+    for url in urls:
+        assert client.get(url).status_code == 200, url
+
+
+def test_outsiders_get_404_on_every_object(client, outsider, failed):
+    login(client, outsider)
+    for url in read_urls(failed):
+        assert client.get(url).status_code == 404, url
+        assert client.get(url, headers=HTMX).status_code == 404, url
+    for url, data in write_posts(failed):
+        assert client.post(url, data).status_code == 404, url
+        assert client.post(url, data, headers=HTMX).status_code == 404, url
+    assert client.get(reverse("jobs:asset-rename", args=[failed.portrait.code])).status_code == 404
+    # Pages about "my team" show the outsider's own (empty) team, never someone else's job.
+    for url in ["/", reverse("jobs:library")]:
+        response = client.get(url)
+        assert response.status_code == 200 and str(failed.code) not in response.content.decode()
+    # Polling someone else's job code learns nothing: the card is just dropped from the page.
+    body = poll(client, failed).content.decode()
+    assert "<article" not in body and failed.portrait.name not in body
+    failed.refresh_from_db()
+    assert failed.status == S.FAILED and Asset.objects.count() == 2
+
+
+def test_viewers_can_look_but_get_403_on_every_write(client, viewer, team, failed, portrait_path):
+    login(client, viewer, team)
+    assert client.get(reverse("jobs:job-detail", args=[failed.code])).status_code == 200
+    assert client.get(reverse("jobs:library")).status_code == 200
+    assert client.get(reverse("jobs:job-new")).status_code == 403
+    check = reverse("jobs:job-new-check", args=["portrait"])
+    upload = SimpleUploadedFile("face.jpg", portrait_path.read_bytes())
+    assert client.post(check, {"portrait": upload}, headers=HTMX).status_code == 403
+    assert client.get(reverse("jobs:asset-rename", args=[failed.audio.code])).status_code == 403
+    for url, data in write_posts(failed):
+        assert client.post(url, data).status_code == 403, url
+    page = client.get(reverse("jobs:job-detail", args=[failed.code])).content.decode()
+    assert "Retry" not in page and "Duplicate" not in page
+    assert AvatarJob.objects.count() == 1 and Asset.objects.count() == 2
+
+
+def test_anonymous_visitors_are_sent_to_log_in_everywhere(client, done):
+    urls = [
+        reverse("jobs:library"),
+        reverse("jobs:job-cards"),
+        reverse("jobs:asset-thumb", args=[done.portrait.code]),
+    ]
+    for url in urls:
+        response = client.get(url)
+        assert response.status_code == 302 and "/accounts/login/" in response["Location"]
+
+
+# --- dashboard -----------------------------------------------------------------------------
+
+
+def test_cards_show_status_mode_creator_and_outcome(client, owner, team, done, failed, queued):
+    page = login(client, owner).get("/").content.decode()
+    card = card_html(page, done)
+    assert "Done" in card and "draft" in card and "alice" in card and "0:03" in card
+    assert reverse("jobs:job-poster", args=[done.code]) in card  # the poster once done
+    card = card_html(page, queued)
+    assert reverse("jobs:asset-thumb", args=[queued.portrait.code]) in card  # portrait meanwhile
+    assert f'data-since="{queued.created.isoformat()}"' in card and "Next in line" in card
+    assert "The voice-over has no sound in it." in card_html(page, failed)
+    # Newest first.
+    assert page.index(f"job-{queued.code}") < page.index(f"job-{failed.code}")
+
+
+def test_a_finished_card_has_no_polling_attribute(client, owner, done, queued):
+    page = login(client, owner).get("/").content.decode()
+    finished = card_html(page, done)
+    assert "hx-" not in finished and "live-code" not in finished
+    running = card_html(page, queued)
+    assert f'class="live-code" name="job" value="{queued.code}:' in running
+
+
+def test_the_page_polls_once_for_all_cards_only_while_something_runs(client, owner, done, queued):
+    login(client, owner)
+    page = client.get("/").content.decode()
+    assert page.count('hx-trigger="every') == 1  # one poller, whatever the number of cards
+    assert 'id="poller"' in page and 'hx-include=".live-code"' in page
+    queued.status = S.CANCELED
+    queued.save()
+    page = client.get("/").content.decode()
+    assert "every" not in re.search(r'<div id="poller".*?></div>', page, re.S).group(0)
+
+
+def test_queue_position_counts_the_jobs_waiting_before(client, owner, team, portrait, audio):
+    jobs = [new_job(team, owner, portrait, audio) for _ in range(3)]
+    page = login(client, owner).get("/").content.decode()
+    assert "Next in line" in card_html(page, jobs[0])
+    assert "3rd in line" in card_html(page, jobs[2])
+
+
+def test_generating_shows_an_estimate_from_the_teams_recent_jobs(
+    client, owner, team, portrait, audio
+):
+    for seconds in (60, 100, 120):
+        finish(new_job(team, owner, portrait, audio), seconds=seconds)
+    running = new_job(
+        team,
+        owner,
+        portrait,
+        audio,
+        status=S.PROCESSING,
+        processing_at=timezone.now() - timedelta(seconds=40),
+    )
+    card = card_html(login(client, owner).get("/").content.decode(), running)
+    # The median of 60, 100 and 120 s; studio.js counts the time left down from when it began.
+    assert "usually takes about 1 min 40 s" in card and 'data-estimate="100"' in card
+    assert f'data-started="{running.processing_at.isoformat()}"' in card and "<progress" in card
+
+
+def test_filters_and_search(client, owner, teammate, team, portrait, audio, failed):
+    mine = new_job(team, owner, portrait, audio, prompt="Smile and nod")
+    theirs = new_job(team, teammate, portrait, audio, prompt="Look left")
+    login(client, owner)
+
+    def shown(**params) -> set:
+        page = client.get("/", params).content.decode()
+        return {job for job in (mine, theirs, failed) if f"job-{job.code}" in page}
+
+    assert shown() == {mine, theirs, failed}
+    assert shown(status="failed") == {failed}
+    assert shown(status="running") == {mine, theirs}
+    assert shown(who="mine") == {mine, failed}
+    assert shown(q="smile") == {mine}  # prompt text
+    assert shown(q=portrait.name.upper()[:4]) == {mine, theirs, failed}  # asset names
+    assert shown(q="voice.mp3") == {mine, theirs, failed}
+    assert shown(mode="pro") == set()
+    assert shown(status="bogus") == {mine, theirs, failed}  # unknown values are ignored
+    page = client.get("/", {"status": "failed", "who": "mine"}).content.decode()
+    assert '<option value="failed" selected>' in page and '<option value="mine" selected>' in page
+    assert '<option value="" selected>All</option>' in page  # the mode is not filtered
+    page = client.get("/", {"q": "nothing like this"}).content.decode()
+    assert "No jobs match" in page and "Make your first" not in page
+
+
+def test_filter_changes_get_only_the_results_fragment(client, owner, failed, queued):
+    response = login(client, owner).get(
+        "/", {"status": "failed"}, headers={**HTMX, "HX-Target": "results"}
+    )
+    assert is_fragment(response)
+    body = response.content.decode()
+    assert body.lstrip().startswith('<section id="results"')
+    assert f"job-{failed.code}" in body and f"job-{queued.code}" not in body
+
+
+def test_pages_of_older_jobs_load_as_you_scroll(client, owner, team, portrait, audio):
+    jobs = [new_job(team, owner, portrait, audio) for _ in range(views.JOBS_PER_PAGE + 5)]
+    login(client, owner)
+    page = client.get("/").content.decode()
+    assert page.count('<article class="card') == views.JOBS_PER_PAGE
+    cursor = jobs[5].code  # the oldest on the first page
+    assert f"before={cursor}" in page
+    more = client.get("/", {"before": cursor}, headers={**HTMX, "HX-Target": "more"})
+    assert is_fragment(more)
+    rest = more.content.decode()
+    assert rest.count('<article class="card') == 5 and 'id="more"' not in rest
+    assert all(f"job-{job.code}" in rest for job in jobs[:5])
+    # They are running, so the appended page makes sure the poller runs.
+    assert 'id="poller"' in rest and 'hx-swap-oob="true"' in rest
+    # Without JavaScript, the same link is a full page with a way back.
+    plain = client.get("/", {"before": cursor}).content.decode()
+    assert "Back to the newest jobs" in plain and plain.count('<article class="card') == 5
+
+
+def test_first_run_dashboard_explains_the_two_steps(client, owner):
+    page = login(client, owner).get("/").content.decode()
+    assert "Make your first talking avatar" in page
+    assert "Upload a portrait and a voice-over" in page and "Pick a mode" in page
+
+
+# --- the poll ------------------------------------------------------------------------------
+
+
+def poll(client, *jobs, **params):
+    url = reverse("jobs:job-cards")
+    return client.get(url, {"job": [str(j.code) for j in jobs], **params}, headers=HTMX)
+
+
+def test_the_poll_answers_only_the_asked_cards_out_of_band(client, owner, team, done, queued):
+    other = new_job(team, owner, done.portrait, done.audio)
+    response = poll(login(client, owner), queued)
+    assert is_fragment(response)
+    body = response.content.decode()
+    assert f'id="job-{queued.code}" hx-swap-oob="true"' in body
+    assert f"job-{done.code}" not in body and f"job-{other.code}" not in body
+    assert 'hx-trigger="every 3s' in body  # still running: keep polling
+
+
+def test_a_card_that_finished_comes_back_without_polling_and_polling_stops(client, owner, queued):
+    finish(queued)
+    body = poll(login(client, owner), queued).content.decode()
+    card = card_html(body, queued)
+    assert "live-code" not in card and "hx-get" not in card and "hx-trigger" not in card
+    poller = re.search(r'<div id="poller".*?></div>', body, re.S).group(0)
+    assert "every" not in poller and 'hx-swap-oob="true"' in poller
+    assert "a finished one" not in body
+    assert "face.jpg: done." in body  # told to screen readers once
+
+
+def test_the_poll_brings_new_jobs_on_top_and_restarts_polling(
+    client, owner, teammate, team, done, portrait, audio
+):
+    login(client, owner)
+    page = client.get("/").content.decode()
+    since = re.search(r'id="poll-since" class="live-code" name="since" value="([^"]+)"', page)[1]
+    assert 'hx-trigger="every' not in page  # nothing runs
+    made = new_job(team, teammate, portrait, audio)
+    body = poll(client, since=since).content.decode()
+    assert 'hx-swap-oob="afterbegin:#cards"' in body and f'id="job-{made.code}"' in body
+    assert 'hx-trigger="every 3s' in body
+    assert f'value="{made.created.isoformat()}" hx-swap-oob="true"' in body  # since moves on
+    # Filters apply to new jobs too.
+    body = poll(client, since=since, status="failed").content.decode()
+    assert f"job-{made.code}" not in body
+
+
+def live_values(page: str) -> list[str]:
+    return re.findall(r'class="live-code" name="job" value="([^"]+)"', page)
+
+
+def test_a_poll_where_nothing_changed_renders_nothing(
+    client, owner, team, portrait, audio, queued, django_assert_max_num_queries
+):
+    second = new_job(team, owner, portrait, audio)
+    login(client, owner)
+    values = live_values(client.get("/").content.decode())
+    assert len(values) == 2
+    url = reverse("jobs:job-cards")
+    # session, user, membership, which cards changed: nothing to render, no card query
+    with django_assert_max_num_queries(4):
+        response = client.get(url, {"job": values}, headers=HTMX)
+    assert response.status_code == 204 and response.content == b""  # htmx: swap nothing
+    # The first job starts: its card changes, and the one behind it moves up the queue.
+    AvatarJob.objects.filter(pk=queued.pk).update(
+        status=S.PROCESSING, processing_at=timezone.now(), updated=timezone.now()
+    )
+    body = client.get(url, {"job": values}, headers=HTMX).content.decode()
+    assert "Generating" in card_html(body, queued)
+    assert "Next in line" in card_html(body, second)
+
+
+def test_a_vanished_job_is_removed_rather_than_polled_forever(client, owner, queued):
+    code = queued.code
+    AvatarJob.objects.filter(pk=queued.pk).delete()
+    body = poll(login(client, owner), queued).content.decode()
+    assert f'<div id="job-{code}" hx-swap-oob="delete"></div>' in body
+
+
+def test_poll_queries_do_not_grow_with_the_number_of_cards(
+    client, owner, team, portrait, audio, django_assert_max_num_queries
+):
+    for seconds in (50, 70):
+        finish(new_job(team, owner, portrait, audio), seconds=seconds)
+    login(client, owner)
+    for count in (2, 30):
+        jobs = [
+            new_job(team, owner, portrait, audio, status=S.PROCESSING, processing_at=timezone.now())
+            for _ in range(count)
+        ]
+        views._estimates.clear()
+        # session, user, membership, which cards changed, the changed cards (+ the estimate,
+        # cached afterwards); these codes come without a version, so every card is "changed"
+        with django_assert_max_num_queries(6):
+            response = poll(client, *jobs, since=timezone.now().isoformat())
+        assert response.content.decode().count("<article") == count
+        with django_assert_max_num_queries(5):
+            poll(client, *jobs)
+
+
+def test_dashboard_queries_do_not_grow_with_the_number_of_jobs(
+    client, owner, team, portrait, audio, django_assert_max_num_queries
+):
+    login(client, owner)
+    for count in (3, 40):
+        for _ in range(count):
+            finish(new_job(team, owner, portrait, audio))
+        new_job(team, owner, portrait, audio, status=S.PROCESSING, processing_at=timezone.now())
+        views._estimates.clear()
+        with django_assert_max_num_queries(6):
+            assert client.get("/").status_code == 200
+
+
+# --- new job -------------------------------------------------------------------------------
+
+
+def check(client, kind: str, **data):
+    return client.post(reverse("jobs:job-new-check", args=[kind]), data, headers=HTMX)
+
+
+def test_new_job_page_offers_modes_with_reasons(client, owner, settings):
+    settings.KLING_API_KEY = settings.KLING_ACCESS_KEY = settings.KLING_SECRET_KEY = ""
+    page = login(client, owner).get(reverse("jobs:job-new")).content.decode()
+    assert re.search(r'value="draft" checked', page)
+    assert re.search(r'value="std"[^>]*disabled', page)
+    assert re.search(r'value="pro"[^>]*disabled', page)
+    assert "this server has no Kling key yet" in page
+    assert 'data-count="prompt-count"' in page and "0 / 2,500" in page
+    assert "Drop a photo here" in page and "Drop a recording here" in page
+    settings.KLING_API_KEY = "key"
+    page = client.get(reverse("jobs:job-new")).content.decode()
+    assert not re.search(r'value="std"[^>]*disabled', page)
+
+
+def test_a_good_file_is_checked_stored_and_picked_at_once(client, owner, team, portrait_path):
+    login(client, owner)
+    upload = SimpleUploadedFile("Me.jpg", portrait_path.read_bytes(), content_type="image/jpeg")
+    response = check(client, "portrait", portrait=upload)
+    assert is_fragment(response)
+    asset = Asset.objects.get()
+    body = response.content.decode()
+    assert body.lstrip().startswith('<fieldset class="file-field has-pick" id="field-portrait"')
+    assert "✓ Ready" in body and "480×600 px" in body and asset.name == "Me.jpg"
+    assert f'value="{asset.code}" id="pick-{asset.code}" checked' in body
+    assert reverse("jobs:asset-thumb", args=[asset.code]) in body
+    # The same bytes again: still one file in the library.
+    upload = SimpleUploadedFile("again.jpg", portrait_path.read_bytes())
+    check(client, "portrait", portrait=upload)
+    assert Asset.objects.count() == 1
+
+
+def test_a_voice_over_check_shows_a_player_with_its_duration(client, owner, tmp_path):
+    path = make_audio_file(tmp_path / "hello.mp3", 4.0)
+    login(client, owner)
+    body = check(client, "audio", audio=SimpleUploadedFile("hello.mp3", path.read_bytes()))
+    body = body.content.decode()
+    asset = Asset.objects.get()
+    assert "<audio controls" in body and reverse("jobs:asset-file", args=[asset.code]) in body
+    assert "0:04 (4.0 s)" in body
+
+
+def test_a_bad_file_is_explained_next_to_its_field_before_submit(client, owner, media_root):
+    login(client, owner)
+    small = SimpleUploadedFile("tiny.png", make_portrait_bytes((200, 900), "PNG"))
+    response = check(client, "portrait", portrait=small)
+    assert response.status_code == 200  # htmx 2 swaps 200s only
+    body = response.content.decode()
+    assert 'id="portrait-errors" role="alert"' in body and 'aria-invalid="true"' in body
+    assert "both sides must be at least 300 px" in body and "1:4.5 (too tall)" in body
+    assert Asset.objects.count() == 0 and not any(p.is_file() for p in media_root.rglob("*"))
+    body = check(client, "audio", audio=SimpleUploadedFile("a.mp3", b"not audio")).content
+    assert b"audio" in body and b'role="alert"' in body
+
+
+def test_a_refused_file_keeps_the_earlier_pick(client, owner, portrait):
+    login(client, owner)
+    bad = SimpleUploadedFile("x.gif", b"GIF89a....")
+    body = check(client, "portrait", portrait=bad, portrait_asset=str(portrait.code)).content
+    assert b"Portraits must be .jpg or .png" in body
+    assert f'value="{portrait.code}" id="pick-{portrait.code}" checked'.encode() in body
+
+
+def test_picking_from_the_library_previews_it(client, owner, audio):
+    body = check(login(client, owner), "audio", audio_asset=str(audio.code)).content.decode()
+    assert "✓ Ready" in body and f'id="pick-{audio.code}" checked' in body
+
+
+def test_unknown_file_kind_is_404(client, owner):
+    assert check(login(client, owner), "video").status_code == 404
+
+
+def test_checked_files_make_a_job_without_uploading_again(client, owner, portrait, audio):
+    login(client, owner)
+    response = client.post(
+        reverse("jobs:job-new"),
+        {
+            "portrait_asset": str(portrait.code),
+            "audio_asset": str(audio.code),
+            "prompt": "nod\r\n" + "x" * 2490,
+            "mode": "draft",
+        },
+        follow=True,
+    )
+    job = AvatarJob.objects.get()
+    assert (job.portrait, job.audio, len(job.prompt)) == (portrait, audio, 2494)
+    page = response.content.decode()
+    first = re.search(r'<article class="card[^"]*" id="job-([^"]+)"', page)
+    assert first[1] == str(job.code) and "is-new" in first.group(0)  # on top, highlighted
+    assert "Job queued" in page and 'hx-trigger="every 3s' in page  # and it is being watched
+
+
+def test_form_errors_sit_next_to_their_fields(client, owner):
+    response = login(client, owner).post(reverse("jobs:job-new"), {"mode": "pro"})
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "3 things need fixing" in page
+    assert page.rindex("Choose a portrait") > page.index('id="field-portrait"')
+    assert page.rindex("Choose a voice-over") > page.index('id="field-audio"')
+
+
+def test_duplicate_prefills_a_new_job(client, owner, failed):
+    failed.prompt = "say cheese"
+    failed.save()
+    page = login(client, owner).get(reverse("jobs:job-new"), {"from": failed.code})
+    page = page.content.decode()
+    assert f'id="pick-{failed.portrait.code}" checked' in page
+    assert f'id="pick-{failed.audio.code}" checked' in page
+    assert ">say cheese</textarea>" in page
+
+
+def test_library_reuse_prefills_one_file(client, owner, portrait, audio):
+    page = login(client, owner).get(reverse("jobs:job-new"), {"audio": audio.code})
+    page = page.content.decode()
+    assert f'id="pick-{audio.code}" checked' in page
+    assert f'id="pick-{portrait.code}" checked' not in page
+
+
+# --- job page ------------------------------------------------------------------------------
+
+
+def test_job_page_has_player_download_inputs_and_timeline(client, owner, done):
+    page = login(client, owner).get(done.get_absolute_url()).content.decode()
+    assert f'poster="{reverse("jobs:job-poster", args=[done.code])}"' in page
+    assert re.search(r'download="face-draft-\d{8}-\d{4}\.mp4"', page)
+    assert "480×600 px" in page and "voice.mp3" in page and "a finished one" in page
+    timeline = re.search(r'<ol class="timeline">.*?</ol>', page, re.S).group(0)
+    assert timeline.count("<time") == 3  # queued, generating, done (drafts skip Kling)
+    assert "Duplicate" in page and "hx-trigger" not in page
+
+
+def test_a_running_job_page_refreshes_its_status_part_until_done(client, owner, queued):
+    login(client, owner)
+    page = client.get(queued.get_absolute_url()).content.decode()
+    assert 'hx-trigger="every 3s' in page and "Cancel job" in page
+    finish(queued)
+    response = client.get(queued.get_absolute_url(), headers=HTMX)
+    assert is_fragment(response)
+    body = response.content.decode()
+    assert body.lstrip().startswith('<section id="job-status"')
+    assert "hx-get" not in body and "hx-trigger" not in body and "<video" in body
+
+
+def test_retry_makes_a_new_job_with_the_same_inputs(client, owner, failed):
+    response = login(client, owner).post(reverse("jobs:job-retry", args=[failed.code]))
+    new = AvatarJob.objects.exclude(pk=failed.pk).get()
+    assert response.status_code == 302 and response["Location"] == f"/?new={new.code}"
+    assert (new.portrait, new.audio, new.status) == (failed.portrait, failed.audio, S.QUEUED)
+
+
+def test_only_failed_jobs_can_be_retried(client, owner, done):
+    response = login(client, owner).post(reverse("jobs:job-retry", args=[done.code]), follow=True)
+    assert "Only a failed job can be retried." in response.content.decode()
+    assert AvatarJob.objects.count() == 1
+
+
+def test_cancel_only_before_the_job_started(client, owner, done, queued):
+    login(client, owner)
+    client.post(reverse("jobs:job-cancel", args=[queued.code]))
+    queued.refresh_from_db()
+    assert queued.status == S.CANCELED
+    response = client.post(reverse("jobs:job-cancel", args=[done.code]), follow=True)
+    assert "can no longer be canceled" in response.content.decode()
+
+
+# --- library -------------------------------------------------------------------------------
+
+
+def test_library_lists_files_with_facts_and_uses(client, owner, team, done, tmp_path):
+    spare = services.asset_store(
+        team=team, user=owner, valid=validate_audio(make_audio_file(tmp_path / "spare.wav", 2.5))
+    )
+    page = login(client, owner).get(reverse("jobs:library")).content.decode()
+    portrait_tile = re.search(rf'<li[^>]*id="asset-{done.portrait.code}".*?</li>', page, re.S)[0]
+    assert "480×600 px" in portrait_tile and "Used by 1 job" in portrait_tile
+    assert f"?portrait={done.portrait.code}" in portrait_tile  # reuse in one click
+    assert "Delete" not in portrait_tile  # used: jobs keep their inputs
+    spare_tile = re.search(rf'<li[^>]*id="asset-{spare.code}".*?</li>', page, re.S)[0]
+    assert "0:02 (2.5 s)" in spare_tile and "Not used yet" in spare_tile
+    assert "Delete" in spare_tile
+
+
+def test_rename_inline_and_without_javascript(client, owner, portrait):
+    login(client, owner)
+    url = reverse("jobs:asset-rename", args=[portrait.code])
+    form = client.get(url, headers=HTMX)
+    assert is_fragment(form) and 'name="name"' in form.content.decode()
+    response = client.post(url, {"name": "  Studio shot.jpg "}, headers=HTMX)
+    assert is_fragment(response) and "Studio shot.jpg" in response.content.decode()
+    portrait.refresh_from_db()
+    assert portrait.name == "Studio shot.jpg"
+    bad = client.post(url, {"name": "   "}, headers=HTMX)
+    assert bad.status_code == 200 and "Give the file a name." in bad.content.decode()
+    page = client.get(url).content.decode()
+    assert "<html" in page and f'id="rename-{portrait.code}"' in page  # the no-JS page
+    response = client.post(url, {"name": "Plain.jpg"})
+    assert response.status_code == 302 and response["Location"] == reverse("jobs:library")
+
+
+def test_delete_only_unused_files(client, owner, done, tmp_path, team):
+    spare = services.asset_store(
+        team=team, user=owner, valid=validate_audio(make_audio_file(tmp_path / "s.wav", 2.5))
+    )
+    login(client, owner)
+    refused = client.post(reverse("jobs:asset-delete", args=[done.audio.code]), headers=HTMX)
+    assert refused.status_code == 200 and "cannot be deleted" in refused.content.decode()
+    assert Asset.objects.filter(pk=done.audio.pk).exists()
+    gone = client.post(reverse("jobs:asset-delete", args=[spare.code]), headers=HTMX)
+    assert gone.status_code == 200 and gone.content == b""
+    assert not Asset.objects.filter(pk=spare.pk).exists()
+
+
+def test_thumbnails_are_small_cached_and_revalidated(client, owner, team, media_root):
+    big = make_portrait_bytes((1600, 2000))
+    path = Path(media_root.parent / "big.jpg")
+    path.write_bytes(big)
+    asset = services.asset_store(team=team, user=owner, valid=validate_portrait(path))
+    login(client, owner)
+    url = reverse("jobs:asset-thumb", args=[asset.code])
+    response = client.get(url)
+    image = Image.open(io.BytesIO(response.content))
+    assert response["Content-Type"] == "image/jpeg" and max(image.size) == views.THUMB_SIZE
+    assert len(response.content) < len(big) / 4
+    assert list((media_root / "thumbs").rglob("*.jpg"))  # kept for next time
+    again = client.get(url, headers={"If-None-Match": response["ETag"]})
+    assert again.status_code == 304
+
+
+def test_library_queries_do_not_grow(
+    client, owner, team, done, tmp_path, django_assert_max_num_queries
+):
+    login(client, owner)
+    for i in range(6):
+        path = make_audio_file(tmp_path / f"a{i}.wav", 2.0 + i / 10)
+        services.asset_store(team=team, user=owner, valid=validate_audio(path))
+    with django_assert_max_num_queries(5):
+        assert client.get(reverse("jobs:library")).status_code == 200
+
+
+# --- error pages ---------------------------------------------------------------------------
+
+
+def test_friendly_error_pages(client, owner, settings):
+    login(client, owner)
+    response = client.get(reverse("jobs:job-detail", args=["00000000-0000-0000-0000-000000000000"]))
+    assert response.status_code == 404 and "Back to your jobs" in response.content.decode()
+    from django.template.loader import render_to_string
+
+    assert "Nothing you did caused this" in render_to_string("500.html")
