@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from jobs import views
 
@@ -18,4 +18,8 @@ urlpatterns = [
     path("library/<uuid:code>/delete/", views.asset_delete, name="asset-delete"),
     path("assets/<uuid:code>/file", views.asset_file, name="asset-file"),
     path("assets/<uuid:code>/thumb.jpg", views.asset_thumb, name="asset-thumb"),
+    # Teams, members, invites, sharing and usage (jobs/team_views.py)
+    path("", include("jobs.team_urls")),
+    # Voice-overs written as text (jobs/voice_views.py)
+    path("", include("jobs.voice_urls")),
 ]
