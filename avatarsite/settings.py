@@ -138,7 +138,12 @@ if _database_url:
         ) from None
 else:
     DATA_DIR.mkdir(parents=True, exist_ok=True)
-    _db = {"ENGINE": "django.db.backends.sqlite3", "NAME": DATA_DIR / "db.sqlite3"}
+    # Connections are kept: opening one and running the PRAGMAs costs more than most queries.
+    _db = {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": DATA_DIR / "db.sqlite3",
+        "CONN_MAX_AGE": 600,
+    }
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     _db.setdefault("OPTIONS", {}).update(
         {
@@ -157,6 +162,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.url("REDIS_URL", schemes=("redis", "rediss", "unix"))
 if REDIS_URL:
+    # Sessions read from Redis and written through to the database.
+    SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
     CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
     }
@@ -165,6 +172,8 @@ else:
         "default": {
             "BACKEND": "django.core.cache.backends.db.DatabaseCache",
             "LOCATION": "avatarsite_cache",
+            # Wake-up dedup keys must not be culled early (the default keeps only 300).
+            "OPTIONS": {"MAX_ENTRIES": 100_000},
         }
     }
 
@@ -282,8 +291,10 @@ Q_CLUSTER = {
     "max_attempts": 3,
     "ack_failures": True,
     "catch_up": False,
-    "save_limit": 1000,
-    "poll": 0.5,
+    # Successful tasks are not kept: the jobs table is the record, and keeping them makes
+    # django-q2's monitor reload them all on every task. Failures are still kept.
+    "save_limit": -1,
+    "poll": 0.2,
     "label": "Task queue",
 }
 if REDIS_URL:

@@ -312,7 +312,13 @@ class AvatarJob(models.Model):
 
     class Meta:
         ordering = ["-created", "-id"]
-        indexes = [models.Index(fields=["team", "-created"], name="job_team_newest")]
+        indexes = [
+            models.Index(fields=["team", "-created"], name="job_team_newest"),
+            # The "about N min left" estimate: a team's recent finished jobs of one mode.
+            models.Index(
+                fields=["team", "mode", "status", "-finished_at"], name="job_team_mode_finished"
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["team", "client_external_id"],

@@ -145,8 +145,21 @@ def job_create(
             next_attempt_at=timezone.now()
             + (QUEUE_GRACE if mode == AvatarJob.Mode.DRAFT else timedelta(0)),
         )
-        transaction.on_commit(lambda: wake(job.pk))
+        transaction.on_commit(lambda: _start(job))
     return job
+
+
+def _start(job: AvatarJob) -> None:
+    """After a job is committed: a draft is woken; a Kling job takes a free slot if any."""
+    if job.mode == AvatarJob.Mode.DRAFT:
+        wake(job.pk)
+        return
+    from jobs.engines import kling as kling_engine
+
+    try:
+        kling_engine.dispatch()
+    except Exception:
+        log.exception("dispatch after creating %s failed; the ticker will retry", job.code)
 
 
 WAKE_DEDUP_SECONDS = 30
@@ -186,7 +199,8 @@ def job_advance(*, job_id: int) -> None:
         kling_engine.advance(job)
     if job.client_callback_url:
         api_callback_if_changed(job_id=job_id)
-    job_notify(job_id=job_id)
+    if job.notify_by_email:
+        job_notify(job_id=job_id)
 
 
 def job_notify(*, job_id: int) -> bool:
@@ -246,12 +260,19 @@ def reconcile(*, now: Any = None) -> int:
     """Wake every active job that is due: lost messages and dead workers cost a delay only.
 
     Runs every second in each worker (jobs.ticker) and every minute from django-q2's
-    scheduler; returns how many jobs were due.
+    scheduler; returns how many jobs were due. Kling jobs waiting for a slot are not woken one
+    by one (they would flood the queue): one dispatch hands out whatever slots are free.
     """
-    due = list(AvatarJob.objects.due(now).values_list("pk", flat=True)[:500])
-    for job_id in due:
+    due = AvatarJob.objects.due(now)
+    waiting_for_slot = Q(status=AvatarJob.Status.QUEUED) & ~Q(mode=AvatarJob.Mode.DRAFT)
+    ids = list(due.exclude(waiting_for_slot).values_list("pk", flat=True)[:500])
+    for job_id in ids:
         wake(job_id)
-    return len(due)
+    if due.filter(waiting_for_slot).exists():
+        from jobs.engines import kling as kling_engine
+
+        kling_engine.dispatch()
+    return len(ids)
 
 
 # --- the draft engine's lifecycle -------------------------------------------------------------

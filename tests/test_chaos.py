@@ -18,7 +18,7 @@ from tests.conftest import Worker, subprocess_env
 from tests.test_kling_simulator import fast_config
 
 JOBS = 100
-SLOTS = 5
+SLOTS = 8
 
 
 @pytest.mark.slow
@@ -41,6 +41,7 @@ def test_every_job_survives_faults_and_killed_workers(
             KLING_MAX_CONCURRENCY=str(SLOTS),
             KLING_HTTP_TIMEOUT="2",
             KLING_POLL_SECONDS="1",
+            Q_WORKERS="4",
             PUBLIC_BASE_URL="",
         )
         settings.KLING_BASE_URL, settings.KLING_API_KEY = sim.base_url, sim.config.api_key
@@ -67,7 +68,7 @@ def test_every_job_survives_faults_and_killed_workers(
             deadline = time.monotonic() + 420
             kills = 0
             while time.monotonic() < deadline:
-                time.sleep(6)
+                time.sleep(5)
                 done = AvatarJob.objects.filter(status__in=AvatarJob.TERMINAL).count()
                 if done == JOBS:
                     break

@@ -94,21 +94,21 @@ def callback_hint(job: AvatarJob, hint: str | None) -> bool:
     """Wake the job up because Kling says something changed; True if it was woken.
 
     The callback body is never trusted: it only decides whether asking Kling now is worth a
-    request. Reports of a state we already know ("submitted"/"processing" while the job is
-    waiting on Kling) change nothing; anything else makes the job query Kling now.
+    request. A job whose first create is still in flight is never touched (its lease guards
+    the one POST). Reports of a state we already know ("submitted"/"processing" while the job
+    waits on Kling) change nothing; anything else makes the job query Kling now.
     """
     if not job.uses_kling or job.status not in AvatarJob.HOLDING_SLOT:
         return False
-    if (
-        hint in ("submitted", "processing")
-        and job.status != Status.SUBMITTING
-        and job.error_code != "overdue"
-    ):
+    if job.status == Status.SUBMITTING and job.error_code != "outcome_unknown":
         return False
+    if hint in ("submitted", "processing") and job.error_code not in ("overdue", "outcome_unknown"):
+        return False
+    now = timezone.now()
     woke = (
-        AvatarJob.objects.filter(pk=job.pk, status__in=AvatarJob.HOLDING_SLOT)
-        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__gt=timezone.now()))
-        .update(next_attempt_at=timezone.now())
+        AvatarJob.objects.filter(pk=job.pk, status=job.status, error_code=job.error_code)
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__gt=now))
+        .update(next_attempt_at=now)
     )
     if woke:
         from jobs.services import wake
@@ -133,8 +133,11 @@ def _serialize_dispatch() -> None:
 
 def dispatch() -> list[int]:
     """Hand free Kling slots to queued jobs: fewest jobs in flight per user first, then oldest."""
-    if not kling.is_configured() or KlingAccount.get().is_paused:
+    if _note_why_waiting():
         return []
+    limit = settings.KLING_MAX_CONCURRENCY
+    if AvatarJob.objects.in_flight().count() >= limit:
+        return []  # the common case while a queue waits: no need to take the lock
     chosen: list[int] = []
     with transaction.atomic():
         _serialize_dispatch()
@@ -197,8 +200,7 @@ def resume_submissions() -> None:
 
 def advance(job: AvatarJob) -> None:
     if job.status == Status.QUEUED:
-        if not _note_why_waiting(job):
-            dispatch()
+        dispatch()
     elif job.status == Status.SUBMITTING:
         _submit(job)
     elif job.status in (Status.SUBMITTED, Status.PROCESSING):
@@ -207,8 +209,8 @@ def advance(job: AvatarJob) -> None:
         _download(job)
 
 
-def _note_why_waiting(job: AvatarJob) -> bool:
-    """True (and the reason written on the job) when no queued job can go out now."""
+def _note_why_waiting() -> bool:
+    """True, with the reason written on every queued Kling job, when none can go out now."""
     if not kling.is_configured():
         code, note = (
             "not_configured",
@@ -221,10 +223,9 @@ def _note_why_waiting(job: AvatarJob) -> bool:
         code, note = "paused", _paused_note()
     else:
         return False
-    if (job.error_code, job.error_message) != (code, note):
-        AvatarJob.objects.filter(pk=job.pk, status=Status.QUEUED).update(
-            error_code=code, error_message=note
-        )
+    AvatarJob.objects.filter(status=Status.QUEUED).exclude(mode=AvatarJob.Mode.DRAFT).exclude(
+        error_code=code, error_message=note
+    ).update(error_code=code, error_message=note)
     return True
 
 
