@@ -13,7 +13,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest
 
-from jobs.models import Asset, AvatarJob, Membership, Team
+from jobs.models import Asset, AvatarJob, Membership, ShareLink, Team
 
 User = AbstractBaseUser | AnonymousUser
 
@@ -47,23 +47,51 @@ def _check(user: User, team: Team, *, write: bool) -> Access:
     return Access(team=team, membership=membership)
 
 
+def memberships(request: HttpRequest) -> list[Membership]:
+    """The user's memberships with their teams, in one query, kept for the rest of the request.
+
+    current_team picks from this list and the navigation's team switcher shows it, so a page
+    pays for it once.
+    """
+    cached = getattr(request, "_memberships", None)
+    if cached is None:
+        cached = list(
+            Membership.objects.filter(user=request.user)
+            .select_related("team")
+            .order_by("-team__personal", "team__name", "created")
+        )
+        request._memberships = cached  # type: ignore[attr-defined]
+    return cached
+
+
 def current_team(request: HttpRequest) -> Access:
     """The team the user is working in: the one chosen in the session, else the personal one."""
-    user = request.user
-    qs = Membership.objects.filter(user=user).select_related("team")
+    mine = memberships(request)
     chosen = request.session.get("team")
-    membership = None
-    if chosen:
-        membership = qs.filter(team__code=chosen).first()
-    if membership is None:
-        membership = qs.order_by("-team__personal", "created").first()
+    membership = next((m for m in mine if chosen and str(m.team.code) == chosen), None)
+    if membership is None and mine:
+        membership = min(mine, key=lambda m: (not m.team.personal, m.created))
     if membership is None:
         # Accounts always get a personal team; this only happens if it was deleted by hand.
         from jobs.services import personal_team_create
 
-        personal_team_create(user=user)
-        membership = qs.first()
-    assert membership is not None
+        personal_team_create(user=request.user)
+        request._memberships = None  # type: ignore[attr-defined]
+        membership = memberships(request)[0]
+    return Access(team=membership.team, membership=membership)
+
+
+def get_team(user: User, code: UUID, *, admin: bool = False) -> Access:
+    """A team the user is in (404 otherwise); `admin` asks for the admin role (403 otherwise)."""
+    membership = (
+        Membership.objects.select_related("team").filter(team__code=code, user_id=user.pk).first()
+        if user.is_authenticated
+        else None
+    )
+    if membership is None:
+        raise Http404("No such team.")
+    if admin and membership.role != Membership.Role.ADMIN:
+        raise PermissionDenied("Only the team's admins can do that.")
     return Access(team=membership.team, membership=membership)
 
 
@@ -83,3 +111,11 @@ def get_asset(user: User, code: UUID, *, write: bool = False) -> tuple[Asset, Ac
     if asset is None:
         raise Http404("No such file.")
     return asset, _check(user, asset.team, write=write)
+
+
+def get_share(user: User, code: UUID, *, write: bool = True) -> tuple[ShareLink, Access]:
+    """A share link of one of the user's teams' jobs; changing it needs write rights."""
+    link = ShareLink.objects.select_related("job", "job__team").filter(code=code).first()
+    if link is None:
+        raise Http404("No such share link.")
+    return link, _check(user, link.job.team, write=write)

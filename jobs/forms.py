@@ -8,7 +8,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.db.models import Q
 
-from jobs import services
+from jobs import services, tts
 from jobs.media import (
     NAME_MAX_CHARS,
     PROMPT_MAX_CHARS,
@@ -17,6 +17,7 @@ from jobs.media import (
     validate_prompt,
 )
 from jobs.models import Asset, AvatarJob, Team
+from jobs.voices import VOICES
 
 PORTRAIT_ACCEPT = "image/jpeg,image/png,.jpg,.jpeg,.png"
 AUDIO_ACCEPT = "audio/mpeg,audio/wav,audio/x-wav,audio/mp4,audio/aac,.mp3,.wav,.m4a,.aac"
@@ -32,7 +33,8 @@ MODE_HELP = {
 class NewJobForm(forms.Form):
     """A portrait and a voice-over (uploaded now, or from the library), a prompt and a mode.
 
-    An upload wins over a library pick: choosing a file is the more deliberate act.
+    An upload wins over a library pick: choosing a file is the more deliberate act. A pasted
+    Kling audio id (std and pro only) wins over both, and the job is sent with no file.
     """
 
     portrait = forms.FileField(
@@ -61,6 +63,16 @@ class NewJobForm(forms.Form):
         label="Voice-over from the library",
         widget=forms.RadioSelect,
     )
+    kling_audio_id = forms.CharField(
+        required=False,
+        max_length=200,  # check_audio_id says what is wrong with anything past 100
+        label="Kling audio id",
+        help_text=(
+            "The id Kling's text-to-speech gave you, used instead of a file; std and pro only "
+            "(a draft needs the file). Kling keeps its audio for 30 days: if it refuses the id, "
+            "the job will ask you for the file."
+        ),
+    )
     prompt = forms.CharField(
         required=False,
         # The textarea allows the limit; validate_prompt gives the message (it counts \r\n once).
@@ -70,6 +82,7 @@ class NewJobForm(forms.Form):
     mode = forms.ChoiceField(
         choices=AvatarJob.Mode.choices, initial=AvatarJob.Mode.DRAFT, widget=forms.RadioSelect
     )
+    notify_by_email = forms.BooleanField(required=False, label="Email me when it's done")
 
     def __init__(self, *args: Any, team: Team, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -84,6 +97,10 @@ class NewJobForm(forms.Form):
     def clean_audio(self) -> Any:
         upload = self.cleaned_data.get("audio")
         return validate_audio(upload) if upload else None
+
+    def clean_kling_audio_id(self) -> str:
+        value = self.cleaned_data.get("kling_audio_id", "")
+        return tts.check_audio_id(value) if value.strip() else ""
 
     def clean_prompt(self) -> str:
         return validate_prompt(self.cleaned_data.get("prompt"))
@@ -104,7 +121,16 @@ class NewJobForm(forms.Form):
                 "portrait",
                 ValidationError("Choose a portrait: upload a photo or pick one from the library."),
             )
-        if not data.get("audio") and not data.get("audio_asset") and "audio" not in self.errors:
+        if data.get("kling_audio_id") and data.get("mode") == AvatarJob.Mode.DRAFT:
+            self.add_error(
+                "kling_audio_id",
+                ValidationError(
+                    "A draft is rendered on this server and needs the voice-over as a file: "
+                    "choose Standard or Pro to use a Kling audio id, or clear the id."
+                ),
+            )
+        chosen = data.get("audio") or data.get("audio_asset") or data.get("kling_audio_id")
+        if not chosen and not {"audio", "kling_audio_id"} & self.errors.keys():
             self.add_error(
                 "audio",
                 ValidationError(
@@ -199,3 +225,47 @@ class AssetRenameForm(forms.Form):
         label="Name",
         error_messages={"required": "Give the file a name."},
     )
+
+
+class VoiceoverForm(forms.Form):
+    """A voice-over written as text: the script, the voice that reads it, and how fast.
+
+    The fields only parse. tts.check_script judges them (the very checks generate_avatar and
+    the synthesis run), before anything is synthesized, and each problem it finds is put next
+    to the field it is about.
+    """
+
+    # Which field each of check_script's problems is about (the others go above the button).
+    FIELD_OF_CODE = {
+        "empty_script": "script",
+        "too_long": "script",
+        "too_short": "script",
+        "no_voice": "voice",
+        "unknown_voice": "voice",
+        "bad_speed": "speed",
+    }
+    DEFAULT_VOICE = VOICES[0].id
+
+    script = forms.CharField(required=False, strip=False, label="Script", widget=forms.Textarea)
+    voice = forms.CharField(required=False, label="Voice", initial=DEFAULT_VOICE)
+    speed = forms.FloatField(
+        required=False,
+        label="Speed",
+        initial=1.0,
+        error_messages={"invalid": "Speed must be a number from 0.8 to 2.0, such as 1.2."},
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if "speed" in self.errors:
+            return data
+        if data.get("speed") is None:
+            data["speed"] = 1.0
+        try:
+            tts.check_script(
+                data.get("script", ""), voice_id=data.get("voice", ""), speed=data["speed"]
+            )
+        except ValidationError as exc:
+            for error in exc.error_list:
+                self.add_error(self.FIELD_OF_CODE.get(error.code or ""), error)
+        return data

@@ -308,7 +308,8 @@ def _asset_kind(kind: str) -> str:
 
 
 def _prefill(request: HttpRequest, access: Access) -> dict[str, Any]:
-    """Initial values from ?from=<job> (duplicate) or ?portrait=/?audio=<asset> (reuse)."""
+    """Initial values from ?from=<job> (duplicate) or ?portrait=/?audio=<asset> (reuse), and
+    ?mode=/?prompt= (kept across a voice-over written without JavaScript)."""
     initial: dict[str, Any] = {}
     codes = {key: _parse_codes([request.GET.get(key, "")]) for key in ("from", "portrait", "audio")}
     if codes["from"]:
@@ -317,6 +318,7 @@ def _prefill(request: HttpRequest, access: Access) -> dict[str, Any]:
             initial.update(
                 portrait_asset=job.portrait,
                 audio_asset=job.audio,
+                kling_audio_id=job.kling_audio_id if job.audio is None else "",
                 prompt=job.prompt,
                 mode=job.mode,
             )
@@ -330,6 +332,10 @@ def _prefill(request: HttpRequest, access: Access) -> dict[str, Any]:
             asset, _ = get_asset(request.user, codes[kind][0])
             if asset.team_id == access.team.pk and asset.kind == _asset_kind(kind):
                 initial[f"{kind}_asset"] = asset
+    if request.GET.get("mode") in AvatarJob.Mode.values:
+        initial["mode"] = request.GET["mode"]
+    if request.GET.get("prompt"):
+        initial["prompt"] = request.GET["prompt"]
     return initial
 
 
@@ -384,9 +390,16 @@ def job_new(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         form = NewJobForm(request.POST, request.FILES, team=access.team)
         if form.is_valid():
-            job = _create_job(form, access, request.user)
-            messages.success(request, "Job queued: its card updates as it goes.")
-            return redirect(f"{reverse('jobs:dashboard')}?new={job.code}")
+            try:
+                job = _create_job(form, access, request.user)
+            except ValidationError as exc:
+                # Over the team's monthly limit (or a mode gone meanwhile): said next to the
+                # mode, where a shorter mode or voice-over is picked; nothing was queued.
+                field = "mode" if exc.code in ("quota", "mode") else None
+                form.add_error(field, exc)
+            else:
+                messages.success(request, "Job queued: its card updates as it goes.")
+                return redirect(f"{reverse('jobs:dashboard')}?new={job.code}")
         selected = _keep_valid_uploads(form, access, request.user)
     else:
         initial = _prefill(request, access)
@@ -403,18 +416,22 @@ def _create_job(form: NewJobForm, access: Access, user: Any) -> AvatarJob:
             if data["portrait"]
             else data["portrait_asset"]
         )
-        audio = (
-            services.asset_store(team=access.team, user=user, valid=data["audio"])
-            if data["audio"]
-            else data["audio_asset"]
-        )
+        audio: Asset | None
+        if data["kling_audio_id"]:
+            audio = None  # a pasted Kling audio id: the job is sent with no file
+        elif data["audio"]:
+            audio = services.asset_store(team=access.team, user=user, valid=data["audio"])
+        else:
+            audio = data["audio_asset"]
         return services.job_create(
             team=access.team,
             user=user,
             portrait=portrait,
             audio=audio,
+            kling_audio_id=data["kling_audio_id"],
             prompt=data["prompt"],
             mode=data["mode"],
+            notify_by_email=data["notify_by_email"],
         )
 
 

@@ -27,6 +27,14 @@ ARGS = [
     "--no-first-run",
 ]
 POLL_PATH = "/jobs/cards/"
+# Counts CSP violations in the page itself: injected by the driver, so the CSP does not apply.
+CSP_LISTENER = """
+window.__csp = [];
+document.addEventListener("securitypolicyviolation", e => {
+    window.__csp.push(location.pathname + ": " + e.violatedDirective + " "
+        + (e.blockedURI || "inline") + " " + (e.sourceFile || "") + ":" + e.lineNumber);
+});
+"""
 
 pytestmark = [
     pytest.mark.browser,
@@ -56,6 +64,22 @@ def dropped(page, path: Path, content_type: str):  # noqa: ANN001, ANN201
     )
 
 
+def watch_errors(page, errors: list[str]) -> None:  # noqa: ANN001
+    """Script errors, failed loads and CSP violations (console and event) go into `errors`."""
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: m.type == "error" and not favicon(m) and errors.append(m.text))
+
+
+def favicon(message) -> bool:  # noqa: ANN001
+    # The share page names no icon, so the browser asks for /favicon.ico on its own: not the
+    # page's fault.
+    return message.location.get("url", "").endswith("/favicon.ico")
+
+
+def csp_violations(page) -> list[str]:  # noqa: ANN001
+    return page.evaluate("window.__csp || []")
+
+
 def test_a_draft_job_from_upload_to_playing_video(
     live_server, worker, owner, portrait_path, tmp_path, shots, monkeypatch
 ):
@@ -78,8 +102,9 @@ def test_a_draft_job_from_upload_to_playing_video(
         checks: list[str] = []
         page.on("request", lambda r: "/jobs/new/check/" in r.url and checks.append(r.url))
         errors: list[str] = []  # script errors, CSP violations, failed loads
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+        watch_errors(page, errors)
+        page.add_init_script(CSP_LISTENER)
+        violations: list[str] = []  # collected on each page before leaving it
 
         # Log in through the form.
         page.goto(f"{live_server.url}/accounts/login/")
@@ -90,6 +115,7 @@ def test_a_draft_job_from_upload_to_playing_video(
         assert page.locator("text=Make your first talking avatar").is_visible()
 
         # Each file is checked the moment it is chosen.
+        violations += csp_violations(page)
         page.goto(f"{live_server.url}/jobs/new/")
         page.set_input_files("#id_portrait", str(portrait_path))
         preview = page.locator("#field-portrait .preview")
@@ -117,6 +143,7 @@ def test_a_draft_job_from_upload_to_playing_video(
         assert page.locator("#prompt-count").inner_text() == "15 / 2,500"
 
         # Submit: the new card is on top of the dashboard, queued, and the page polls.
+        violations += csp_violations(page)
         page.click("button:has-text('Create job')")
         page.wait_for_url(re.compile(r"/\?new="))
         job = AvatarJob.objects.get()
@@ -157,6 +184,7 @@ def test_a_draft_job_from_upload_to_playing_video(
         page.screenshot(path=str(shots / "dashboard.png"), full_page=True)
 
         # The job page plays the video.
+        violations += csp_violations(page)
         card.locator(".title a").click()
         page.wait_for_url(f"{live_server.url}/jobs/{job.code}/")
         video = page.locator("video.player")
@@ -169,11 +197,53 @@ def test_a_draft_job_from_upload_to_playing_video(
         assert video.evaluate("v => v.duration") == pytest.approx(3.0, abs=0.3)
         assert page.locator("a:has-text('Download MP4')").get_attribute("download").endswith(".mp4")
         page.screenshot(path=str(shots / "job.png"), full_page=True)
+
+        # Share it: the link is shown once, with a Copy button, and listed as live.
+        page.select_option("#share-expires", "7")
+        page.check("#share-download")
+        page.click("button:has-text('Create share link')")
+        link_field = page.locator("#new-share-url")
+        link_field.wait_for()
+        share_url = link_field.input_value()
+        assert re.fullmatch(rf"{re.escape(live_server.url)}/s/[\w-]{{32,}}/", share_url)
+        assert page.locator("button[data-copy='new-share-url']").is_visible()
+        assert "Live" in page.locator("#share .share-links").inner_text()
+        page.screenshot(path=str(shots / "share.png"), full_page=True)
+        violations += csp_violations(page)
+
+        # The team pages render under the same CSP.
+        for label in ("Team", "Usage", "API tokens"):
+            page.click(f"header nav a:has-text('{label}')")
+            page.wait_for_load_state()
+            assert page.locator("h1").is_visible()
+            violations += csp_violations(page)
+
+        # A stranger with the link: a fresh, logged-out browser context plays the video.
+        stranger = browser.new_context(viewport={"width": 390, "height": 844})  # a phone
+        stranger.add_init_script(CSP_LISTENER)
+        shared = stranger.new_page()
+        watch_errors(shared, errors)
+        response = shared.goto(share_url)
+        assert response.status == 200
+        assert response.headers["referrer-policy"] == "no-referrer"
+        assert shared.locator("text=Log in").count() + shared.locator("#id_password").count() == 0
+        player = shared.locator("video")
+        player.evaluate("v => { v.muted = true; return v.play(); }")
+        shared.wait_for_function(
+            "() => { const v = document.querySelector('video');"
+            " return v.readyState >= 2 && v.currentTime > 0.3; }",
+            timeout=15_000,
+        )
+        shared.screenshot(path=str(shots / "shared.png"), full_page=True)
+        violations += csp_violations(shared)
+        stranger.close()
         browser.close()
     worker.kill()  # the job is done; nothing to wait for
 
+    assert violations == []
+    assert [e for e in errors if "Content Security Policy" in e] == []
     assert errors == []
-    print(f"\nscreenshots: {shots / 'dashboard.png'} {shots / 'job.png'}")
+    print(f"\nscreenshots: {shots}")
 
 
 def teardown_module() -> None:

@@ -128,4 +128,28 @@
   relative();
   document.addEventListener("htmx:afterSettle", relative);
   setInterval(relative, 30000);
+
+  // --- copy a link shown once, and switch teams on pick ----------------------------------
+  // Without JavaScript the Copy buttons stay hidden (CSS) and the link's field is selectable;
+  // the team switcher keeps its Switch button.
+  document.addEventListener("click", function (event) {
+    var button = event.target instanceof Element ? event.target.closest("[data-copy]") : null;
+    var field = button && document.getElementById(button.dataset.copy);
+    if (!field) return;
+    function done(text) {
+      button.textContent = text;
+      setTimeout(function () { button.textContent = "Copy"; }, 2000);
+    }
+    field.select();
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(field.value).then(function () { done("Copied"); },
+        function () { done("Press Ctrl+C"); });
+    } else {
+      done(document.execCommand && document.execCommand("copy") ? "Copied" : "Press Ctrl+C");
+    }
+  });
+  document.addEventListener("change", function (event) {
+    var select = event.target;
+    if (select.matches && select.matches("select[data-autosubmit]") && select.form) select.form.requestSubmit();
+  });
 })();

@@ -1,0 +1,372 @@
+"""Team pages: create and switch teams, members and invites, quotas, usage, and share links.
+
+Typed function views, one job each; every team, job and share link comes through jobs.access
+(404 to outsiders, 403 to members whose role does not allow the action). Writes follow
+post/redirect/get with a message, except where a secret is shown once (an invite link, a share
+link): that answer is rendered, marked no-store, never redirected to.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+from uuid import UUID
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from jobs import services
+from jobs.access import Access, get_job, get_share, get_team, membership_for
+from jobs.api import public_base_url
+from jobs.models import AvatarJob, Membership, TeamInvite
+from jobs.team_forms import (
+    ROLE_HELP,
+    InviteForm,
+    MemberAddForm,
+    QuotaForm,
+    RoleForm,
+    ShareForm,
+    TeamCreateForm,
+)
+
+
+def _no_store(response: HttpResponse) -> HttpResponse:
+    # The page holds a secret shown once: keep it out of caches, the history and Referer.
+    response["Cache-Control"] = "no-store"
+    response["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+def _team_url(access: Access) -> str:
+    return reverse("jobs:team-detail", args=[access.team.code])
+
+
+# --- creating and switching teams --------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def team_create(request: HttpRequest) -> HttpResponse:
+    form = TeamCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            team = services.team_create(name=form.cleaned_data["name"], user=request.user)
+        except ValidationError as exc:
+            form.add_error("name", exc)
+        else:
+            request.session["team"] = str(team.code)
+            messages.success(request, f"Created {team.name}: you are its admin. Invite people.")
+            return redirect("jobs:team-detail", code=team.code)
+    return render(request, "teams/team_new.html", {"form": form})
+
+
+@login_required
+@require_POST
+def team_switch(request: HttpRequest) -> HttpResponse:
+    """Work in another of the user's teams (kept in the session); other teams are 404."""
+    try:
+        code = UUID(request.POST.get("team", ""))
+    except ValueError:
+        raise Http404("No such team.") from None
+    access = get_team(request.user, code)
+    request.session["team"] = str(access.team.code)
+    messages.success(request, f"You are now working in {access.team.name}.")
+    return redirect("jobs:dashboard")
+
+
+# --- members and invites -----------------------------------------------------------------------
+
+
+def _team_context(access: Access, **extra: Any) -> dict[str, Any]:
+    members = access.team.memberships.select_related("user").order_by("user__username")
+    invites = (
+        access.team.invites.filter(used_at__isnull=True).select_related("created_by")
+        if access.is_admin
+        else TeamInvite.objects.none()
+    )
+    context = {
+        "access": access,
+        "team": access.team,
+        "members": list(members),
+        "invites": list(invites),
+        "roles": Membership.Role.choices,
+        "role_help": ROLE_HELP,
+        "add_form": MemberAddForm(),
+        "invite_form": InviteForm(),
+    }
+    context.update(extra)
+    return context
+
+
+@login_required
+@require_GET
+def team_detail(request: HttpRequest, code: UUID) -> HttpResponse:
+    access = get_team(request.user, code)
+    return render(request, "teams/team_detail.html", _team_context(access))
+
+
+@login_required
+@require_POST
+def member_add(request: HttpRequest, code: UUID) -> HttpResponse:
+    access = get_team(request.user, code, admin=True)
+    form = MemberAddForm(request.POST)
+    if form.is_valid():
+        try:
+            membership = services.member_add(
+                team=access.team, login=form.cleaned_data["login"], role=form.cleaned_data["role"]
+            )
+        except ValidationError as exc:
+            form.add_error("login", exc)
+        else:
+            messages.success(
+                request,
+                f"Added {membership.user.get_username()} as {membership.get_role_display()}.",
+            )
+            return redirect(_team_url(access))
+    return render(request, "teams/team_detail.html", _team_context(access, add_form=form))
+
+
+def _team_membership(access: Access, member: int) -> Membership:
+    membership = access.team.memberships.select_related("user").filter(pk=member).first()
+    if membership is None:
+        raise Http404("No such member.")
+    return membership
+
+
+@login_required
+@require_POST
+def member_role(request: HttpRequest, code: UUID, member: int) -> HttpResponse:
+    access = get_team(request.user, code, admin=True)
+    membership = _team_membership(access, member)
+    form = RoleForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose a role: admin, member or viewer.")
+        return redirect(_team_url(access))
+    try:
+        services.member_set_role(membership=membership, role=form.cleaned_data["role"])
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        name = membership.user.get_username()
+        messages.success(request, f"{name} is now {membership.get_role_display().lower()}.")
+    return redirect(_team_url(access))
+
+
+@login_required
+@require_POST
+def member_remove(request: HttpRequest, code: UUID, member: int) -> HttpResponse:
+    access = get_team(request.user, code, admin=True)
+    membership = _team_membership(access, member)
+    if membership.user_id == request.user.pk:
+        return _leave(request, access)
+    try:
+        services.member_remove(membership=membership)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, f"Removed {membership.user.get_username()} from the team.")
+    return redirect(_team_url(access))
+
+
+def _leave(request: HttpRequest, access: Access) -> HttpResponse:
+    try:
+        services.member_remove(membership=access.membership)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect(_team_url(access))
+    if request.session.get("team") == str(access.team.code):
+        del request.session["team"]
+    messages.success(request, f"You left {access.team.name}.")
+    return redirect("jobs:dashboard")
+
+
+@login_required
+@require_POST
+def team_leave(request: HttpRequest, code: UUID) -> HttpResponse:
+    """Anyone may leave a team, viewers too; only the last admin may not."""
+    return _leave(request, get_team(request.user, code))
+
+
+@login_required
+@require_POST
+def invite_create(request: HttpRequest, code: UUID) -> HttpResponse:
+    access = get_team(request.user, code, admin=True)
+    form = InviteForm(request.POST)
+    extra: dict[str, Any] = {"invite_form": form}
+    if form.is_valid():
+        invite, token = services.invite_create(
+            team=access.team,
+            by=request.user,
+            role=form.cleaned_data["role"],
+            days=form.cleaned_data["days"],
+        )
+        extra = {
+            "new_invite": invite,
+            "new_invite_url": public_base_url(request)
+            + reverse("jobs:invite-accept", args=[token]),
+        }
+    response = render(request, "teams/team_detail.html", _team_context(access, **extra))
+    return _no_store(response)
+
+
+@login_required
+@require_POST
+def invite_revoke(request: HttpRequest, code: UUID, invite: UUID) -> HttpResponse:
+    """Delete an unused invite: its link stops working at once."""
+    access = get_team(request.user, code, admin=True)
+    found = access.team.invites.filter(code=invite, used_at__isnull=True).first()
+    if found is None:
+        raise Http404("No such invite.")
+    found.delete()
+    messages.success(request, "Invite revoked: its link no longer works.")
+    return redirect(_team_url(access))
+
+
+def _invite_refused(request: HttpRequest, reason: str, status: int) -> HttpResponse:
+    response = render(request, "teams/invite_invalid.html", {"reason": reason}, status=status)
+    return _no_store(response)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def invite_accept(request: HttpRequest, token: str) -> HttpResponse:
+    """The page an invite link opens: who invites you, as what, and an Accept button."""
+    invite = services.invite_find(token)
+    if invite is None:
+        return _invite_refused(request, "This invite link is not valid.", 404)
+    member = membership_for(request.user, invite.team)
+    if member is None and not invite.is_usable:
+        used = "was already used" if invite.used_at else "has expired"
+        return _invite_refused(request, f"This invite link {used}.", 410)
+    if request.method == "POST":
+        try:
+            membership = services.invite_accept(token=token, user=request.user)
+        except ValidationError as exc:
+            return _invite_refused(request, " ".join(exc.messages), 410)
+        request.session["team"] = str(invite.team.code)
+        messages.success(
+            request,
+            f"Welcome to {invite.team.name}: you joined as "
+            f"{membership.get_role_display().lower()}.",
+        )
+        return redirect("jobs:dashboard")
+    context = {"invite": invite, "member": member, "role_help": ROLE_HELP}
+    return _no_store(render(request, "teams/invite.html", context))
+
+
+# --- quotas and usage --------------------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def team_settings(request: HttpRequest, code: UUID) -> HttpResponse:
+    """Monthly limits per mode, for the team's admins."""
+    access = get_team(request.user, code, admin=True)
+    team = access.team
+    initial = {mode: team.quota_seconds(mode) for mode in AvatarJob.Mode.values}
+    form = QuotaForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        for mode in AvatarJob.Mode.values:
+            services.quota_set(team=team, mode=mode, seconds=form.cleaned_data[mode])
+        messages.success(request, "Saved the monthly limits.")
+        return redirect("jobs:team-settings", code=team.code)
+    return render(request, "teams/team_settings.html", {"access": access, "form": form})
+
+
+def _units(value: Any) -> str:
+    """Kling units as Kling writes them: 1.5, 12, 0.125 (no padding zeros)."""
+    return f"{float(value):,.3f}".rstrip("0").rstrip(".")
+
+
+@login_required
+@require_GET
+def team_usage(request: HttpRequest, code: UUID) -> HttpResponse:
+    """This month's generated seconds per member and mode, Kling's units, and what is left."""
+    access = get_team(request.user, code)
+    summary = services.usage_summary(team=access.team)
+    labels = dict(AvatarJob.Mode.choices)
+    people: dict[str, dict[str, Any]] = defaultdict(lambda: {"seconds": {}, "units": 0})
+    for row in summary["rows"]:
+        person = people[row["created_by__username"] or "(deleted account)"]
+        person["seconds"][row["mode"]] = row["seconds"] or 0
+        person["units"] += row["units"] or 0
+    members = [
+        {
+            "name": name,
+            "seconds": [numbers["seconds"].get(mode, 0) for mode in AvatarJob.Mode.values],
+            "units": _units(numbers["units"]),
+        }
+        for name, numbers in sorted(people.items())
+    ]
+    modes = [
+        {
+            "value": mode,
+            "label": labels[mode],
+            **numbers,
+            "percent": min(round(100 * numbers["used"] / numbers["limit"]), 100)
+            if numbers["limit"]
+            else None,
+        }
+        for mode, numbers in summary["modes"].items()
+    ]
+    context = {
+        "access": access,
+        "since": summary["since"],
+        "members": members,
+        "mode_labels": [labels[mode] for mode in AvatarJob.Mode.values],
+        "modes": modes,
+        "total_units": _units(sum(p["units"] for p in people.values())),
+    }
+    return render(request, "teams/team_usage.html", context)
+
+
+# --- share links -------------------------------------------------------------------------------
+
+
+def _share_response(request: HttpRequest, context: dict[str, Any]) -> HttpResponse:
+    # htmx swaps the panel on the job page; without JavaScript the panel is a page of its own.
+    template = "jobs/_share.html" if request.htmx else "teams/job_share.html"
+    return _no_store(render(request, template, context))
+
+
+@login_required
+@require_POST
+def share_create(request: HttpRequest, code: UUID) -> HttpResponse:
+    """Make a share link for a finished video; its address is shown in this answer only."""
+    job, access = get_job(request.user, code, write=True)
+    form = ShareForm(request.POST)
+    context: dict[str, Any] = {"job": job, "access": access, "share_form": form}
+    if form.is_valid():
+        try:
+            link, token = services.share_create(
+                job=job,
+                by=request.user,
+                expires_at=form.expires_at(),
+                allow_download=form.cleaned_data["allow_download"],
+            )
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            context["share_form"] = ShareForm()
+            context["new_share"] = link
+            context["new_share_url"] = public_base_url(request) + reverse(
+                "share-page", args=[token]
+            )
+    return _share_response(request, context)
+
+
+@login_required
+@require_POST
+def share_revoke(request: HttpRequest, code: UUID) -> HttpResponse:
+    link, access = get_share(request.user, code, write=True)
+    services.share_revoke(link=link)
+    if request.htmx:
+        context = {"job": link.job, "access": access, "share_form": ShareForm()}
+        return _share_response(request, context)
+    messages.success(request, "Link revoked: it now answers “not found”.")
+    return redirect(link.job)

@@ -1,0 +1,298 @@
+"""One access gate: walk every URL pattern of the project and check the ones that take an object.
+
+For each pattern with parameters, COVERED says which real object fills each parameter and
+whether the view writes. Outsiders must get 404 (GET, and POST for writes) and viewers 403 on
+writes. A new pattern with a parameter that is neither covered nor EXEMPT (with the reason)
+fails the walk, so a view cannot be added without its access checks. ROLE_MATRIX lists every
+write action with what admin, member, viewer and outsider get.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.urls.converters import IntConverter, UUIDConverter
+
+from jobs import services
+from jobs.media import validate_portrait
+from jobs.models import ApiToken, Asset, AvatarJob, Membership, ShareLink, Team, TeamInvite
+from tests import test_studio
+from tests.conftest import make_portrait_bytes
+from tests.test_views import login
+
+pytestmark = pytest.mark.django_db
+
+# Fixtures shared with the studio tests (bound here so pytest finds them).
+audio = test_studio.audio
+checked = test_studio.checked
+done = test_studio.done
+failed = test_studio.failed
+fast = test_studio.fast
+portrait = test_studio.portrait
+queued = test_studio.queued
+
+
+# --- walking the URL map -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str  # namespaced: "jobs:job-detail"
+    route: str  # the full pattern, for messages
+    params: dict[str, Any]  # parameter name -> converter (None for a regex group)
+
+
+def walk(resolver: URLResolver | None = None, prefix: str = "", ns: str = "") -> Iterator[Route]:
+    resolver = resolver or get_resolver()
+    for entry in resolver.url_patterns:
+        if isinstance(entry, URLResolver):
+            namespace = ns
+            if entry.namespace:
+                namespace = f"{ns}{entry.namespace}:"
+            yield from walk(entry, prefix + str(entry.pattern), namespace)
+        elif isinstance(entry, URLPattern):
+            converters = getattr(entry.pattern, "converters", {})
+            params: dict[str, Any] = dict(converters)
+            for group in entry.pattern.regex.groupindex:
+                params.setdefault(group, None)
+            name = f"{ns}{entry.name}" if entry.name else f"{ns}<unnamed {entry.pattern}>"
+            yield Route(name, prefix + str(entry.pattern), params)
+
+
+# --- the objects a route can take --------------------------------------------------------------
+
+
+class World:
+    """Real objects of every kind, all in alice's team, where bob is a member and vera a viewer."""
+
+    def __init__(self, team: Team, owner, teammate, viewer, done, queued, failed, tmp_path):
+        face = tmp_path / "other.jpg"
+        face.write_bytes(make_portrait_bytes((400, 520)))
+        self.objects: dict[str, Any] = {
+            "team": team,
+            "job": done,
+            "queued_job": queued,
+            "failed_job": failed,
+            "asset": done.portrait,
+            "unused_asset": services.asset_store(
+                team=team, user=owner, valid=validate_portrait(face)
+            ),
+            "share": services.share_create(job=done, by=owner)[0],
+            "invite": services.invite_create(team=team, by=owner)[0],
+            "membership": Membership.objects.get(team=team, user=teammate),
+            "api_token": services.api_token_create(user=teammate, team=team, name="ci")[0],
+        }
+
+    def kwargs(self, route: Route, kinds: dict[str, str]) -> dict[str, Any]:
+        """Each parameter filled by its converter: a UUID is the object's code, an int its pk."""
+        values = {}
+        for param, kind in kinds.items():
+            obj = self.objects[kind]
+            converter = route.params[param]
+            if isinstance(converter, UUIDConverter):
+                values[param] = obj.code
+            elif isinstance(converter, IntConverter):
+                values[param] = obj.pk
+            else:
+                raise AssertionError(f"{route.name}: no rule for {param} ({converter!r})")
+        return values
+
+
+@pytest.fixture
+def world(team, owner, teammate, viewer, done, queued, failed, tmp_path) -> World:
+    return World(team, owner, teammate, viewer, done, queued, failed, tmp_path)
+
+
+# --- which patterns take which object ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Covered:
+    kinds: dict[str, str]  # parameter -> kind of object in World
+    write: bool  # POST changes something: outsiders 404, viewers 403
+    get: bool = True  # answers GET (POST-only views are checked by POST)
+    viewer_post: int = 403  # what a viewer's POST gets, where that is not 403
+
+
+TEAM = {"code": "team"}
+COVERED: dict[str, Covered] = {
+    "jobs:job-detail": Covered({"code": "job"}, write=False),
+    "jobs:job-video": Covered({"code": "job"}, write=False),
+    "jobs:job-poster": Covered({"code": "job"}, write=False),
+    "jobs:job-cancel": Covered({"code": "queued_job"}, write=True, get=False),
+    "jobs:job-retry": Covered({"code": "failed_job"}, write=True, get=False),
+    "jobs:asset-file": Covered({"code": "asset"}, write=False),
+    "jobs:asset-thumb": Covered({"code": "asset"}, write=False),
+    "jobs:asset-rename": Covered({"code": "unused_asset"}, write=True),
+    "jobs:asset-delete": Covered({"code": "unused_asset"}, write=True, get=False),
+    "jobs:share-create": Covered({"code": "job"}, write=True, get=False),
+    "jobs:share-revoke": Covered({"code": "share"}, write=True, get=False),
+    "jobs:team-detail": Covered(TEAM, write=False),
+    "jobs:team-usage": Covered(TEAM, write=False),
+    "jobs:team-settings": Covered(TEAM, write=True),
+    "jobs:member-add": Covered(TEAM, write=True, get=False),
+    "jobs:member-role": Covered({**TEAM, "member": "membership"}, write=True, get=False),
+    "jobs:member-remove": Covered({**TEAM, "member": "membership"}, write=True, get=False),
+    "jobs:invite-create": Covered(TEAM, write=True, get=False),
+    "jobs:invite-revoke": Covered({**TEAM, "invite": "invite"}, write=True, get=False),
+    # Leaving is open to every member, viewers too: only outsiders are refused (404).
+    "jobs:team-leave": Covered(TEAM, write=True, get=False, viewer_post=302),
+    # A token is revoked by its owner or a team admin; to anyone else it does not exist.
+    "api:token-revoke": Covered({"code": "api_token"}, write=True, get=False, viewer_post=404),
+}
+
+EXEMPT: dict[str, str] = {
+    "share-page": "the token in the URL is the credential (tests/test_sharing.py)",
+    "share-video": "the token in the URL is the credential (tests/test_sharing.py)",
+    "share-poster": "the token in the URL is the credential (tests/test_sharing.py)",
+    "kling-callback": "Kling's webhook, authenticated by the job's secret in the URL",
+    "api:image2video-task": "the API: Bearer token, team from the token (test_api_security.py)",
+    "api:image2video-task-root": "the API: Bearer token, team from the token",
+    "api:video-file": "an HMAC-signed result link handed out by the API",
+    "api:not-found": "the API's catch-all: answers Kling's 'not found' envelope, takes no object",
+    "jobs:invite-accept": "the invite token is the credential (tests/test_team_pages.py)",
+    "password_reset_confirm": "Django's password reset token (tests/test_sharing.py)",
+    "jobs:job-new-check": "`kind` names a form field (portrait/audio), not an object; it acts "
+    "on the current team (viewers: ROLE_MATRIX)",
+    "jobs:voice-sample": "`voice_id` is one of the server's catalogue voices (jobs/voices.py), "
+    "the same for every team: not a team's object",
+    "admin:*": "Django's admin: staff only, with its own permissions (tests/test_admin.py)",
+}
+
+
+def exemption(name: str) -> str | None:
+    if name in EXEMPT:
+        return name
+    namespace = name.split(":", 1)[0] + ":*"
+    return namespace if ":" in name and namespace in EXEMPT else None
+
+
+def routes_with_params() -> list[Route]:
+    return [route for route in walk() if route.params]
+
+
+def test_every_pattern_with_an_object_is_covered_or_exempt():
+    missing = [
+        f"{r.name} ({r.route})"
+        for r in routes_with_params()
+        if r.name not in COVERED and exemption(r.name) is None
+    ]
+    assert not missing, (
+        "URL patterns that take an id without outsider/viewer checks: add each to COVERED "
+        f"(or, if another credential guards it, to EXEMPT with the reason): {missing}"
+    )
+    for route in routes_with_params():
+        if route.name in COVERED:
+            assert set(COVERED[route.name].kinds) == set(route.params), (
+                f"{route.name}: COVERED fills {sorted(COVERED[route.name].kinds)}, "
+                f"the pattern takes {sorted(route.params)}"
+            )
+
+
+def test_no_stale_entries():
+    names = {route.name for route in walk()}
+    for entry in EXEMPT:
+        if entry.endswith(":*"):
+            assert any(n.startswith(entry[:-1]) for n in names), f"stale exemption {entry}"
+        else:
+            assert entry in names, f"stale exemption {entry}: no such URL pattern any more"
+    assert not [name for name in COVERED if name not in names], "stale COVERED entries"
+    assert not set(COVERED) & set(EXEMPT)
+
+
+def covered_routes() -> list[Route]:
+    return [route for route in walk() if route.name in COVERED]
+
+
+@pytest.mark.parametrize("route", covered_routes(), ids=lambda r: r.name)
+def test_outsiders_get_404_and_viewers_403(client, route, world, outsider, viewer, team):
+    case = COVERED[route.name]
+    url = reverse(route.name, kwargs=world.kwargs(route, case.kinds))
+
+    anonymous = client.post(url) if case.write else client.get(url)
+    assert anonymous.status_code == 302 and "/accounts/login/" in anonymous["Location"]
+
+    login(client, outsider)
+    if case.get:
+        assert client.get(url).status_code == 404, f"outsider GET {url}"
+    if case.write:
+        assert client.post(url).status_code == 404, f"outsider POST {url}"
+
+    login(client, viewer, team)
+    if case.write:
+        assert client.post(url).status_code == case.viewer_post, f"viewer POST {url}"
+    elif case.get:
+        assert client.get(url).status_code == 200, f"viewer GET {url}"  # a working route
+
+
+# --- the role matrix: every write action, every role -------------------------------------------
+
+
+@dataclass(frozen=True)
+class Action:
+    name: str
+    kinds: dict[str, str] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    # admin, member, viewer, outsider (no-object actions: the outsider acts in their own team)
+    expect: tuple[int, int, int, int] = (302, 302, 403, 404)
+
+
+ROLE_MATRIX = [
+    Action("jobs:job-cancel", {"code": "queued_job"}),
+    Action("jobs:job-retry", {"code": "failed_job"}),
+    Action("jobs:asset-rename", {"code": "unused_asset"}, {"name": "renamed.jpg"}),
+    Action("jobs:asset-delete", {"code": "unused_asset"}),
+    Action("jobs:share-create", {"code": "job"}, {"expires_in": "7"}, (200, 200, 403, 404)),
+    Action("jobs:share-revoke", {"code": "share"}),
+    Action("jobs:team-settings", TEAM, {"draft": "60"}, (302, 403, 403, 404)),
+    Action("jobs:member-add", TEAM, {"login": "oscar", "role": "viewer"}, (302, 403, 403, 404)),
+    Action(
+        "jobs:member-role",
+        {**TEAM, "member": "membership"},
+        {"role": "viewer"},
+        (302, 403, 403, 404),
+    ),
+    Action("jobs:member-remove", {**TEAM, "member": "membership"}, {}, (302, 403, 403, 404)),
+    Action("jobs:invite-create", TEAM, {"role": "member", "days": "7"}, (200, 403, 403, 404)),
+    Action("jobs:invite-revoke", {**TEAM, "invite": "invite"}, {}, (302, 403, 403, 404)),
+    Action("jobs:team-leave", TEAM, {}, (302, 302, 302, 404)),
+    Action("api:token-revoke", {"code": "api_token"}, {}, (302, 302, 404, 404)),
+    # Actions on the current team: no object in the URL.
+    Action("jobs:job-new", {}, {}, (200, 200, 403, 200)),
+    Action("jobs:job-new-check", {}, {}, (200, 200, 403, 200)),
+    Action("api:tokens", {}, {"name": "script"}, (201, 201, 403, 201)),
+    Action("jobs:team-create", {}, {"name": "Side project"}, (302, 302, 302, 302)),
+]
+ROLES = ("admin", "member", "viewer", "outsider")
+
+
+def test_the_matrix_has_every_write_action_with_an_object():
+    writes = {name for name, case in COVERED.items() if case.write}
+    assert writes <= {action.name for action in ROLE_MATRIX}
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("action", ROLE_MATRIX, ids=lambda a: a.name)
+def test_role_matrix(client, action, role, world, owner, teammate, viewer, outsider, team):
+    route = next(r for r in walk() if r.name == action.name)
+    kwargs = world.kwargs(route, action.kinds)
+    if action.name == "jobs:job-new-check":
+        kwargs = {"kind": "portrait"}
+    user = {"admin": owner, "member": teammate, "viewer": viewer, "outsider": outsider}[role]
+    login(client, user, None if role == "outsider" else team)
+    response = client.post(reverse(action.name, kwargs=kwargs), action.data)
+    expected = action.expect[ROLES.index(role)]
+    assert response.status_code == expected, f"{role} POST {action.name}"
+    refused = expected in (403, 404)
+    if refused:  # and nothing changed
+        assert Team.objects.filter(quota_draft_seconds=60).count() == 0
+        assert Membership.objects.filter(team=team).count() == 3
+        assert ShareLink.objects.filter(revoked_at__isnull=False).count() == 0
+        assert TeamInvite.objects.count() == 1 and ApiToken.objects.count() == 1
+        assert Asset.objects.filter(name="renamed.jpg").count() == 0
+        assert AvatarJob.objects.count() == 3
+        assert not AvatarJob.objects.filter(status=AvatarJob.Status.CANCELED).exists()
