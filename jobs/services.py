@@ -325,7 +325,6 @@ def _draft_render(job: AvatarJob, lease_until: Any) -> None:
     from jobs.engines.draft import RenderError, render_draft
 
     workdir = Path(tempfile.mkdtemp(prefix=f"draft-{job.code}-"))
-    saved: list[Any] = []
     try:
         portrait = _copy_to(job.portrait.file, workdir / f"portrait.{job.portrait.format}")
         audio = _copy_to(job.audio.file, workdir / f"audio.{job.audio.format}")
@@ -337,34 +336,56 @@ def _draft_render(job: AvatarJob, lease_until: Any) -> None:
                 job=job, code="render_failed", message=str(exc), expect=AvatarJob.Status.PROCESSING
             )
             return
-        with result.video.open("rb") as fh:
+        finished = job_finish(
+            job=job,
+            expect=AvatarJob.Status.PROCESSING,
+            lease=lease_until,
+            video=result.video,
+            poster=result.poster,
+            duration=result.duration,
+        )
+        if not finished:
+            log.info("render of %s was taken over or canceled; its files were dropped", job.code)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def job_finish(
+    *, job: AvatarJob, expect: str, lease: Any, video: Path, poster: Path, duration: float | None
+) -> bool:
+    """Store a finished video and its poster, then mark the job succeeded.
+
+    Only while the caller still holds its lease (`expect` status and `next_attempt_at`):
+    a worker that lost the job to another deletes what it saved, so no file is orphaned.
+    """
+    saved: list[Any] = []
+    try:
+        with video.open("rb") as fh:
             job.video.save(f"{job.code}.mp4", File(fh), save=False)
             saved.append(job.video)
-        with result.poster.open("rb") as fh:
+        with poster.open("rb") as fh:
             job.poster.save(f"{job.code}.jpg", File(fh), save=False)
             saved.append(job.poster)
         finished = job.transition(
             AvatarJob.Status.SUCCEEDED,
-            expect=AvatarJob.Status.PROCESSING,
-            where={"next_attempt_at": lease_until},
+            expect=expect,
+            where={"next_attempt_at": lease},
             next_attempt_at=None,
             video=job.video.name,
             poster=job.poster.name,
-            video_size=result.video.stat().st_size,
-            duration=result.duration,
+            video_size=video.stat().st_size,
+            duration=duration,
             error_code="",
             error_message="",
         )
-        if not finished:
-            # Our lease ran out and another worker took over (or the job was canceled).
-            for f in saved:
-                f.delete(save=False)
     except BaseException:
         for f in saved:
             f.delete(save=False)
         raise
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    if not finished:
+        for f in saved:
+            f.delete(save=False)
+    return finished
 
 
 def _copy_to(field: Any, dest: Path) -> Path:

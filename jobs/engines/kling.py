@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.core.files import File
 from django.db import connection, transaction
 from django.db.models import Q
 from django.urls import reverse
@@ -532,11 +531,12 @@ class _LeaseKeeper:
 
 def _download(job: AvatarJob) -> None:
     """Stream Kling's result into our storage, check it is a video, cut a poster."""
+    from jobs.services import job_finish
+
     if not _take(job, DOWNLOAD_LEASE):
         return
     client = KlingClient.from_settings()
     workdir = Path(tempfile.mkdtemp(prefix=f"kling-{job.code}-"))
-    saved: list[Any] = []
     try:
         url = job.source_url
         if job.attempts > 1:  # the link may have expired: ask Kling for a fresh one
@@ -544,7 +544,7 @@ def _download(job: AvatarJob) -> None:
             url = task.videos[0].url if task.videos else url
         video_path = workdir / "result.mp4"
         with video_path.open("wb") as fh:
-            size = client.download(
+            client.download(
                 url, _LeaseKeeper(fh, job), max_bytes=DOWNLOAD_MAX_BYTES, timeout=DOWNLOAD_TIMEOUT
             )
         info = probe(video_path)
@@ -553,47 +553,21 @@ def _download(job: AvatarJob) -> None:
         poster_path = workdir / "poster.jpg"
         seek = min(1.0, (info.duration or 0) / 2)
         run_ffmpeg(
-            [
-                "-v",
-                "error",
-                "-ss",
-                f"{seek:.2f}",
-                "-i",
-                str(video_path),
-                "-frames:v",
-                "1",
-                "-q:v",
-                "3",
-                str(poster_path),
-            ],
+            ["-v", "error", "-ss", f"{seek:.2f}", "-i", str(video_path), "-frames:v", "1",
+             "-q:v", "3", str(poster_path)],
             timeout=60,
-        )
-        with video_path.open("rb") as fh:
-            job.video.save(f"{job.code}.mp4", File(fh), save=False)
-            saved.append(job.video)
-        with poster_path.open("rb") as fh:
-            job.poster.save(f"{job.code}.jpg", File(fh), save=False)
-            saved.append(job.poster)
-        done = job.transition(
-            Status.SUCCEEDED,
+        )  # fmt: skip
+        job_finish(
+            job=job,
             expect=Status.DOWNLOADING,
-            where={"next_attempt_at": job.next_attempt_at},
-            next_attempt_at=None,
-            video=job.video.name,
-            poster=job.poster.name,
-            video_size=size,
+            lease=job.next_attempt_at,
+            video=video_path,
+            poster=poster_path,
             duration=info.duration or job.duration,
-            error_code="",
-            error_message="",
         )
-        if not done:
-            for f in saved:
-                f.delete(save=False)
     except _LeaseLost:
         log.info("download for %s was taken over by another worker", job.code)
     except (KlingError, FFmpegError, OSError) as exc:
-        for f in saved:
-            f.delete(save=False)
         log.warning("download for %s failed (attempt %s): %s", job.code, job.attempts, exc)
         if job.attempts >= MAX_DOWNLOAD_ATTEMPTS:
             job.transition(
@@ -607,9 +581,5 @@ def _download(job: AvatarJob) -> None:
             )
         else:
             _release(job, retry_delay(job.attempts, first=5.0, cap=1800.0))
-    except BaseException:
-        for f in saved:
-            f.delete(save=False)
-        raise
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
