@@ -121,6 +121,51 @@ def jpeg_with_metadata() -> bytes:
     )
 
 
+def srgb_profile(description: str = "sRGB") -> bytes:
+    """LittleCMS's sRGB profile; under another description it counts as a foreign profile."""
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    assert len(description) == 4
+    return profile.replace("sRGB".encode("utf-16-be"), description.encode("utf-16-be"))
+
+
+def _segment(marker: int, payload: bytes) -> bytes:
+    return bytes((0xFF, marker)) + struct.pack(">H", len(payload) + 2) + payload
+
+
+def jpeg_with_extras(*, progressive: bool = False) -> bytes:
+    """An upright sRGB JPEG (restart markers in its scans) with everything that is not image
+    data wherever it may legally be: a JFIF thumbnail, JFXX, EXIF, an sRGB profile, Photoshop
+    and APP15 segments, comments before and after the frame and between scans, fill bytes
+    before markers (a restart marker inside a scan too), and HTML after the end. Every extra
+    says "Secret"; none of it changes a pixel."""
+    data = jpeg(progressive=progressive, restart_marker_rows=2)
+    jfif = data.index(b"\xff\xe0")
+    assert data[jfif + 4 : jfif + 9] == b"JFIF\0"
+    exif = Image.Exif()
+    exif[0x010F] = "SecretCameraMaker"
+    head = b"".join(
+        [
+            _segment(0xE0, b"JFIF\0\x01\x02\x00\x00\x01\x00\x01\x02\x02" + b"SecretThumb!"),
+            _segment(0xE0, b"JFXX\0\x13" + b"SecretJfxx"),
+            _segment(0xE1, b"Exif\0\0" + exif.tobytes()),
+            _segment(0xE2, b"ICC_PROFILE\0\x01\x01" + srgb_profile()),
+            _segment(0xED, b"Photoshop 3.0\0SecretIptc"),
+            _segment(0xFE, b"SecretComment"),
+        ]
+    )
+    data = data[:jfif] + head + data[jfif + 18 :]
+    sof = data.index(b"\xff\xc2" if progressive else b"\xff\xc0")
+    sof_end = sof + 2 + int.from_bytes(data[sof + 2 : sof + 4])
+    after_frame = _segment(0xEF, b"SecretApp15") + b"\xff\xff" + _segment(0xFE, b"SecretAfter")
+    data = data[:sof_end] + after_frame + data[sof_end:]
+    last_scan = data.rindex(b"\xff\xda")
+    data = data[:last_scan] + _segment(0xFE, b"SecretBetweenScans") + b"\xff" + data[last_scan:]
+    restart = data.index(b"\xff\xd0", data.index(b"\xff\xda"))
+    data = data[:restart] + b"\xff" + data[restart:]  # a fill byte inside the scan
+    assert data.endswith(b"\xff\xd9")
+    return data[:-2] + b"\xff\xff\xff\xd9" + HTML + b"SecretTail"
+
+
 def png_with_metadata() -> bytes:
     info = PngInfo()
     info.add_text("Comment", "SecretPngText")
@@ -204,6 +249,43 @@ def make_audio(path: Path, *, seconds: float = 3.0, codec: str = "mp3", freq: in
     tone = f"sine=frequency={freq}:duration={seconds}:sample_rate=44100"
     _ffmpeg(f"-f lavfi -i {tone}", AUDIO_CODECS[codec][0], path)
     return path
+
+
+# MP3s as encoders write them, for checking that counting frames agrees with ffmpeg: MPEG-1,
+# MPEG-2 and MPEG-2.5 rates, mono and stereo, CBR/VBR/ABR, with and without the Xing/Info
+# frame, ID3v2 and ID3v1 tags.
+MP3_VARIANTS: dict[str, str] = {
+    "cbr-128k": "-c:a libmp3lame -b:a 128k",
+    "cbr-no-info-frame": "-c:a libmp3lame -b:a 128k -write_xing 0",
+    "no-tags-at-all": "-c:a libmp3lame -b:a 96k -write_xing 0 -id3v2_version 0",
+    "vbr": "-c:a libmp3lame -q:a 4",
+    "abr": "-c:a libmp3lame -abr 1 -b:a 96k",
+    "mono-vbr": "-ac 1 -c:a libmp3lame -q:a 6",
+    "48khz-320k": "-ar 48000 -c:a libmp3lame -b:a 320k",
+    "32khz": "-ar 32000 -c:a libmp3lame -b:a 64k",
+    "mpeg2-22khz-mono": "-ac 1 -ar 22050 -c:a libmp3lame -b:a 32k",
+    "mpeg2-16khz-no-info-frame": "-ac 1 -ar 16000 -c:a libmp3lame -b:a 24k -write_xing 0",
+    "mpeg2.5-8khz": "-ac 1 -ar 8000 -c:a libmp3lame -b:a 8k",
+    "mpeg2.5-11khz": "-ac 1 -ar 11025 -c:a libmp3lame -b:a 16k",
+    "id3v1-tag": "-c:a libmp3lame -b:a 64k -write_id3v1 1 -metadata title=Hello",
+    "bitexact": "-c:a libmp3lame -b:a 64k -fflags +bitexact -flags:a +bitexact",
+}
+
+
+def make_mp3(path: Path, options: str, *, seconds: float = 3.3) -> Path:
+    """Encode `seconds` of a tone to MP3 at `path` with ffmpeg output `options`."""
+    tone = f"sine=frequency=330:duration={seconds}:sample_rate=44100"
+    _ffmpeg(f"-f lavfi -i {tone}", options, "-f mp3", path)
+    return path
+
+
+def cut_mp3_between_frames(data: bytes, fraction: float = 0.5) -> bytes:
+    """A 64 kbit/s 44.1 kHz MP3 cut off at the first frame header past `fraction` of its bytes:
+    every frame left is whole, so only the count of them shows the sound is missing."""
+    cut = int(len(data) * fraction)
+    while data[cut : cut + 3] not in (b"\xff\xfb\x50", b"\xff\xfb\x52"):
+        cut += 1
+    return data[:cut]
 
 
 def make_video(path: Path, *, with_audio: bool, seconds: float = 2.0) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import random
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,9 @@ from jobs.media import (
     ValidAudio,
     ValidPortrait,
     _encode_portrait,
+    _mp3_frame_seconds,
+    _packet_seconds,
+    _stripped_jpeg,
     _TooDetailed,
     display_name,
     validate_audio,
@@ -32,14 +36,23 @@ from jobs.media import (
 from tests.media_corpus import (
     HOSTILE,
     HTML,
+    MP3_VARIANTS,
     VALID,
     Case,
     Corpus,
+    cut_mp3_between_frames,
+    encode,
     exif_rotated,
+    face,
     jpeg,
+    jpeg_with_extras,
+    make_mp3,
+    make_mp3_with_cover,
     noisy_photo,
     png_16bit_gray,
     png_bomb,
+    srgb_profile,
+    truncated,
 )
 
 
@@ -171,6 +184,155 @@ def test_jpeg_with_html_appended_is_stored_without_the_html() -> None:
     assert valid.content.endswith(b"\xff\xd9")
 
 
+def _pixels(data: bytes) -> bytes:
+    with Image.open(io.BytesIO(data)) as image:
+        image.load()
+        return image.tobytes()
+
+
+def _quantization(data: bytes) -> Any:
+    with Image.open(io.BytesIO(data)) as image:
+        return image.quantization  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("build", "kept_segments"),
+    [
+        pytest.param(lambda: jpeg(), ["APP0"], id="baseline"),
+        pytest.param(lambda: jpeg(progressive=True), ["APP0"], id="progressive"),
+        pytest.param(lambda: jpeg(subsampling=0, restart_marker_blocks=7), ["APP0"], id="444-rst"),
+        pytest.param(lambda: jpeg(keep_rgb=True), ["APP14"], id="rgb-coded-adobe"),
+        pytest.param(lambda: jpeg() + HTML, ["APP0"], id="html-appended"),
+        pytest.param(lambda: jpeg_with_extras(), ["APP0"], id="all-extras"),
+        pytest.param(lambda: jpeg_with_extras(progressive=True), ["APP0"], id="all-extras-prog"),
+    ],
+)
+def test_upright_srgb_jpeg_keeps_its_compressed_data_without_metadata(
+    build: Any, kept_segments: list[str]
+) -> None:
+    original = build()
+
+    valid = validate_portrait(SimpleUploadedFile("face.jpg", original))
+
+    assert _pixels(valid.content) == _pixels(original)  # not re-encoded: no generation loss
+    assert _quantization(valid.content) == _quantization(original)
+    stored = Image.open(io.BytesIO(valid.content))
+    assert [name for name, _ in stored.applist] == kept_segments  # type: ignore[attr-defined]
+    if kept_segments == ["APP0"]:  # JFIF as libjpeg needs it, without a thumbnail
+        assert stored.applist[0][1][12:14] == b"\0\0"  # type: ignore[attr-defined]
+    assert not stored.getexif() and "comment" not in stored.info
+    assert "icc_profile" not in stored.info
+    assert b"Secret" not in valid.content and b"<html" not in valid.content
+    assert valid.content.startswith(b"\xff\xd8") and valid.content.endswith(b"\xff\xd9")
+    assert (valid.width, valid.height) == stored.size == (480, 600)
+    assert valid.size == len(valid.content) <= len(original)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        pytest.param(lambda: exif_rotated("JPEG"), id="rotated"),
+        pytest.param(lambda: jpeg(icc_profile=srgb_profile("Wide")), id="foreign-profile"),
+        pytest.param(lambda: encode(face(mode="L"), "JPEG", quality=90), id="greyscale"),
+        pytest.param(lambda: encode(face(mode="CMYK"), "JPEG", quality=90), id="cmyk"),
+        pytest.param(lambda: jpeg().replace(b"\xff\xc0", b"\xff\xc1", 1), id="extended-sof1"),
+    ],
+)
+def test_jpeg_that_needs_changing_is_decoded_and_reencoded(build: Any) -> None:
+    original = build()
+
+    valid = validate_portrait(SimpleUploadedFile("face.jpg", original))
+
+    assert _quantization(valid.content) != _quantization(original)  # Pillow's own tables
+    assert Image.open(io.BytesIO(valid.content)).mode == "RGB"
+
+
+def _two_frames(data: bytes) -> bytes:
+    frame = data.index(b"\xff\xc0")
+    return data.replace(b"\xff\xda", data[frame : frame + 19] + b"\xff\xda", 1)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda d: truncated(d, 0.7), id="no-end-marker"),
+        pytest.param(lambda d: d[:2] + b"junk" + d[2:], id="bytes-between-segments"),
+        pytest.param(lambda d: d.replace(b"\xff\xc0", b"\xff\xc9", 1), id="arithmetic-coded"),
+        pytest.param(lambda d: d.replace(b"\xff\xc0\x00\x11\x08", b"\xff\xc0\x00\x11\x0c"),
+                     id="12-bit"),
+        pytest.param(_two_frames, id="two-frames"),
+        pytest.param(lambda d: d[: d.index(b"\xff\xda")] + b"\xff\xd9", id="no-scan"),
+    ],
+)  # fmt: skip
+def test_jpeg_laid_out_unexpectedly_is_not_stripped(damage: Any) -> None:
+    assert _stripped_jpeg(jpeg()) is not None
+    assert _stripped_jpeg(damage(jpeg())) is None  # so it is decoded and judged in full
+
+
+def _scan_start(data: bytes) -> int:
+    sos = data.index(b"\xff\xda")
+    return sos + 2 + int.from_bytes(data[sos + 2 : sos + 4])
+
+
+def _patched(data: bytes, at: int, value: bytes) -> bytes:
+    return data[:at] + value + data[at + len(value) :]
+
+
+def _random_bytes_in_scan(data: bytes, seed: int) -> bytes:
+    rng = random.Random(seed)
+    start = rng.randrange(_scan_start(data), len(data) - 200)
+    return _patched(data, start, bytes(rng.randrange(255) for _ in range(100)))  # no 0xFF
+
+
+# Damage a JPEG's structure stays intact through, so it is stripped and decoded at 1/8 scale.
+JPEG_DAMAGE = {
+    "undefined-huffman-table": lambda d: _patched(d, d.index(b"\xff\xda") + 6, b"\x33"),
+    "bad-progression": lambda d: _patched(d, d.index(b"\xff\xda") + 11, b"\x50"),
+    "bogus-huffman-counts": lambda d: _patched(d, d.index(b"\xff\xc4") + 5, b"\xff" * 16),
+    "undefined-quant-table": lambda d: _patched(d, d.index(b"\xff\xc0") + 12, b"\x03"),
+    "scan-data-zeroed": lambda d: d[: _scan_start(d)] + bytes(len(d) - 2 - _scan_start(d)) + d[-2:],
+    "scans-cut-end-kept": lambda d: d[: _scan_start(d) + 3000] + d[-2:],
+    "random-bytes-1": lambda d: _random_bytes_in_scan(d, 1),
+    "random-bytes-2": lambda d: _random_bytes_in_scan(d, 2),
+}
+
+
+@pytest.mark.parametrize("progressive", [False, True], ids=["baseline", "progressive"])
+@pytest.mark.parametrize("damage", sorted(JPEG_DAMAGE))
+def test_damaged_jpeg_is_judged_as_a_full_decode_judges_it(progressive: bool, damage: str) -> None:
+    """A stripped JPEG is decoded at 1/8 scale: the same entropy-coded data is read, so it must
+    pass or fail exactly when decoding the upload in full does, with the same message."""
+    data = jpeg(progressive=progressive)
+    if progressive:
+        data = data.replace(b"\xff\xc2", b"\xff\xc0", 1)  # the patches find the frame as SOF0
+    data = JPEG_DAMAGE[damage](data)
+    if progressive:
+        data = data.replace(b"\xff\xc0", b"\xff\xc2", 1)
+    assert _stripped_jpeg(data) is not None
+    try:
+        Image.open(io.BytesIO(data)).load()
+    except OSError:
+        full_decode_passes = False
+    else:
+        full_decode_passes = True
+
+    try:
+        validate_portrait(SimpleUploadedFile("face.jpg", data))
+    except MediaError as exc:
+        assert not full_decode_passes, exc.messages
+        assert exc.messages == [
+            "Portrait file is damaged: its JPEG data cannot be decoded. "
+            "Export it again from your photo app."
+        ]
+    else:
+        assert full_decode_passes
+
+
+def test_truncated_progressive_jpeg_is_refused_as_incomplete() -> None:
+    with pytest.raises(MediaError, match="Portrait file is incomplete: the JPEG data stops"):
+        validate_portrait(SimpleUploadedFile("face.jpg", truncated(jpeg(progressive=True), 0.8)))
+
+
 def test_16_bit_png_is_scaled_down_not_clipped() -> None:
     valid = validate_portrait(SimpleUploadedFile("deep.png", png_16bit_gray()))
 
@@ -231,6 +393,63 @@ def test_upload_of_unknown_size_is_read_at_most_one_byte_past_the_limit(
     with pytest.raises(MediaError, match=f"larger than {limit // (1024 * 1024)} MB"):
         validator(upload)
     assert upload.bytes_read == limit + 1
+
+
+@pytest.mark.parametrize("variant", sorted(MP3_VARIANTS))
+def test_mp3_frames_are_counted_as_ffmpeg_counts_its_packets(variant: str, tmp_path: Path) -> None:
+    path = make_mp3(tmp_path / "voice.mp3", MP3_VARIANTS[variant])
+
+    counted = _mp3_frame_seconds(path.read_bytes())
+
+    assert counted is not None
+    assert counted == pytest.approx(_packet_seconds(path), abs=2e-6)  # ffmpeg prints µs
+
+
+def test_mp3_with_cover_art_is_counted_as_ffmpeg_counts_it(corpus: Corpus) -> None:
+    data = corpus.made("cover.mp3", make_mp3_with_cover)
+
+    counted = _mp3_frame_seconds(data)
+
+    assert counted == pytest.approx(_packet_seconds(corpus.workdir / "cover.mp3"), abs=2e-6)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        pytest.param(lambda d: d[:-100], id="last-frame-cut"),
+        pytest.param(lambda d: d + b"\0" * 300, id="junk-after"),
+        pytest.param(lambda d: d[:5000] + b"junk" + d[5000:], id="junk-inside"),
+        pytest.param(lambda d: d + b"APETAGEX" + b"\0" * 24, id="ape-tag"),
+    ],
+)
+def test_mp3_that_is_not_a_clean_run_of_frames_is_left_to_ffmpeg(
+    change: Any, corpus: Corpus
+) -> None:
+    assert _mp3_frame_seconds(corpus.audio("mp3")) is not None
+    assert _mp3_frame_seconds(change(corpus.audio("mp3"))) is None
+
+
+def test_mp2_is_not_counted_as_mp3(corpus: Corpus) -> None:
+    assert _mp3_frame_seconds(corpus.audio("mp2")) is None
+
+
+def test_mp3_cut_between_frames_is_refused_as_cut_off(corpus: Corpus, tmp_path: Path) -> None:
+    cut = cut_mp3_between_frames(corpus.audio("mp3", 4))
+    path = tmp_path / "cut.mp3"
+    path.write_bytes(cut)
+    assert _mp3_frame_seconds(cut) == pytest.approx(_packet_seconds(path), abs=2e-6)
+
+    with pytest.raises(MediaError, match="the file says it lasts 4.0 s but only 2.0 s"):
+        validate_audio(SimpleUploadedFile("cut.mp3", cut))
+
+
+def test_mp3_with_junk_inside_is_measured_by_ffmpeg(corpus: Corpus) -> None:
+    data = corpus.audio("mp3", 4)
+    junk = data[:5000] + b"junk" + data[5000:]
+
+    valid = validate_audio(SimpleUploadedFile("voice.mp3", junk))
+
+    assert valid.duration == pytest.approx(4.0, abs=0.1)
 
 
 def test_audio_checks_leave_no_temporary_files(
