@@ -130,7 +130,7 @@ def _serialize_dispatch() -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [7_340_001])
 
 
-def dispatch() -> list[int]:
+def dispatch(*, submit_one_here: bool = False) -> list[int]:
     """Hand free Kling slots to queued jobs: fewest jobs in flight per user first, then oldest."""
     if _note_why_waiting():
         return []
@@ -171,7 +171,20 @@ def dispatch() -> list[int]:
                 free -= 1
     from jobs.services import wake
 
-    for pk in chosen:
+    if submit_one_here and chosen:
+        # The caller just freed a slot: send the next job from here instead of a round trip
+        # through the queue, so Kling's slot is busy again within a request's time.
+        first = AvatarJob.objects.select_related("portrait", "audio").filter(pk=chosen[0]).first()
+        try:
+            if first is not None:
+                _submit(first)
+            chosen_to_wake = chosen[1:]
+        except Exception:
+            log.exception("submitting %s inline failed; the worker will take it up", chosen[0])
+            chosen_to_wake = chosen
+    else:
+        chosen_to_wake = chosen
+    for pk in chosen_to_wake:
         wake(pk)
     return chosen
 
@@ -447,7 +460,7 @@ def _on_task(job: AvatarJob, task: KlingTask) -> None:
             error_message="",
         )
         if moved:
-            _dispatch_on_commit()
+            dispatch(submit_one_here=True)
             _download(job)
         return
     if task.status == "failed" or task.status == "succeed":  # succeed without a video
