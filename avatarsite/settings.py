@@ -157,6 +157,9 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     # A file (not :memory:) so worker processes started by tests share the test database;
     # one per test run, so runs side by side do not share it.
     _db["TEST"] = {"NAME": str(Path(tempfile.gettempdir()) / f"avatarsite-test-{os.getpid()}.db")}
+else:
+    # One test database per test run, so runs side by side never drop each other's.
+    _db["TEST"] = {"NAME": f"test_{_db['NAME']}_{os.getpid()}"}
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
