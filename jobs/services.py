@@ -24,7 +24,8 @@ from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q, Sum
+from django.db.models import F, Q, Sum, Value
+from django.db.models.deletion import ProtectedError
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -132,7 +133,9 @@ def job_create(
     with transaction.atomic():
         # Lock the team row so two jobs cannot both squeeze under the quota.
         Team.objects.select_for_update().filter(pk=team.pk).first()
-        check_quota(team=team, mode=mode, seconds=audio.duration if audio else 0)
+        # A pasted Kling audio id's length is unknown: reserve the longest allowed.
+        seconds = audio.duration if audio else settings.KLING_MAX_AUDIO_SECONDS
+        check_quota(team=team, mode=mode, seconds=seconds)
         job = AvatarJob.objects.create(
             team=team,
             created_by=user,
@@ -433,9 +436,14 @@ def asset_delete(*, asset: Asset) -> None:
         raise ValidationError(
             f"{asset.name} is used by jobs, which keep their inputs: it cannot be deleted."
         )
-    with transaction.atomic():
-        asset.delete()
-        transaction.on_commit(lambda: asset.file.delete(save=False))
+    try:
+        with transaction.atomic():
+            asset.delete()
+            transaction.on_commit(lambda: asset.file.delete(save=False))
+    except ProtectedError:  # a job started using it a moment ago
+        raise ValidationError(
+            f"{asset.name} is used by jobs, which keep their inputs: it cannot be deleted."
+        ) from None
 
 
 # --- quotas and usage ----------------------------------------------------------------------
@@ -460,11 +468,17 @@ def _counted_jobs(team: Team, since: Any) -> Any:
     )
 
 
+def _job_seconds() -> Coalesce:
+    """A job's seconds: its video's, else its voice-over's, else (a pasted audio id) the most
+    a voice-over may last."""
+    return Coalesce("duration", "audio__duration", Value(float(settings.KLING_MAX_AUDIO_SECONDS)))
+
+
 def seconds_used(*, team: Team, mode: str, now: Any = None) -> float:
     used = (
         _counted_jobs(team, month_start(now))
         .filter(mode=mode)
-        .aggregate(s=Sum(Coalesce("duration", "audio__duration", 0.0)))["s"]
+        .aggregate(s=Sum(_job_seconds()))["s"]
     )
     return float(used or 0)
 
@@ -493,7 +507,7 @@ def usage_summary(*, team: Team, now: Any = None) -> dict[str, Any]:
         _counted_jobs(team, month_start(now))
         .values("created_by__username", "mode")
         .annotate(
-            seconds=Sum(Coalesce("duration", "audio__duration", 0.0)),
+            seconds=Sum(_job_seconds()),
             units=Sum("units_charged"),
         )
         .order_by("created_by__username", "mode")
@@ -553,7 +567,11 @@ def member_add(*, team: Team, login: str, role: str = Role.MEMBER) -> Membership
         )
     if Membership.objects.filter(team=team, user=user).exists():
         raise ValidationError(f"{user.get_username()} is already in {team.name}.")
-    return Membership.objects.create(team=team, user=user, role=role)
+    try:
+        with transaction.atomic():
+            return Membership.objects.create(team=team, user=user, role=role)
+    except IntegrityError:  # added by someone else a moment ago
+        raise ValidationError(f"{user.get_username()} is already in {team.name}.") from None
 
 
 @transaction.atomic

@@ -338,3 +338,20 @@ def test_a_refused_pasted_audio_id_asks_for_the_file(sim, team, owner, inputs):
     job = drive(job)
     assert job.status == Status.FAILED
     assert "upload the voice-over as a file instead" in job.error_message
+
+
+def test_a_passing_not_found_does_not_fail_a_long_running_job(sim, team, owner, inputs):
+    sim.configure(processing_seconds=60)
+    job = new_job(team, owner, inputs)
+    services.job_advance(job_id=job.pk)
+    job = step(job)
+    AvatarJob.objects.filter(pk=job.pk).update(attempts=40)  # polled for a long while
+    sim.configure(query_error_rates={1203: 1.0})
+    for n in range(1, engine.MAX_LOST_TASK_QUERIES):
+        job = step(job)
+        assert job.status in (Status.SUBMITTED, Status.PROCESSING)
+        assert job.error_code == f"not_found:{n}"
+    sim.configure(query_error_rates={}, processing_seconds=0.15)
+    job = step(job)
+    assert job.error_code == "" or job.status == Status.SUCCEEDED
+    assert drive(job).status == Status.SUCCEEDED

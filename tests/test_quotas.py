@@ -57,3 +57,19 @@ def test_limits_are_per_mode(team, owner, assets):
     assert summary["modes"]["draft"]["limit"] is None
     assert summary["modes"]["pro"] == {"used": 0.0, "limit": 0, "left": 0}
     assert [(r["created_by__username"], r["mode"]) for r in summary["rows"]] == [("alice", "draft")]
+
+
+def test_a_pasted_audio_id_reserves_the_longest_voice_over(team, owner, assets, settings):
+    portrait, _ = assets
+    settings.KLING_API_KEY = "key"
+    settings.KLING_MAX_AUDIO_SECONDS = 300
+    services.quota_set(team=team, mode="std", seconds=299)
+    with pytest.raises(ValidationError, match="needs 300 s"):
+        services.job_create(
+            team=team, user=owner, portrait=portrait, kling_audio_id="abc-123", mode="std"
+        )
+    services.quota_set(team=team, mode="std", seconds=300)
+    services.job_create(
+        team=team, user=owner, portrait=portrait, kling_audio_id="abc-123", mode="std"
+    )
+    assert services.seconds_used(team=team, mode="std") == 300

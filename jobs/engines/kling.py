@@ -47,6 +47,8 @@ MAX_LOST_TASK_QUERIES = 5
 DOWNLOAD_MAX_BYTES = 2 * 1024**3  # a 5-minute 1080p video is a few hundred MB
 DOWNLOAD_TIMEOUT = 15 * 60
 DOWNLOAD_LEASE = 30.0  # renewed while bytes keep arriving (see _LeaseKeeper)
+DOWNLOAD_FINISH_LEASE = 600.0  # probe, poster and the copy into storage
+MAX_UNREADABLE_INPUTS = 5
 
 
 # --- timing -------------------------------------------------------------------------------
@@ -271,6 +273,8 @@ def _release(job: AvatarJob, delay: float, **fields: Any) -> None:
 def _submit(job: AvatarJob) -> None:
     account = KlingAccount.get()
     if account.is_paused:
+        if job.next_attempt_at and job.next_attempt_at > timezone.now():
+            return  # another worker holds this step (its create may be in flight)
         if job.error_code == "outcome_unknown":
             # Still to be resolved by a lookup, which would fail the same way: after the pause.
             _release(job, (account.paused_until - timezone.now()).total_seconds())
@@ -278,6 +282,7 @@ def _submit(job: AvatarJob) -> None:
         job.transition(
             Status.QUEUED,
             expect=Status.SUBMITTING,
+            where={"next_attempt_at": job.next_attempt_at},
             next_attempt_at=None,
             error_code="paused",
             error_message=_paused_note(),
@@ -289,7 +294,26 @@ def _submit(job: AvatarJob) -> None:
     if job.error_code == "outcome_unknown" and _adopt_existing(job, client):
         return
     try:
-        task = client.create_task(**_create_payload(job))
+        payload = _create_payload(job)
+    except OSError as exc:
+        # Nothing was sent: safe to try again, then give up with a reason.
+        log.warning("could not read the inputs of %s: %s", job.code, exc)
+        if job.attempts >= MAX_UNREADABLE_INPUTS:
+            job.transition(
+                Status.FAILED,
+                expect=Status.SUBMITTING,
+                where={"next_attempt_at": job.next_attempt_at},
+                next_attempt_at=None,
+                error_code="inputs_unreadable",
+                error_message="The portrait or voice-over could not be read from this server's "
+                "storage, so nothing was sent to Kling. Tell the operator, then retry.",
+            )
+            _dispatch_on_commit()
+        else:
+            _release(job, retry_delay(job.attempts, first=5.0, cap=300.0))
+        return
+    try:
+        task = client.create_task(**payload)
     except KlingError as exc:
         _submit_failed(job, exc, client)
         return
@@ -490,7 +514,8 @@ def _on_task(job: AvatarJob, task: KlingTask) -> None:
             ),
         )
         return
-    _release(job, poll_delay(job.attempts + 1))
+    cleared = {"error_code": ""} if _not_found_count(job) else {}
+    _release(job, poll_delay(job.attempts + 1), **cleared)
 
 
 def _track_failed(job: AvatarJob, exc: KlingError, client: KlingClient) -> None:
@@ -499,7 +524,12 @@ def _track_failed(job: AvatarJob, exc: KlingError, client: KlingClient) -> None:
         pause_submissions(exc)
         _release(job, OPERATOR_PAUSE.total_seconds())
         return
-    if exc.kind == ErrorKind.NOT_FOUND and job.attempts >= MAX_LOST_TASK_QUERIES:
+    missing = _not_found_count(job) + 1 if exc.kind == ErrorKind.NOT_FOUND else 0
+    if missing and missing < MAX_LOST_TASK_QUERIES:
+        # Count "not found" answers in a row; one passing glitch must not fail a live task.
+        _release(job, retry_delay(missing, first=5.0, cap=300.0), error_code=f"not_found:{missing}")
+        return
+    if missing >= MAX_LOST_TASK_QUERIES:
         job.transition(
             Status.FAILED,
             expect=(Status.SUBMITTED, Status.PROCESSING),
@@ -510,6 +540,11 @@ def _track_failed(job: AvatarJob, exc: KlingError, client: KlingClient) -> None:
         _dispatch_on_commit()
         return
     _release(job, retry_delay(job.attempts, first=2.0, cap=300.0))
+
+
+def _not_found_count(job: AvatarJob) -> int:
+    prefix, _, count = job.error_code.partition(":")
+    return int(count) if prefix == "not_found" and count.isdigit() else 0
 
 
 def _units(value: Any) -> Decimal | None:
@@ -560,6 +595,13 @@ def _download(job: AvatarJob) -> None:
             client.download(
                 url, _LeaseKeeper(fh, job), max_bytes=DOWNLOAD_MAX_BYTES, timeout=DOWNLOAD_TIMEOUT
             )
+        # Probing, the poster and copying into storage come next: hold the job for them.
+        finishing = later(DOWNLOAD_FINISH_LEASE)
+        if not AvatarJob.objects.filter(
+            pk=job.pk, status=Status.DOWNLOADING, next_attempt_at=job.next_attempt_at
+        ).update(next_attempt_at=finishing):
+            raise _LeaseLost
+        job.next_attempt_at = finishing
         info = probe(video_path)
         if info is None or info.video is None:
             raise KlingError(kind=ErrorKind.RETRYABLE, message="the result is not a video")
