@@ -47,7 +47,10 @@ MAX_LOST_TASK_QUERIES = 5
 DOWNLOAD_MAX_BYTES = 2 * 1024**3  # a 5-minute 1080p video is a few hundred MB
 DOWNLOAD_TIMEOUT = 15 * 60
 DOWNLOAD_LEASE = 30.0  # renewed while bytes keep arriving (see _LeaseKeeper)
-DOWNLOAD_FINISH_LEASE = 600.0  # probe, poster and the copy into storage
+# Probe, poster and the copy into storage: a minute, plus time for a big file's copy (at a
+# conservative 10 MB/s). Short, so a worker killed here delays its job by little.
+DOWNLOAD_FINISH_LEASE = 60.0
+FINISH_BYTES_PER_SECOND = 10_000_000
 MAX_UNREADABLE_INPUTS = 5
 
 
@@ -596,7 +599,8 @@ def _download(job: AvatarJob) -> None:
                 url, _LeaseKeeper(fh, job), max_bytes=DOWNLOAD_MAX_BYTES, timeout=DOWNLOAD_TIMEOUT
             )
         # Probing, the poster and copying into storage come next: hold the job for them.
-        finishing = later(DOWNLOAD_FINISH_LEASE)
+        size = video_path.stat().st_size
+        finishing = later(DOWNLOAD_FINISH_LEASE + size / FINISH_BYTES_PER_SECOND)
         if not AvatarJob.objects.filter(
             pk=job.pk, status=Status.DOWNLOADING, next_attempt_at=job.next_attempt_at
         ).update(next_attempt_at=finishing):
