@@ -120,11 +120,12 @@ def poll_urls(client) -> tuple[str, str]:  # noqa: ANN001
     values = re.findall(r'class="live-code" name="job" value="([^"]+)"', page)
     since = re.search(r'id="poll-since" class="live-code" name="since" value="([^"]+)"', page)
     assert len(values) == CARDS, values
+    poller = re.search(r'<div id="poller"[^>]*hx-get="([^"]+)"', page)[1].replace("&amp;", "&")
     steady = {"job": values, "since": since[1]}
     stale = {"job": [v.split(":")[0] for v in values], "since": since[1]}
     return (
-        "/jobs/cards/?" + urlencode(steady, doseq=True),
-        "/jobs/cards/?" + urlencode(stale, doseq=True),
+        f"{poller}&{urlencode(steady, doseq=True)}",
+        f"{poller}&{urlencode(stale, doseq=True)}",
     )
 
 

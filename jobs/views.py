@@ -11,18 +11,30 @@ from __future__ import annotations
 import io
 import statistics
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 from django.contrib import messages
+from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import transaction
-from django.db.models import Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery
+from django.db import connections, transaction
+from django.db.models import (
+    Count,
+    DateTimeField,
+    F,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    UUIDField,
+)
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 from django.forms import BoundField
@@ -33,13 +45,14 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect
 from PIL import Image, ImageOps
 
 from jobs import kling, services
 from jobs.access import Access, current_team, get_asset, get_job
 from jobs.forms import MODE_HELP, AssetRenameForm, JobFilterForm, NewJobForm
 from jobs.media import MediaError, validate_audio, validate_portrait
-from jobs.models import Asset, AvatarJob, Team
+from jobs.models import Asset, AvatarJob, Membership, Team
 from jobs.serve import serve_stored_file
 from jobs.templatetags.studio import card_version
 
@@ -53,6 +66,7 @@ ESTIMATE_TTL = 60.0  # seconds an estimate is reused before it is computed again
 THUMB_SIZE = 480  # px, the longest side of a portrait thumbnail (2x a card's width)
 
 Status = AvatarJob.Status
+ACTIVE = frozenset(AvatarJob.ACTIVE)
 
 
 # --- cards: the queries behind the dashboard and its live updates ------------------------------
@@ -87,23 +101,20 @@ QUEUE_AHEAD = RawSQL(  # noqa: S611 - constant SQL, no outside input
 )
 
 
-def card_jobs(team: Team) -> QuerySet[AvatarJob]:
-    """A team's jobs with what a card shows, in one query.
+def card_jobs(team: Team | None = None) -> QuerySet[AvatarJob]:
+    """Jobs with what a card shows, in one query (a team's, when given).
 
     Only the columns a card needs, and the few names it shows from other tables as plain
     values: building the job, user and two asset instances of 25 rows, with a dozen
     datetimes each, was a good part of the dashboard's time (bench/dashboard.py).
     """
-    return (
-        AvatarJob.objects.for_team(team)
-        .only(*CARD_FIELDS)
-        .annotate(
-            creator=F("created_by__username"),
-            portrait_code=F("portrait__code"),
-            portrait_name=F("portrait__name"),
-            audio_name=F("audio__name"),
-            queue_ahead=QUEUE_AHEAD,
-        )
+    jobs = AvatarJob.objects.all() if team is None else AvatarJob.objects.for_team(team)
+    return jobs.only(*CARD_FIELDS).annotate(
+        creator=F("created_by__username"),
+        portrait_code=F("portrait__code"),
+        portrait_name=F("portrait__name"),
+        audio_name=F("audio__name"),
+        queue_ahead=QUEUE_AHEAD,
     )
 
 
@@ -112,15 +123,16 @@ def card_jobs(team: Team) -> QuerySet[AvatarJob]:
 _estimates: dict[tuple[int, str], tuple[float, float | None]] = {}
 
 
-def generating_estimate(team: Team, mode: str) -> float | None:
+def generating_estimate(team_id: int, mode: str) -> float | None:
     """How long generating usually takes for this team and mode: the median of recent jobs."""
-    key, now = (team.pk, mode), time.monotonic()
+    key, now = (team_id, mode), time.monotonic()
     cached = _estimates.get(key)
     if cached and cached[0] > now:
         return cached[1]
     rows = (
-        AvatarJob.objects.for_team(team)
-        .filter(mode=mode, status=Status.SUCCEEDED, processing_at__isnull=False)
+        AvatarJob.objects.filter(
+            team_id=team_id, mode=mode, status=Status.SUCCEEDED, processing_at__isnull=False
+        )
         .exclude(finished_at=None)
         .order_by("-finished_at")
         .values_list("processing_at", "finished_at")[:ESTIMATE_SAMPLE]
@@ -131,11 +143,11 @@ def generating_estimate(team: Team, mode: str) -> float | None:
     return value
 
 
-def _attach_estimates(jobs: list[AvatarJob], team: Team) -> None:
+def _attach_estimates(jobs: list[AvatarJob]) -> None:
     """What a generating card shows besides its row: how long such jobs usually take."""
     for job in jobs:
         if job.status == Status.PROCESSING:
-            job.estimate = generating_estimate(team, job.mode)  # type: ignore[attr-defined]
+            job.estimate = generating_estimate(job.team_id, job.mode)  # type: ignore[attr-defined]
 
 
 def _parse_codes(values: list[str]) -> list[UUID]:
@@ -178,10 +190,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         )
     rows = list(jobs[: JOBS_PER_PAGE + 1])
     page = rows[:JOBS_PER_PAGE]
-    _attach_estimates(page, access.team)
+    _attach_estimates(page)
     query = _filter_query(filters)
     context = {
         "access": access,
+        "team_code": access.team.code,
         "filters": filters,
         "filtered": bool(query),
         "jobs": page,
@@ -213,49 +226,168 @@ def _asked_cards(values: list[str]) -> dict[UUID, str]:
     return asked
 
 
+def _db_uuid(value: UUID | str) -> UUID:
+    return value if isinstance(value, UUID) else UUID(value)  # SQLite keeps UUIDs as hex text
+
+
+def _db_datetime(value: datetime | str) -> datetime:
+    if isinstance(value, str):  # SQLite keeps datetimes as text, in UTC
+        value = datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+# The columns a card reads, in the model's field order (the order Model.from_db expects).
+_CARD_COLUMNS = [f for f in AvatarJob._meta.concrete_fields if f.attname in {"id", *CARD_FIELDS}]
+
+
+def _from_db_text(field: Any) -> Callable[[Any], Any] | None:
+    if isinstance(field, UUIDField):
+        return _db_uuid
+    if isinstance(field, DateTimeField):
+        return _db_datetime
+    return None
+
+
+_CARD_CONVERTERS = [_from_db_text(f) for f in _CARD_COLUMNS]
+
+
+@dataclass(frozen=True)
+class PollRow:
+    """One job as the poll reads it: enough to tell whether its card changed, and to draw it."""
+
+    code: UUID
+    status: str
+    version: str
+    estimate: float | None
+    values: tuple[Any, ...]  # the card's columns as the database returned them, then names
+
+    def card(self) -> AvatarJob:
+        """The job as card_jobs() would give it, without a second query."""
+        count = len(_CARD_COLUMNS)
+        values = [
+            convert(value) if convert and value is not None else value
+            for convert, value in zip(_CARD_CONVERTERS, self.values[:count], strict=True)
+        ]
+        job = AvatarJob.from_db(AvatarJob.objects.db, [f.attname for f in _CARD_COLUMNS], values)
+        job.queue_ahead, job.creator, portrait_code, job.portrait_name, job.audio_name = (  # type: ignore[attr-defined]
+            self.values[count:]
+        )
+        job.portrait_code = portrait_code and _db_uuid(portrait_code)  # type: ignore[attr-defined]
+        if self.status == Status.PROCESSING:
+            job.estimate = self.estimate  # type: ignore[attr-defined]
+        return job
+
+
+def _poll_rows(
+    user_id: int, team: UUID | int, asked: Iterable[UUID], since: datetime | None
+) -> list[PollRow]:
+    """The page's cards and the jobs made since its newest one, newest first.
+
+    `team` is the code the page named (the membership check is joined in) or the id of the
+    current team. Every poll runs this one statement, and most end with it, so it is written
+    out as SQL: building it with the ORM took longer than running it (bench/poll.py). It
+    reads what a card shows too, so changed cards are drawn without a second query.
+    """
+    connection = connections[AvatarJob.objects.db]
+    prep_uuid = AvatarJob._meta.get_field("code").get_db_prep_value
+    jobs, teams, assets = AvatarJob._meta.db_table, Team._meta.db_table, Asset._meta.db_table
+    users, memberships = get_user_model()._meta.db_table, Membership._meta.db_table
+    params: list[Any] = []
+    if isinstance(team, UUID):
+        scope = (
+            f" INNER JOIN {teams} ON {teams}.id = {jobs}.team_id"
+            f" INNER JOIN {memberships} ON {memberships}.team_id = {jobs}.team_id"
+            f" WHERE {teams}.code = %s AND {memberships}.user_id = %s"
+        )
+        params += [prep_uuid(team, connection), user_id]
+    else:
+        scope = f" WHERE {jobs}.team_id = %s"
+        params.append(team)
+    wanted = []
+    codes = [prep_uuid(code, connection) for code in asked]
+    if codes:
+        wanted.append(f"{jobs}.code IN ({', '.join(['%s'] * len(codes))})")
+        params += codes
+    if since is not None:
+        wanted.append(f"{jobs}.created > %s")
+        params.append(AvatarJob._meta.get_field("created").get_db_prep_value(since, connection))
+    if not wanted:
+        return []
+    columns = ", ".join(f"{jobs}.{f.column}" for f in _CARD_COLUMNS)
+    # Only names from the models and placeholders go into the text; values are params.
+    sql = (
+        f"SELECT {columns}, {QUEUE_AHEAD.sql}, creator.username, portrait.code,"  # noqa: S608
+        f" portrait.name, audio.name FROM {jobs}"
+        f" LEFT OUTER JOIN {users} creator ON creator.id = {jobs}.created_by_id"
+        f" LEFT OUTER JOIN {assets} portrait ON portrait.id = {jobs}.portrait_id"
+        f" LEFT OUTER JOIN {assets} audio ON audio.id = {jobs}.audio_id"
+        f"{scope} AND ({' OR '.join(wanted)})"
+        f" ORDER BY {jobs}.created DESC, {jobs}.id DESC LIMIT {len(codes) + JOBS_PER_PAGE}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        fetched = cursor.fetchall()
+    at = {name: i for i, name in enumerate(f.attname for f in _CARD_COLUMNS)}
+    at["queue_ahead"] = len(_CARD_COLUMNS)
+    rows = []
+    for values in fetched:
+        status, mode = values[at["status"]], values[at["mode"]]
+        estimate = None
+        if status == Status.PROCESSING:
+            estimate = generating_estimate(values[at["team_id"]], mode)
+        updated = _db_datetime(values[at["updated"]])
+        version = card_version(updated, values[at["queue_ahead"]], estimate)
+        rows.append(PollRow(_db_uuid(values[at["code"]]), status, version, estimate, values))
+    return rows
+
+
 @login_required
 @require_GET
 def job_cards(request: HttpRequest) -> HttpResponse:
     """The dashboard's one poll: the page's running cards that changed, swapped out of band.
 
-    The page sends its running cards as `code:version` (`job`), its filters, and `since`, the
-    time of its newest card. One small query says which cards changed and which jobs are new
-    since then; only those are rendered (a second query), and a poll where nothing happened
-    answers 204 with no body. Otherwise the answer ends with a new poller, which keeps
-    polling only while something on the page still runs.
+    The page sends its team, its running cards as `code:version` (`job`), its filters, and
+    `since`, the time of its newest card. One query reads those cards and the jobs made since
+    then, with the membership check joined in: with the session and the user, a poll costs
+    three queries (bench/poll.py). When nothing changed the answer is 204 with no body;
+    otherwise it carries the changed and new cards, drawn from the same rows, and a new
+    poller, which keeps polling only while something on the page still runs. Only new jobs
+    on a filtered page need a fourth query, which applies the filters.
     """
-    access = current_team(request)
     asked = _asked_cards(request.GET.getlist("job"))
     since = parse_datetime(request.GET.get("since", ""))
-    filters = JobFilterForm(request.GET)
-    wanted = Q(code__in=asked)
-    if since is not None:
-        wanted |= Q(created__gt=since) & filters.condition(request.user)
-    rows = (
-        AvatarJob.objects.for_team(access.team)
-        .filter(wanted)
-        .annotate(queue_ahead=QUEUE_AHEAD)
-        .values_list("code", "status", "mode", "updated", "queue_ahead")[
-            : len(asked) + JOBS_PER_PAGE
-        ]
-    )
-    changed, live = [], False
-    for code, status, mode, updated, ahead in rows:
-        live = live or status in AvatarJob.ACTIVE
-        estimate = generating_estimate(access.team, mode) if status == Status.PROCESSING else None
-        if asked.get(code) != card_version(updated, ahead, estimate):
-            changed.append(code)
-    vanished = asked.keys() - {row[0] for row in rows}
-    if not changed and not vanished:
+    named = _parse_codes([request.GET.get("team", "")])
+    # A page that names no team polls the current one.
+    current = None if named else current_team(request).team
+    team: UUID | int = named[0] if named else current.pk
+    rows = _poll_rows(request.user.pk, team, asked, since)
+    if named and not rows and not _is_member(request.user, named[0]):
+        # Removed from the team (or a made-up code): the page goes back to the dashboard.
+        if request.htmx:
+            return HttpResponseClientRedirect(reverse("jobs:dashboard"))
+        raise Http404("No such team.")
+    changed = [row for row in rows if row.code in asked and asked[row.code] != row.version]
+    made = [row for row in rows if row.code not in asked]
+    vanished = asked.keys() - {row.code for row in rows}
+    if not changed and not made and not vanished:
         # Nothing to swap, and the poller on the page is still right: htmx swaps nothing on
-        # 204 and keeps polling. Most polls end here, at the cost of one small query.
+        # 204 and keeps polling. Most polls end here.
         return HttpResponse(status=204)
-    cards = list(card_jobs(access.team).filter(code__in=changed)) if changed else []
-    _attach_estimates(cards, access.team)
-    updated_cards = [job for job in cards if job.code in asked]
-    fresh = [job for job in cards if job.code not in asked]
+    filters = JobFilterForm(request.GET)
+    if made and filters.values():
+        # New jobs join a filtered page only if they match its filters: the ORM says which.
+        scope = Q(team__code=team) if named else Q(team_id=team)
+        fresh = list(
+            card_jobs()
+            .filter(scope, code__in=[row.code for row in made])
+            .filter(filters.condition(request.user))
+        )
+        _attach_estimates(fresh)
+    else:
+        fresh = [row.card() for row in made]
+    updated_cards = [row.card() for row in changed]
     context = {
-        "access": access,
+        "team_code": named[0] if named else current.code,
         "updated": updated_cards,
         "fresh": fresh,
         "finished": [job for job in updated_cards if not job.is_active],
@@ -263,10 +395,15 @@ def job_cards(request: HttpRequest) -> HttpResponse:
         "vanished": vanished,
         "since": fresh[0].created.isoformat() if fresh else (since and since.isoformat()),
         "query": _filter_query(filters),
-        "live": live,
+        "live": any(row.status in ACTIVE for row in rows if row.code in asked)
+        or any(job.is_active for job in fresh),
         "poll_seconds": POLL_SECONDS,
     }
     return render(request, "jobs/dashboard.html#poll", context)
+
+
+def _is_member(user: Any, team_code: UUID) -> bool:
+    return Membership.objects.filter(team__code=team_code, user_id=user.pk).exists()
 
 
 # --- new job -----------------------------------------------------------------------------------
@@ -490,7 +627,7 @@ def job_detail(request: HttpRequest, code: UUID) -> HttpResponse:
             .filter(Q(mode="draft") if job.mode == "draft" else ~Q(mode="draft"))
             .count()
         )
-    _attach_estimates([job], job.team)
+    _attach_estimates([job])
     context = {
         "job": job,
         "access": access,
