@@ -154,7 +154,7 @@ def main() -> None:
         mount_floor()
         from django.test import Client
 
-        from jobs import views
+        from jobs import cards
 
         user = make_team(args.jobs, scratch)
         client = Client()
@@ -176,7 +176,7 @@ def main() -> None:
                 client.get(url)
                 times[name].append((time.perf_counter() - started) * 1000)
         median = {name: statistics.median(values) for name, values in times.items()}
-        views._estimates.clear()
+        cards._estimates.clear()
 
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     for name in urls:

@@ -25,7 +25,8 @@ def _nav(request: HttpRequest) -> Nav | None:
         return None
     access = current_team(request)  # reuses the request's membership list: no extra query
     pause = None
-    if request.user.is_staff or access.is_admin:
+    # Without a Kling key there is nothing to pause (nor a query to make on every page).
+    if kling.is_configured() and (request.user.is_staff or access.is_admin):
         account = KlingAccount.objects.filter(pk=1).first()
         pause = account if account is not None and account.is_paused else None
     return Nav(access=access, teams=memberships(request), kling_pause=pause)

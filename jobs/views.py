@@ -9,33 +9,25 @@ targets. Invalid htmx form posts answer 200 with the form again, because htmx 2 
 from __future__ import annotations
 
 import io
-import statistics
-import time
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 from django.contrib import messages
-from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import connections, transaction
+from django.db import transaction
 from django.db.models import (
     Count,
-    DateTimeField,
-    F,
     IntegerField,
     OuterRef,
     Q,
     QuerySet,
     Subquery,
-    UUIDField,
 )
-from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 from django.forms import BoundField
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotModified, QueryDict
@@ -50,104 +42,21 @@ from PIL import Image, ImageOps
 
 from jobs import kling, services
 from jobs.access import Access, current_team, get_asset, get_job
+from jobs.cards import attach_estimates, card_jobs, page_rows, poll_rows
 from jobs.forms import MODE_HELP, AssetRenameForm, JobFilterForm, NewJobForm
 from jobs.media import MediaError, validate_audio, validate_portrait
 from jobs.models import Asset, AvatarJob, Membership, Team
 from jobs.serve import serve_stored_file
-from jobs.templatetags.studio import card_version
 
 JOBS_PER_PAGE = 24
 POLL_SECONDS = 3
 # A page sends the codes of its running cards with every poll; more than this is not a page.
 POLL_MAX_CODES = 200
 LIBRARY_PICKS = 12  # library files offered on the new-job page, newest first
-ESTIMATE_SAMPLE = 20  # recent successful jobs the "time left" estimate is the median of
-ESTIMATE_TTL = 60.0  # seconds an estimate is reused before it is computed again
 THUMB_SIZE = 480  # px, the longest side of a portrait thumbnail (2x a card's width)
 
 Status = AvatarJob.Status
 ACTIVE = frozenset(AvatarJob.ACTIVE)
-
-
-# --- cards: the queries behind the dashboard and its live updates ------------------------------
-
-
-CARD_FIELDS = (
-    "code",
-    "team_id",
-    "status",
-    "mode",
-    "created",
-    "updated",
-    "submitted_at",
-    "processing_at",
-    "finished_at",
-    "poster",
-    "duration",
-    "error_message",
-)
-
-
-# How many jobs wait before a queued one for the same engine (drafts and Kling jobs queue
-# apart); NULL for the others, whose rows never run the count. Written as SQL because the
-# same thing as Subquery/Case expressions took Django longer to build than SQLite to run.
-QUEUE_AHEAD = RawSQL(  # noqa: S611 - constant SQL, no outside input
-    "CASE WHEN jobs_avatarjob.status = 'queued' THEN ("
-    "SELECT COUNT(*) FROM jobs_avatarjob AS ahead WHERE ahead.status = 'queued'"
-    " AND ahead.created < jobs_avatarjob.created"
-    " AND (ahead.mode = 'draft') = (jobs_avatarjob.mode = 'draft')) END",
-    [],
-    output_field=IntegerField(),
-)
-
-
-def card_jobs(team: Team | None = None) -> QuerySet[AvatarJob]:
-    """Jobs with what a card shows, in one query (a team's, when given).
-
-    Only the columns a card needs, and the few names it shows from other tables as plain
-    values: building the job, user and two asset instances of 25 rows, with a dozen
-    datetimes each, was a good part of the dashboard's time (bench/dashboard.py).
-    """
-    jobs = AvatarJob.objects.all() if team is None else AvatarJob.objects.for_team(team)
-    return jobs.only(*CARD_FIELDS).annotate(
-        creator=F("created_by__username"),
-        portrait_code=F("portrait__code"),
-        portrait_name=F("portrait__name"),
-        audio_name=F("audio__name"),
-        queue_ahead=QUEUE_AHEAD,
-    )
-
-
-# (team id, mode) -> (expires at, seconds or None). Per process and short-lived: the estimate is
-# a rough guide, and recomputing it on every 3 s poll of every open dashboard would be waste.
-_estimates: dict[tuple[int, str], tuple[float, float | None]] = {}
-
-
-def generating_estimate(team_id: int, mode: str) -> float | None:
-    """How long generating usually takes for this team and mode: the median of recent jobs."""
-    key, now = (team_id, mode), time.monotonic()
-    cached = _estimates.get(key)
-    if cached and cached[0] > now:
-        return cached[1]
-    rows = (
-        AvatarJob.objects.filter(
-            team_id=team_id, mode=mode, status=Status.SUCCEEDED, processing_at__isnull=False
-        )
-        .exclude(finished_at=None)
-        .order_by("-finished_at")
-        .values_list("processing_at", "finished_at")[:ESTIMATE_SAMPLE]
-    )
-    took = [(end - start).total_seconds() for start, end in rows]
-    value = statistics.median(took) if took else None
-    _estimates[key] = (now + ESTIMATE_TTL, value)
-    return value
-
-
-def _attach_estimates(jobs: list[AvatarJob]) -> None:
-    """What a generating card shows besides its row: how long such jobs usually take."""
-    for job in jobs:
-        if job.status == Status.PROCESSING:
-            job.estimate = generating_estimate(job.team_id, job.mode)  # type: ignore[attr-defined]
 
 
 def _parse_codes(values: list[str]) -> list[UUID]:
@@ -179,18 +88,22 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     """
     access = current_team(request)
     filters = JobFilterForm(request.GET)
-    jobs = card_jobs(access.team).filter(filters.condition(request.user))
     before = _parse_codes([request.GET.get("before", "")])
-    if before:
-        # Keyset pagination: cards never repeat or go missing when new jobs arrive on top.
-        cursor = AvatarJob.objects.for_team(access.team).filter(code=before[0])
-        created = Subquery(cursor.values("created")[:1])
-        jobs = jobs.filter(
-            Q(created__lt=created) | Q(created=created, pk__lt=Subquery(cursor.values("pk")[:1]))
-        )
-    rows = list(jobs[: JOBS_PER_PAGE + 1])
+    cursor = before[0] if before else None
+    if filters.values():
+        jobs = card_jobs(access.team).filter(filters.condition(request.user))
+        if cursor:
+            # Keyset pagination: cards never repeat or go missing when new jobs arrive on top.
+            mark = AvatarJob.objects.for_team(access.team).filter(code=cursor)
+            created = Subquery(mark.values("created")[:1])
+            jobs = jobs.filter(
+                Q(created__lt=created) | Q(created=created, pk__lt=Subquery(mark.values("pk")[:1]))
+            )
+        rows = list(jobs[: JOBS_PER_PAGE + 1])
+        attach_estimates(rows)
+    else:  # the usual page, read the quick way
+        rows = [row.card() for row in page_rows(access.team.pk, cursor, JOBS_PER_PAGE + 1)]
     page = rows[:JOBS_PER_PAGE]
-    _attach_estimates(page)
     query = _filter_query(filters)
     context = {
         "access": access,
@@ -226,121 +139,6 @@ def _asked_cards(values: list[str]) -> dict[UUID, str]:
     return asked
 
 
-def _db_uuid(value: UUID | str) -> UUID:
-    return value if isinstance(value, UUID) else UUID(value)  # SQLite keeps UUIDs as hex text
-
-
-def _db_datetime(value: datetime | str) -> datetime:
-    if isinstance(value, str):  # SQLite keeps datetimes as text, in UTC
-        value = datetime.fromisoformat(value)
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-# The columns a card reads, in the model's field order (the order Model.from_db expects).
-_CARD_COLUMNS = [f for f in AvatarJob._meta.concrete_fields if f.attname in {"id", *CARD_FIELDS}]
-
-
-def _from_db_text(field: Any) -> Callable[[Any], Any] | None:
-    if isinstance(field, UUIDField):
-        return _db_uuid
-    if isinstance(field, DateTimeField):
-        return _db_datetime
-    return None
-
-
-_CARD_CONVERTERS = [_from_db_text(f) for f in _CARD_COLUMNS]
-
-
-@dataclass(frozen=True)
-class PollRow:
-    """One job as the poll reads it: enough to tell whether its card changed, and to draw it."""
-
-    code: UUID
-    status: str
-    version: str
-    estimate: float | None
-    values: tuple[Any, ...]  # the card's columns as the database returned them, then names
-
-    def card(self) -> AvatarJob:
-        """The job as card_jobs() would give it, without a second query."""
-        count = len(_CARD_COLUMNS)
-        values = [
-            convert(value) if convert and value is not None else value
-            for convert, value in zip(_CARD_CONVERTERS, self.values[:count], strict=True)
-        ]
-        job = AvatarJob.from_db(AvatarJob.objects.db, [f.attname for f in _CARD_COLUMNS], values)
-        job.queue_ahead, job.creator, portrait_code, job.portrait_name, job.audio_name = (  # type: ignore[attr-defined]
-            self.values[count:]
-        )
-        job.portrait_code = portrait_code and _db_uuid(portrait_code)  # type: ignore[attr-defined]
-        if self.status == Status.PROCESSING:
-            job.estimate = self.estimate  # type: ignore[attr-defined]
-        return job
-
-
-def _poll_rows(
-    user_id: int, team: UUID | int, asked: Iterable[UUID], since: datetime | None
-) -> list[PollRow]:
-    """The page's cards and the jobs made since its newest one, newest first.
-
-    `team` is the code the page named (the membership check is joined in) or the id of the
-    current team. Every poll runs this one statement, and most end with it, so it is written
-    out as SQL: building it with the ORM took longer than running it (bench/poll.py). It
-    reads what a card shows too, so changed cards are drawn without a second query.
-    """
-    connection = connections[AvatarJob.objects.db]
-    prep_uuid = AvatarJob._meta.get_field("code").get_db_prep_value
-    jobs, teams, assets = AvatarJob._meta.db_table, Team._meta.db_table, Asset._meta.db_table
-    users, memberships = get_user_model()._meta.db_table, Membership._meta.db_table
-    params: list[Any] = []
-    if isinstance(team, UUID):
-        scope = (
-            f" INNER JOIN {teams} ON {teams}.id = {jobs}.team_id"
-            f" INNER JOIN {memberships} ON {memberships}.team_id = {jobs}.team_id"
-            f" WHERE {teams}.code = %s AND {memberships}.user_id = %s"
-        )
-        params += [prep_uuid(team, connection), user_id]
-    else:
-        scope = f" WHERE {jobs}.team_id = %s"
-        params.append(team)
-    wanted = []
-    codes = [prep_uuid(code, connection) for code in asked]
-    if codes:
-        wanted.append(f"{jobs}.code IN ({', '.join(['%s'] * len(codes))})")
-        params += codes
-    if since is not None:
-        wanted.append(f"{jobs}.created > %s")
-        params.append(AvatarJob._meta.get_field("created").get_db_prep_value(since, connection))
-    if not wanted:
-        return []
-    columns = ", ".join(f"{jobs}.{f.column}" for f in _CARD_COLUMNS)
-    # Only names from the models and placeholders go into the text; values are params.
-    sql = (
-        f"SELECT {columns}, {QUEUE_AHEAD.sql}, creator.username, portrait.code,"  # noqa: S608
-        f" portrait.name, audio.name FROM {jobs}"
-        f" LEFT OUTER JOIN {users} creator ON creator.id = {jobs}.created_by_id"
-        f" LEFT OUTER JOIN {assets} portrait ON portrait.id = {jobs}.portrait_id"
-        f" LEFT OUTER JOIN {assets} audio ON audio.id = {jobs}.audio_id"
-        f"{scope} AND ({' OR '.join(wanted)})"
-        f" ORDER BY {jobs}.created DESC, {jobs}.id DESC LIMIT {len(codes) + JOBS_PER_PAGE}"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        fetched = cursor.fetchall()
-    at = {name: i for i, name in enumerate(f.attname for f in _CARD_COLUMNS)}
-    at["queue_ahead"] = len(_CARD_COLUMNS)
-    rows = []
-    for values in fetched:
-        status, mode = values[at["status"]], values[at["mode"]]
-        estimate = None
-        if status == Status.PROCESSING:
-            estimate = generating_estimate(values[at["team_id"]], mode)
-        updated = _db_datetime(values[at["updated"]])
-        version = card_version(updated, values[at["queue_ahead"]], estimate)
-        rows.append(PollRow(_db_uuid(values[at["code"]]), status, version, estimate, values))
-    return rows
-
-
 @login_required
 @require_GET
 def job_cards(request: HttpRequest) -> HttpResponse:
@@ -360,7 +158,7 @@ def job_cards(request: HttpRequest) -> HttpResponse:
     # A page that names no team polls the current one.
     current = None if named else current_team(request).team
     team: UUID | int = named[0] if named else current.pk
-    rows = _poll_rows(request.user.pk, team, asked, since)
+    rows = poll_rows(team, request.user.pk, asked, since, len(asked) + JOBS_PER_PAGE)
     if named and not rows and not _is_member(request.user, named[0]):
         # Removed from the team (or a made-up code): the page goes back to the dashboard.
         if request.htmx:
@@ -382,7 +180,7 @@ def job_cards(request: HttpRequest) -> HttpResponse:
             .filter(scope, code__in=[row.code for row in made])
             .filter(filters.condition(request.user))
         )
-        _attach_estimates(fresh)
+        attach_estimates(fresh)
     else:
         fresh = [row.card() for row in made]
     updated_cards = [row.card() for row in changed]
@@ -627,7 +425,7 @@ def job_detail(request: HttpRequest, code: UUID) -> HttpResponse:
             .filter(Q(mode="draft") if job.mode == "draft" else ~Q(mode="draft"))
             .count()
         )
-    _attach_estimates([job])
+    attach_estimates([job])
     context = {
         "job": job,
         "access": access,

@@ -381,7 +381,10 @@ def test_viewers_get_no_new_job_button(client, viewer, owner, team):
     assert "New job" in page(login(client, owner).get("/"))
 
 
-def test_the_kling_pause_banner_shows_to_admins_and_staff_only(client, owner, teammate, team):
+def test_the_kling_pause_banner_shows_to_admins_and_staff_only(
+    client, owner, teammate, team, settings
+):
+    settings.KLING_API_KEY = "key"
     KlingAccount.objects.create(
         pk=1,
         paused_until=timezone.now() + timedelta(hours=1),
@@ -393,3 +396,6 @@ def test_the_kling_pause_banner_shows_to_admins_and_staff_only(client, owner, te
     teammate.is_staff = True
     teammate.save()
     assert "resource pack" in page(login(client, teammate, team).get("/"))
+    # Without a Kling key nothing is sent to Kling, so there is no pause to show.
+    settings.KLING_API_KEY = ""
+    assert "resource pack" not in page(login(client, owner).get("/"))
