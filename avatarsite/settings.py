@@ -297,7 +297,11 @@ Q_CLUSTER = {
     # Successful tasks are not kept: the jobs table is the record, and keeping them makes
     # django-q2's monitor reload them all on every task. Failures are still kept.
     "save_limit": -1,
-    "poll": 0.2,
+    # How often an idle worker looks for work in the database queue (the Redis broker waits
+    # on Redis instead). Every Kling slot hand-over goes through the queue: at 50 ms a freed
+    # slot is busy again within about 60 ms (bench/kling_flow.py), for about 2% of a core
+    # while idle.
+    "poll": env.int("Q_POLL_MS", 50, minimum=10, maximum=5000) / 1000,
     "label": "Task queue",
 }
 if REDIS_URL:

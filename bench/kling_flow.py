@@ -239,6 +239,7 @@ def child(args: argparse.Namespace) -> None:
 
         call_command("migrate", verbosity=0)
         call_command("createcachetable", verbosity=0)
+        call_command("collectstatic", interactive=False, verbosity=0)  # as `make run` does
 
         users, assets = [], []
         for i in range(USERS):

@@ -47,6 +47,7 @@ def test_bad_values_name_the_variable(environ, call, fragment):
         ("KLING_ACCESS_KEY", "only-half", "KLING_ACCESS_KEY and KLING_SECRET_KEY go together"),
         ("PUBLIC_BASE_URL", "example.com", "PUBLIC_BASE_URL='example.com'"),
         ("DATABASE_URL", "nonsense://x", "DATABASE_URL"),
+        ("Q_POLL_MS", "1", "Q_POLL_MS=1 is too small: the minimum is 10"),
     ],
 )
 def test_start_up_stops_with_a_message(name, value, fragment, tmp_path):
