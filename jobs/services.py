@@ -248,11 +248,15 @@ def job_cancel(*, job: AvatarJob) -> bool:
     return canceled
 
 
-def job_fail(*, job: AvatarJob, code: str, message: str, expect: Any = None) -> bool:
+def job_fail(
+    *, job: AvatarJob, code: str, message: str, expect: Any = None, lease: Any = None
+) -> bool:
+    """Fail the job with a reason; with `lease`, only while the caller still holds it."""
     expect = expect or AvatarJob.ACTIVE
     return job.transition(
         AvatarJob.Status.FAILED,
         expect=expect,
+        where={"next_attempt_at": lease} if lease is not None else None,
         next_attempt_at=None,
         error_code=code,
         error_message=message,
@@ -307,6 +311,7 @@ def _draft_step(job: AvatarJob) -> None:
                 job=job,
                 code="render_crashed",
                 expect=AvatarJob.Status.PROCESSING,
+                lease=job.next_attempt_at,
                 message=f"The draft renderer stopped {job.attempts} times on this job without "
                 "finishing. Try again; if it keeps happening, tell the operator.",
             )
@@ -336,7 +341,11 @@ def _draft_render(job: AvatarJob, lease_until: Any) -> None:
         except RenderError as exc:
             log.warning("draft render failed for %s: %s", job.code, getattr(exc, "detail", exc))
             job_fail(
-                job=job, code="render_failed", message=str(exc), expect=AvatarJob.Status.PROCESSING
+                job=job,
+                code="render_failed",
+                message=str(exc),
+                expect=AvatarJob.Status.PROCESSING,
+                lease=lease_until,
             )
             return
         finished = job_finish(

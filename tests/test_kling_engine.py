@@ -355,3 +355,31 @@ def test_a_passing_not_found_does_not_fail_a_long_running_job(sim, team, owner, 
     job = step(job)
     assert job.error_code == "" or job.status == Status.SUCCEEDED
     assert drive(job).status == Status.SUCCEEDED
+
+
+def test_a_worker_that_lost_its_lease_cannot_end_the_job(sim, team, owner, inputs):
+    """A worker that stalled past its lease comes back with Kling's answer: the worker that
+    took the step over decides, not the stale one."""
+    sim.configure(fail_rate=1.0)
+    job = new_job(team, owner, inputs)
+    services.job_advance(job_id=job.pk)
+    job = step(job)
+    assert job.status in (Status.SUBMITTED, Status.PROCESSING)
+    client = KlingClient.from_settings()
+    deadline = time.monotonic() + 10
+    while (task := client.get_task(job.task_id)).status != "failed":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    AvatarJob.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now())
+    stale = AvatarJob.objects.get(pk=job.pk)
+    assert engine._take(stale, 0.01)  # worker A's lease, which runs out while it stalls
+    time.sleep(0.05)
+    other = AvatarJob.objects.get(pk=job.pk)
+    assert engine._take(other, 60)  # worker B takes the step over
+    engine._on_task(stale, task)
+    job.refresh_from_db()
+    assert job.status in (Status.SUBMITTED, Status.PROCESSING)
+    assert job.next_attempt_at == other.next_attempt_at and job.error_code == ""
+    engine._on_task(other, task)
+    job.refresh_from_db()
+    assert job.status == Status.FAILED and job.error_code == "kling_task_failed"

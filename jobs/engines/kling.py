@@ -418,6 +418,7 @@ def _submit_failed(job: AvatarJob, exc: KlingError, client: KlingClient) -> None
     job.transition(
         Status.FAILED,
         expect=Status.SUBMITTING,
+        where={"next_attempt_at": job.next_attempt_at},  # only while this worker holds it
         next_attempt_at=None,
         error_code=f"kling_{exc.code}" if exc.code else "kling_refused",
         error_message=message,
@@ -478,6 +479,7 @@ def _on_task(job: AvatarJob, task: KlingTask) -> None:
         moved = job.transition(
             Status.DOWNLOADING,
             expect=(Status.SUBMITTED, Status.PROCESSING),
+            where={"next_attempt_at": job.next_attempt_at},
             source_url=video.url,
             units_charged=_units(task.units),
             duration=video.duration,
@@ -494,6 +496,7 @@ def _on_task(job: AvatarJob, task: KlingTask) -> None:
         job.transition(
             Status.FAILED,
             expect=(Status.SUBMITTED, Status.PROCESSING),
+            where={"next_attempt_at": job.next_attempt_at},
             next_attempt_at=None,
             error_code="kling_task_failed",
             error_message=messages.task_failed_message(task.status_msg or "no video returned"),
@@ -502,7 +505,10 @@ def _on_task(job: AvatarJob, task: KlingTask) -> None:
         return
     if task.status == "processing" and job.status == Status.SUBMITTED:
         job.transition(
-            Status.PROCESSING, expect=Status.SUBMITTED, next_attempt_at=job.next_attempt_at
+            Status.PROCESSING,
+            expect=Status.SUBMITTED,
+            where={"next_attempt_at": job.next_attempt_at},
+            next_attempt_at=job.next_attempt_at,
         )
     if job.deadline_at and timezone.now() > job.deadline_at:
         # Flag it for a person instead of polling forever; a callback or an admin's
@@ -536,6 +542,7 @@ def _track_failed(job: AvatarJob, exc: KlingError, client: KlingClient) -> None:
         job.transition(
             Status.FAILED,
             expect=(Status.SUBMITTED, Status.PROCESSING),
+            where={"next_attempt_at": job.next_attempt_at},
             next_attempt_at=None,
             error_code="kling_task_lost",
             error_message="Kling no longer knows this task. Try again; " + messages.NOT_CHARGED,
@@ -632,6 +639,7 @@ def _download(job: AvatarJob) -> None:
             job.transition(
                 Status.FAILED,
                 expect=Status.DOWNLOADING,
+                where={"next_attempt_at": job.next_attempt_at},
                 next_attempt_at=None,
                 error_code="download_failed",
                 error_message="Kling made the video but it could not be saved here after "
