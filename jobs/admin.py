@@ -8,6 +8,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.db import models
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
@@ -121,6 +122,8 @@ class AttentionFilter(admin.SimpleListFilter):
 
 @admin.register(AvatarJob)
 class AvatarJobAdmin(admin.ModelAdmin):
+    # Addresses typed without a scheme are https (Django 6's default, chosen now).
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = [
         "code",
         "team",

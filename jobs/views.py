@@ -19,6 +19,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import (
     Count,
@@ -53,6 +54,7 @@ POLL_SECONDS = 3
 # A page sends the codes of its running cards with every poll; more than this is not a page.
 POLL_MAX_CODES = 200
 LIBRARY_PICKS = 12  # library files offered on the new-job page, newest first
+LIBRARY_PAGE = 48  # files of each kind per library page
 THUMB_SIZE = 480  # px, the longest side of a portrait thumbnail (2x a card's width)
 
 Status = AvatarJob.Status
@@ -546,21 +548,26 @@ def library_assets(team: Team) -> QuerySet[Asset]:
     )
 
 
-def _library_context(access: Access, editing: UUID | None = None) -> dict[str, Any]:
-    assets = list(library_assets(access.team))
-    return {
-        "access": access,
-        "portraits": [a for a in assets if a.kind == Asset.Kind.PORTRAIT],
-        "voiceovers": [a for a in assets if a.kind == Asset.Kind.AUDIO],
-        "editing": editing,
+def _library_context(
+    access: Access, query: QueryDict, editing: UUID | None = None
+) -> dict[str, Any]:
+    """The library's two lists, newest first, each in pages of LIBRARY_PAGE (`p` and `v`)."""
+    assets = library_assets(access.team)
+    pages = {
+        name: Paginator(assets.filter(kind=kind), LIBRARY_PAGE).get_page(query.get(param))
+        for name, kind, param in (
+            ("portraits", Asset.Kind.PORTRAIT, "p"),
+            ("voiceovers", Asset.Kind.AUDIO, "v"),
+        )
     }
+    return {"access": access, "editing": editing, "query": query.copy(), **pages}
 
 
 @login_required
 @require_GET
 def library(request: HttpRequest) -> HttpResponse:
     access = current_team(request)
-    return render(request, "jobs/library.html", _library_context(access))
+    return render(request, "jobs/library.html", _library_context(access, request.GET))
 
 
 def _asset_with_uses(asset: Asset) -> Asset:
@@ -592,7 +599,7 @@ def asset_rename(request: HttpRequest, code: UUID) -> HttpResponse:
             "rename_form": form,
         }
         return render(request, "jobs/library.html#asset", context)
-    context = _library_context(access, editing=asset.code)
+    context = _library_context(access, request.GET, editing=asset.code)
     context["rename_form"] = form
     return render(request, "jobs/library.html", context)
 

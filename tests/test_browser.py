@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from django.db import connections
 
 from jobs.models import AvatarJob
 from tests.conftest import make_audio_file
@@ -238,6 +239,9 @@ def test_a_draft_job_from_upload_to_playing_video(
         violations += csp_violations(shared)
         stranger.close()
         browser.close()
+        # The ORM calls above ran inside Playwright's greenlet, whose context has database
+        # connections of its own: close them here, or the test database cannot be dropped.
+        connections.close_all()
     worker.kill()  # the job is done; nothing to wait for
 
     assert violations == []

@@ -735,8 +735,37 @@ def test_library_queries_do_not_grow(
     for i in range(6):
         path = make_audio_file(tmp_path / f"a{i}.wav", 2.0 + i / 10)
         services.asset_store(team=team, user=owner, valid=validate_audio(path))
-    with django_assert_max_num_queries(5):
+    # session, user, memberships, and a count and a page for each of the two lists
+    with django_assert_max_num_queries(7):
         assert client.get(reverse("jobs:library")).status_code == 200
+
+
+def test_a_long_library_comes_in_pages(client, owner, team, portrait, monkeypatch):
+    monkeypatch.setattr(views, "LIBRARY_PAGE", 2)
+    voiceovers = [
+        Asset.objects.create(
+            team=team, kind=Asset.Kind.AUDIO, name=f"take-{i}.mp3", sha256=f"{i:064x}",
+            file=f"assets/take-{i}.mp3", size=1, format="mp3", duration=1.0,
+            created=timezone.now() - timedelta(minutes=i),
+        )
+        for i in range(5)
+    ]  # fmt: skip
+    login(client, owner)
+
+    def shown(page: str) -> list[str]:
+        return [a.name for a in voiceovers if f'id="asset-{a.code}"' in page]
+
+    page = client.get(reverse("jobs:library")).content.decode()
+    assert shown(page) == ["take-0.mp3", "take-1.mp3"]  # newest first
+    assert '<span class="count-pill" id="voiceovers-count">5</span>' in page
+    assert "Page 1 of 3" in page and "?v=2" in page and "Newer voice-overs" not in page
+    assert f'id="asset-{portrait.code}"' in page and "Pages of portraits" not in page
+    page = client.get(reverse("jobs:library"), {"v": 3}).content.decode()
+    assert shown(page) == ["take-4.mp3"] and "Older voice-overs" not in page
+    assert "?v=2" in page and f'id="asset-{portrait.code}"' in page
+    # A page number from an old link past the end shows the last page, not an error.
+    page = client.get(reverse("jobs:library"), {"v": 99, "p": "x"}).content.decode()
+    assert shown(page) == ["take-4.mp3"]
 
 
 # --- error pages ---------------------------------------------------------------------------

@@ -189,10 +189,16 @@ def query_with(params: Any, **changes: Any) -> str:
     query = params.copy()
     for key, value in changes.items():
         if value is None or value == "":
-            query.pop(key)
+            query.pop(key, None)
         else:
             query[key] = value
     return query.urlencode()
+
+
+@register.simple_tag
+def query_set(params: Any, key: str, value: Any) -> str:
+    """The query with one parameter, named in the template, set to `value`."""
+    return query_with(params, **{key: value})
 
 
 CARD_CACHE_SIZE = 4096  # about 1.5 kB each: a few MB per process at most
