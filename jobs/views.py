@@ -669,7 +669,10 @@ def asset_thumb(request: HttpRequest, code: UUID) -> HttpResponse:
             data = fh.read()
     else:
         data = _make_thumb(asset)
-        default_storage.save(name, ContentFile(data))
+        saved = default_storage.save(name, ContentFile(data))
+        if saved != name:
+            # Another request made it meanwhile, and ours went under another name: no spare.
+            default_storage.delete(saved)
     response = HttpResponse(data, content_type="image/jpeg")
     response["ETag"] = etag
     response["Cache-Control"] = "private, max-age=86400"

@@ -728,6 +728,26 @@ def test_thumbnails_are_small_cached_and_revalidated(client, owner, team, media_
     assert again.status_code == 304
 
 
+def test_two_first_requests_for_a_thumbnail_leave_one_file(
+    client, owner, portrait, media_root, monkeypatch
+):
+    login(client, owner)
+    url = reverse("jobs:asset-thumb", args=[portrait.code])
+    assert client.get(url).status_code == 200
+    # The second request checked before the first had saved: both make and save one.
+    storage = type(views.default_storage._wrapped)
+    real_exists, asked = storage.exists, []
+
+    def too_early(self, name: str) -> bool:  # noqa: ANN001
+        asked.append(name)
+        return False if len(asked) == 1 else real_exists(self, name)
+
+    monkeypatch.setattr(storage, "exists", too_early)
+    response = client.get(url)
+    assert response.status_code == 200 and response["Content-Type"] == "image/jpeg"
+    assert len(list((media_root / "thumbs").rglob("*.jpg"))) == 1
+
+
 def test_library_queries_do_not_grow(
     client, owner, team, done, tmp_path, django_assert_max_num_queries
 ):
