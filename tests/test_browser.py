@@ -5,11 +5,14 @@ watch its card finish without a reload, play the video, and see the polling stop
 from __future__ import annotations
 
 import base64
+import contextlib
 import re
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.db import connections
@@ -81,13 +84,27 @@ def csp_violations(page) -> list[str]:  # noqa: ANN001
     return page.evaluate("window.__csp || []")
 
 
+@contextlib.contextmanager
+def playwright_session(monkeypatch) -> Iterator[Any]:  # noqa: ANN001
+    """Playwright's sync API, closing the database connections made while it ran.
+
+    The sync API runs an event loop in this thread and the test's own code in a greenlet,
+    whose context has database connections of its own: left open, they keep the PostgreSQL
+    test database from being dropped at the end of the run.
+    """
+    playwright = pytest.importorskip("playwright.sync_api")
+    # The ORM calls between browser steps are plain synchronous ones.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with playwright.sync_playwright() as p:
+        try:
+            yield p
+        finally:
+            connections.close_all()
+
+
 def test_a_draft_job_from_upload_to_playing_video(
     live_server, worker, owner, portrait_path, tmp_path, shots, monkeypatch
 ):
-    playwright = pytest.importorskip("playwright.sync_api")
-    # Playwright's sync API runs an event loop in this thread; the ORM calls below are plain
-    # synchronous ones, made between browser steps.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     # Hold the worker back until the queued card is on screen, so the test sees it change.
     # (Killed, not stopped: it holds no task yet, and a graceful stop takes seconds.)
     worker.kill()
@@ -95,7 +112,7 @@ def test_a_draft_job_from_upload_to_playing_video(
     not_audio = tmp_path / "notes.mp3"
     not_audio.write_text("these are my notes, not a recording")
 
-    with playwright.sync_playwright() as p:
+    with playwright_session(monkeypatch) as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         polls: list[float] = []
@@ -239,9 +256,6 @@ def test_a_draft_job_from_upload_to_playing_video(
         violations += csp_violations(shared)
         stranger.close()
         browser.close()
-        # The ORM calls above ran inside Playwright's greenlet, whose context has database
-        # connections of its own: close them here, or the test database cannot be dropped.
-        connections.close_all()
     worker.kill()  # the job is done; nothing to wait for
 
     assert violations == []

@@ -359,13 +359,18 @@ def test_a_job_with_a_pasted_audio_id_shows_on_its_pages(client, owner, portrait
 def test_writing_a_voiceover_in_a_real_browser(live_server, owner, portrait, monkeypatch):
     """The live estimate, the language that follows the voice, Listen, and Make: under the
     strict CSP, with no script errors."""
-    from tests.test_browser import ARGS, CHROMIUM, CSP_LISTENER, csp_violations, watch_errors
+    from tests.test_browser import (
+        ARGS,
+        CHROMIUM,
+        CSP_LISTENER,
+        csp_violations,
+        playwright_session,
+        watch_errors,
+    )
 
     if not CHROMIUM.exists():
         pytest.skip(f"no browser: {CHROMIUM} is missing")
-    playwright = pytest.importorskip("playwright.sync_api")
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "1")  # Playwright's sync API runs a loop
-    with playwright.sync_playwright() as p:
+    with playwright_session(monkeypatch) as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone
         errors: list[str] = []
