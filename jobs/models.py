@@ -80,6 +80,7 @@ class Membership(models.Model):
         MEMBER = "member", "Member"
         VIEWER = "viewer", "Viewer"
 
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)  # in URLs
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
     )

@@ -10,12 +10,12 @@ urlpatterns = [
     path("teams/<uuid:code>/", team_views.team_detail, name="team-detail"),
     path("teams/<uuid:code>/members/add/", team_views.member_add, name="member-add"),
     path(
-        "teams/<uuid:code>/members/<int:member>/role/",
+        "teams/<uuid:code>/members/<uuid:member>/role/",
         team_views.member_role,
         name="member-role",
     ),
     path(
-        "teams/<uuid:code>/members/<int:member>/remove/",
+        "teams/<uuid:code>/members/<uuid:member>/remove/",
         team_views.member_remove,
         name="member-remove",
     ),

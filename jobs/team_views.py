@@ -131,8 +131,8 @@ def member_add(request: HttpRequest, code: UUID) -> HttpResponse:
     return render(request, "teams/team_detail.html", _team_context(access, add_form=form))
 
 
-def _team_membership(access: Access, member: int) -> Membership:
-    membership = access.team.memberships.select_related("user").filter(pk=member).first()
+def _team_membership(access: Access, member: UUID) -> Membership:
+    membership = access.team.memberships.select_related("user").filter(code=member).first()
     if membership is None:
         raise Http404("No such member.")
     return membership
@@ -140,7 +140,7 @@ def _team_membership(access: Access, member: int) -> Membership:
 
 @login_required
 @require_POST
-def member_role(request: HttpRequest, code: UUID, member: int) -> HttpResponse:
+def member_role(request: HttpRequest, code: UUID, member: UUID) -> HttpResponse:
     access = get_team(request.user, code, admin=True)
     membership = _team_membership(access, member)
     form = RoleForm(request.POST)
@@ -159,7 +159,7 @@ def member_role(request: HttpRequest, code: UUID, member: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def member_remove(request: HttpRequest, code: UUID, member: int) -> HttpResponse:
+def member_remove(request: HttpRequest, code: UUID, member: UUID) -> HttpResponse:
     access = get_team(request.user, code, admin=True)
     membership = _team_membership(access, member)
     if membership.user_id == request.user.pk:

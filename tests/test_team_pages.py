@@ -101,10 +101,10 @@ def test_add_a_member_by_username_or_email(client, owner, team, outsider):
 def test_change_a_role_and_remove_a_member(client, owner, team, teammate):
     login(client, owner)
     bob = Membership.objects.get(team=team, user=teammate)
-    response = client.post(team_url("member-role", team, bob.pk), {"role": "viewer"}, follow=True)
+    response = client.post(team_url("member-role", team, bob.code), {"role": "viewer"}, follow=True)
     bob.refresh_from_db()
     assert bob.role == Role.VIEWER and "bob is now viewer." in page(response)
-    response = client.post(team_url("member-remove", team, bob.pk), follow=True)
+    response = client.post(team_url("member-remove", team, bob.code), follow=True)
     assert not Membership.objects.filter(pk=bob.pk).exists()
     assert "Removed bob" in page(response)
 
@@ -112,7 +112,8 @@ def test_change_a_role_and_remove_a_member(client, owner, team, teammate):
 def test_the_last_admin_can_neither_leave_nor_be_demoted(client, owner, team, teammate):
     login(client, owner)
     alice = Membership.objects.get(team=team, user=owner)
-    response = client.post(team_url("member-role", team, alice.pk), {"role": "member"}, follow=True)
+    url = team_url("member-role", team, alice.code)
+    response = client.post(url, {"role": "member"}, follow=True)
     assert "A team needs at least one admin: make someone else admin first." in page(response)
     response = client.post(team_url("team-leave", team), follow=True)
     assert "The last admin cannot leave the team" in page(response)
@@ -137,7 +138,7 @@ def test_only_admins_manage_members(client, teammate, viewer, team, outsider):
         page_ = page(client.get(team_url("team-detail", team)))
         assert "alice" in page_ and "Invite by link" not in page_  # the list, no admin forms
         assert client.post(team_url("member-add", team), {"login": "oscar"}).status_code == 403
-        role = client.post(team_url("member-role", team, bob.pk), {"role": "admin"})
+        role = client.post(team_url("member-role", team, bob.code), {"role": "admin"})
         assert role.status_code == 403
         assert client.post(team_url("invite-create", team), {"role": "admin"}).status_code == 403
     bob.refresh_from_db()
