@@ -501,8 +501,25 @@ def voiceover_create(
 ) -> Asset:
     """Synthesize a script and keep it in the team's library (see synthesize() for `offline`).
 
-    The synthesis (network, ffmpeg) happens outside any transaction; only the storing is atomic.
+    The same script, voice and speed made the same way before is in the library already: that
+    one is returned, and nothing is synthesized (or charged by Kling) again. Synthesis gives
+    slightly different bytes each time, so the checksum alone would keep both. The synthesis
+    (network, ffmpeg) happens outside any transaction; only the storing is atomic.
     """
+    check_script(text, voice_id=voice_id, speed=speed)
+    if offline is None:
+        offline = not kling.is_configured()
+    same = (
+        Asset.objects.for_team(team)
+        .voiceovers()
+        .filter(
+            script=normalize_script(text), voice_id=voice_id, voice_speed=round(float(speed), 1)
+        )
+    )
+    # Kling's voice-overs carry the id Kling gave them; the offline voice's never do.
+    same = same.filter(kling_audio_id="") if offline else same.exclude(kling_audio_id="")
+    if (made_before := same.first()) is not None:
+        return made_before
     made = synthesize(text, voice_id=voice_id, speed=speed, offline=offline)
     return voiceover_store(
         team=team, user=user, text=text, voice_id=voice_id, speed=speed, made=made

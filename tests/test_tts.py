@@ -480,3 +480,28 @@ def test_std_from_text_to_video_against_the_simulator(
     # Until the engine sends audio_for_kling(), the stored copy goes as sound_file.
     assert sum(stats["audio_inputs"].values()) == 1
     assert set(stats["audio_inputs"]) <= {"audio_id", "sound_file"}
+
+
+def test_the_same_script_made_again_is_the_same_voiceover(sim, team, owner):
+    """Synthesis gives slightly different bytes each time: the script, voice and speed say it
+    is the same voice-over, and Kling is not asked (nor paid) twice."""
+    first = tts.voiceover_create(team=team, user=owner, text=TWENTY_WORDS, voice_id="uk_man2")
+    requests = sum(sim.snapshot()["requests_by_endpoint"].values())
+    again = tts.voiceover_create(
+        team=team, user=owner, text=f"  {TWENTY_WORDS}\n", voice_id="uk_man2"
+    )
+    assert again.pk == first.pk and sum(sim.snapshot()["requests_by_endpoint"].values()) == requests
+    # Another speed, another voice or the offline voice is another voice-over.
+    slower = tts.voiceover_create(
+        team=team, user=owner, text=TWENTY_WORDS, voice_id="uk_man2", speed=0.8
+    )
+    offline = tts.voiceover_create(
+        team=team, user=owner, text=TWENTY_WORDS, voice_id="uk_man2", offline=True
+    )
+    assert len({first.pk, slower.pk, offline.pk}) == 3 and offline.kling_audio_id == ""
+    assert (
+        tts.voiceover_create(
+            team=team, user=owner, text=TWENTY_WORDS, voice_id="uk_man2", offline=True
+        ).pk
+        == offline.pk
+    )
