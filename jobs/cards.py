@@ -21,11 +21,11 @@ from uuid import UUID
 
 from django.contrib.auth import get_user_model
 from django.db import connections
-from django.db.models import DateTimeField, F, IntegerField, QuerySet, UUIDField
+from django.db.models import Case, DateTimeField, F, IntegerField, Q, QuerySet, UUIDField, When
 from django.db.models.expressions import RawSQL
 
 from jobs.models import Asset, AvatarJob, Membership, Team
-from jobs.templatetags.studio import card_version
+from jobs.templatetags.studio import card_version, version
 
 ESTIMATE_SAMPLE = 20  # recent successful jobs the "time left" estimate is the median of
 ESTIMATE_TTL = 60.0  # seconds an estimate is reused before it is computed again
@@ -146,9 +146,12 @@ class CardRow:
     version: str  # what studio's card_version says for it
     estimate: float | None
     values: tuple[Any, ...]  # the card's columns as the database returned them, then the names
+    job: AvatarJob | None = None  # already built, when the ORM read it
 
     def card(self) -> AvatarJob:
         """The job as card_jobs() gives it, with its estimate attached."""
+        if self.job is not None:
+            return self.job
         count = len(_COLUMNS)
         values = [
             convert(value) if convert and value is not None else value
@@ -166,8 +169,11 @@ class CardRow:
         return job
 
 
-def _select(scope: str, where: str, params: Sequence[Any], limit: int) -> list[CardRow]:
-    """Cards of the jobs in `scope` (joins, then a WHERE) matching `where`, newest first."""
+def _select(
+    scope: str, where: str, params: Sequence[Any], limit: int, first: str = ""
+) -> list[CardRow]:
+    """Cards of the jobs in `scope` (joins, then a WHERE) matching `where`, newest first
+    (after those `first` puts first: an ORDER BY term, with its own placeholders)."""
     jobs, assets = AvatarJob._meta.db_table, Asset._meta.db_table
     users = get_user_model()._meta.db_table
     columns = ", ".join(f"{jobs}.{f.column}" for f in _COLUMNS)
@@ -179,7 +185,7 @@ def _select(scope: str, where: str, params: Sequence[Any], limit: int) -> list[C
         f" LEFT OUTER JOIN {assets} portrait ON portrait.id = {jobs}.portrait_id"
         f" LEFT OUTER JOIN {assets} audio ON audio.id = {jobs}.audio_id"
         f" {scope} AND ({where})"
-        f" ORDER BY {jobs}.created DESC, {jobs}.id DESC LIMIT {int(limit)}"
+        f" ORDER BY {first}{jobs}.created DESC, {jobs}.id DESC LIMIT {int(limit)}"
     )
     with connections[AvatarJob.objects.db].cursor() as cursor:
         cursor.execute(sql, params)
@@ -235,14 +241,41 @@ def poll_rows(
         params: list[Any] = [_prep("code", team), user_id]
     else:
         scope, params = f"WHERE {jobs}.team_id = %s", [team]
-    wanted = []
+    wanted, first = [], ""
     codes = [_prep("code", code) for code in codes]
     if codes:
-        wanted.append(f"{jobs}.code IN ({', '.join(['%s'] * len(codes))})")
+        listed = f"{jobs}.code IN ({', '.join(['%s'] * len(codes))})"
+        wanted.append(listed)
         params += codes
+        # The page's cards come first, so however many jobs are new they never crowd one out.
+        first = f"CASE WHEN {listed} THEN 0 ELSE 1 END, "
     if since is not None:
         wanted.append(f"{jobs}.created > %s")
         params.append(_prep("created", since))
     if not wanted:
         return []
-    return _select(scope, " OR ".join(wanted), params, limit)
+    return _select(scope, " OR ".join(wanted), params + codes, limit, first)
+
+
+def filtered_poll_rows(
+    scope: Q, codes: Sequence[UUID], since: datetime | None, matching: Q, limit: int
+) -> list[CardRow]:
+    """poll_rows() for a filtered page: new jobs count only if they match its filters.
+
+    Read with the ORM, which knows how to apply the filters: filtered pages are the rare case.
+    """
+    wanted = Q(code__in=codes)
+    if since is not None:
+        wanted |= Q(created__gt=since) & matching
+    jobs = list(
+        card_jobs()
+        .filter(scope)
+        .filter(wanted)
+        .annotate(listed=Case(When(code__in=codes, then=0), default=1))
+        .order_by("listed", "-created", "-pk")[:limit]
+    )
+    attach_estimates(jobs)
+    return [
+        CardRow(job.code, job.status, version(job), getattr(job, "estimate", None), (), job)
+        for job in jobs
+    ]

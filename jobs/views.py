@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -43,7 +43,7 @@ from PIL import Image, ImageOps
 
 from jobs import kling, services
 from jobs.access import Access, current_team, get_asset, get_job
-from jobs.cards import attach_estimates, card_jobs, page_rows, poll_rows
+from jobs.cards import attach_estimates, card_jobs, filtered_poll_rows, page_rows, poll_rows
 from jobs.forms import MODE_HELP, AssetRenameForm, JobFilterForm, NewJobForm
 from jobs.media import MediaError, validate_audio, validate_portrait
 from jobs.models import Asset, AvatarJob, Membership, Team
@@ -151,16 +151,25 @@ def job_cards(request: HttpRequest) -> HttpResponse:
     then, with the membership check joined in: with the session and the user, a poll costs
     three queries (bench/poll.py). When nothing changed the answer is 204 with no body;
     otherwise it carries the changed and new cards, drawn from the same rows, and a new
-    poller, which keeps polling only while something on the page still runs. Only new jobs
-    on a filtered page need a fourth query, which applies the filters.
+    poller, which keeps polling only while something on the page still runs. A filtered
+    page is read with the ORM instead, which applies its filters to the new jobs.
     """
     asked = _asked_cards(request.GET.getlist("job"))
-    since = parse_datetime(request.GET.get("since", ""))
+    since = _parse_since(request.GET.get("since", ""))
     named = _parse_codes([request.GET.get("team", "")])
     # A page that names no team polls the current one.
     current = None if named else current_team(request).team
     team: UUID | int = named[0] if named else current.pk
-    rows = poll_rows(team, request.user.pk, asked, since, len(asked) + JOBS_PER_PAGE)
+    filters = JobFilterForm(request.GET)
+    limit = len(asked) + JOBS_PER_PAGE
+    if filters.values():
+        scope = (
+            Q(team__code=team, team__memberships__user=request.user) if named else Q(team_id=team)
+        )
+        condition = filters.condition(request.user)
+        rows = filtered_poll_rows(scope, list(asked), since, condition, limit)
+    else:
+        rows = poll_rows(team, request.user.pk, asked, since, limit)
     if named and not rows and not _is_member(request.user, named[0]):
         # Removed from the team (or a made-up code): the page goes back to the dashboard.
         if request.htmx:
@@ -173,18 +182,7 @@ def job_cards(request: HttpRequest) -> HttpResponse:
         # Nothing to swap, and the poller on the page is still right: htmx swaps nothing on
         # 204 and keeps polling. Most polls end here.
         return HttpResponse(status=204)
-    filters = JobFilterForm(request.GET)
-    if made and filters.values():
-        # New jobs join a filtered page only if they match its filters: the ORM says which.
-        scope = Q(team__code=team) if named else Q(team_id=team)
-        fresh = list(
-            card_jobs()
-            .filter(scope, code__in=[row.code for row in made])
-            .filter(filters.condition(request.user))
-        )
-        attach_estimates(fresh)
-    else:
-        fresh = [row.card() for row in made]
+    fresh = [row.card() for row in made]
     updated_cards = [row.card() for row in changed]
     context = {
         "team_code": named[0] if named else current.code,
@@ -200,6 +198,17 @@ def job_cards(request: HttpRequest) -> HttpResponse:
         "poll_seconds": POLL_SECONDS,
     }
     return render(request, "jobs/dashboard.html#poll", context)
+
+
+def _parse_since(value: str) -> datetime | None:
+    """The page's `since`; None when it is missing or not a date (a broken link is no error)."""
+    try:
+        since = parse_datetime(value)
+    except ValueError:  # well formed but impossible, such as month 13
+        return None
+    if since is not None and timezone.is_naive(since):
+        since = timezone.make_aware(since, UTC)
+    return since
 
 
 def _is_member(user: Any, team_code: UUID) -> bool:
@@ -563,6 +572,16 @@ def _library_context(
     return {"access": access, "editing": editing, "query": query.copy(), **pages}
 
 
+def _library_page_of(asset: Asset) -> QueryDict:
+    """The library query (`p` or `v`) whose page shows this file."""
+    newer = Asset.objects.filter(team_id=asset.team_id, kind=asset.kind, created__gt=asset.created)
+    query = QueryDict(mutable=True)
+    query["p" if asset.kind == Asset.Kind.PORTRAIT else "v"] = str(
+        newer.count() // LIBRARY_PAGE + 1
+    )
+    return query
+
+
 @login_required
 @require_GET
 def library(request: HttpRequest) -> HttpResponse:
@@ -579,6 +598,9 @@ def _asset_with_uses(asset: Asset) -> Asset:
 def asset_rename(request: HttpRequest, code: UUID) -> HttpResponse:
     """Rename a library file: inline with htmx, or the library page in edit mode without it."""
     asset, access = get_asset(request.user, code, write=True)
+    if request.htmx and request.method == "GET" and "cancel" in request.GET:
+        context = {"asset": _asset_with_uses(asset), "access": access}  # the tile as it was
+        return render(request, "jobs/library.html#asset", context)
     form = AssetRenameForm(request.POST or None, initial={"name": asset.name})
     if request.method == "POST" and form.is_valid():
         try:
@@ -588,7 +610,7 @@ def asset_rename(request: HttpRequest, code: UUID) -> HttpResponse:
         else:
             if not request.htmx:
                 messages.success(request, f"Renamed to {asset.name}.")
-                return redirect("jobs:library")
+                return redirect(f"{reverse('jobs:library')}?{_library_page_of(asset).urlencode()}")
             context = {"asset": _asset_with_uses(asset), "access": access}
             return render(request, "jobs/library.html#asset", context)
     if request.htmx:
@@ -599,7 +621,8 @@ def asset_rename(request: HttpRequest, code: UUID) -> HttpResponse:
             "rename_form": form,
         }
         return render(request, "jobs/library.html#asset", context)
-    context = _library_context(access, request.GET, editing=asset.code)
+    # Without JavaScript: the library page that holds the file, with its form open.
+    context = _library_context(access, _library_page_of(asset), editing=asset.code)
     context["rename_form"] = form
     return render(request, "jobs/library.html", context)
 

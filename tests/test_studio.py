@@ -464,6 +464,45 @@ def test_a_card_from_the_poll_is_the_card_on_the_page(
     assert "someone" in card_html(body, second) and "Next in line" in card_html(body, first)
 
 
+def test_a_filtered_page_stays_quiet_when_others_make_jobs(
+    client, owner, teammate, team, portrait, audio, django_assert_max_num_queries
+):
+    mine = new_job(team, owner, portrait, audio)
+    login(client, owner)
+    page = client.get("/", {"who": "mine"}).content.decode()
+    url = poller_url(page) + "&" + urlencode({"job": live_values(page)}, doseq=True)
+    assert "who=mine" in url
+    theirs = new_job(team, teammate, portrait, audio)  # not for this page
+    with django_assert_max_num_queries(3):
+        response = client.get(url, headers=HTMX)
+    assert response.status_code == 204
+    AvatarJob.objects.filter(pk=mine.pk).update(status=S.CANCELED, updated=timezone.now())
+    body = client.get(url, headers=HTMX).content.decode()
+    assert "Canceled" in card_html(body, mine) and f"job-{theirs.code}" not in body
+
+
+def test_many_new_jobs_never_crowd_the_pages_cards_out_of_the_poll(
+    client, owner, team, portrait, audio
+):
+    running = new_job(team, owner, portrait, audio)
+    login(client, owner)
+    page = client.get("/").content.decode()
+    since = re.search(r'id="poll-since" class="live-code" name="since" value="([^"]+)"', page)[1]
+    url = poller_url(page) + "&" + urlencode({"job": live_values(page), "since": since}, doseq=True)
+    made = [new_job(team, owner, portrait, audio) for _ in range(views.JOBS_PER_PAGE + 3)]
+    body = client.get(url, headers=HTMX).content.decode()
+    assert f'<div id="job-{running.code}" hx-swap-oob="delete">' not in body
+    assert body.count("<article") == views.JOBS_PER_PAGE  # the newest of the new ones
+    assert f'id="job-{made[-1].code}"' in body and f'id="job-{made[2].code}"' not in body
+
+
+def test_a_broken_since_is_ignored(client, owner, team, queued):
+    login(client, owner)
+    for since in ("2024-13-40T00:00", "yesterday", "2026-01-01T10:00"):
+        response = poll(client, queued, team=team.code, since=since)
+        assert response.status_code == 200, since
+
+
 def test_a_poll_for_a_team_the_user_is_not_in_sends_the_page_home(
     client, owner, outsider, team, queued
 ):
@@ -696,7 +735,7 @@ def test_rename_inline_and_without_javascript(client, owner, portrait):
     page = client.get(url).content.decode()
     assert "<html" in page and f'id="rename-{portrait.code}"' in page  # the no-JS page
     response = client.post(url, {"name": "Plain.jpg"})
-    assert response.status_code == 302 and response["Location"] == reverse("jobs:library")
+    assert response.status_code == 302 and response["Location"] == reverse("jobs:library") + "?p=1"
 
 
 def test_delete_only_unused_files(client, owner, done, tmp_path, team):
@@ -786,6 +825,17 @@ def test_a_long_library_comes_in_pages(client, owner, team, portrait, monkeypatc
     # A page number from an old link past the end shows the last page, not an error.
     page = client.get(reverse("jobs:library"), {"v": 99, "p": "x"}).content.decode()
     assert shown(page) == ["take-4.mp3"]
+    # Renaming a file on a later page: the form opens on its page, Cancel brings its tile
+    # back, and without JavaScript the rename returns to that page.
+    old = voiceovers[3]
+    rename = reverse("jobs:asset-rename", args=[old.code])
+    page = client.get(rename).content.decode()
+    assert f'id="rename-{old.code}"' in page and "Page 2 of 3" in page
+    tile = client.get(rename, {"cancel": "1"}, headers=HTMX).content.decode()
+    assert f'id="asset-{old.code}"' in tile and "take-3.mp3" in tile
+    assert 'class="rename"' not in tile
+    response = client.post(rename, {"name": "Old take.mp3"})
+    assert response.status_code == 302 and response["Location"].endswith("?v=2")
 
 
 # --- error pages ---------------------------------------------------------------------------
