@@ -151,6 +151,9 @@ class Asset(models.Model):
     script = models.TextField(blank=True)
     voice_id = models.CharField(max_length=64, blank=True)
     voice_speed = models.FloatField(null=True, blank=True)
+    voice_engine = models.CharField(  # what made a voice-over: "kling" or "espeak"
+        max_length=10, blank=True, help_text="What synthesized this voice-over, if anything."
+    )
     kling_audio_id = models.CharField(max_length=100, blank=True)
     kling_audio_made_at = models.DateTimeField(null=True, blank=True)
 

@@ -481,7 +481,8 @@ def voiceover_store(
         asset.script = normalize_script(text)
         asset.voice_id = voice_id
         asset.voice_speed = round(float(speed), 1)
-        fields = ["name", "script", "voice_id", "voice_speed"]
+        asset.voice_engine = made.engine
+        fields = ["name", "script", "voice_id", "voice_speed", "voice_engine"]
         if made.kling_audio_id:
             asset.kling_audio_id = made.kling_audio_id
             asset.kling_audio_made_at = made.made_at
@@ -513,11 +514,12 @@ def voiceover_create(
         Asset.objects.for_team(team)
         .voiceovers()
         .filter(
-            script=normalize_script(text), voice_id=voice_id, voice_speed=round(float(speed), 1)
+            script=normalize_script(text),
+            voice_id=voice_id,
+            voice_speed=round(float(speed), 1),
+            voice_engine=ENGINE_ESPEAK if offline else ENGINE_KLING,
         )
     )
-    # Kling's voice-overs carry the id Kling gave them; the offline voice's never do.
-    same = same.filter(kling_audio_id="") if offline else same.exclude(kling_audio_id="")
     if (made_before := same.first()) is not None:
         return made_before
     made = synthesize(text, voice_id=voice_id, speed=speed, offline=offline)

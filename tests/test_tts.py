@@ -505,3 +505,13 @@ def test_the_same_script_made_again_is_the_same_voiceover(sim, team, owner):
         ).pk
         == offline.pk
     )
+    # A long script Kling made in parts has no single audio id, and is found again too.
+    long = tts.voiceover_create(team=team, user=owner, text=script_of(2500), voice_id="uk_man2")
+    calls = tts_calls(sim)
+    assert long.kling_audio_id == "" and long.voice_engine == "kling"
+    again = tts.voiceover_create(team=team, user=owner, text=script_of(2500), voice_id="uk_man2")
+    assert again.pk == long.pk and tts_calls(sim) == calls
+    offline_long = tts.voiceover_create(
+        team=team, user=owner, text=script_of(2500), voice_id="uk_man2", offline=True
+    )
+    assert offline_long.pk != long.pk and offline_long.voice_engine == "espeak"
