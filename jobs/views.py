@@ -690,6 +690,8 @@ def asset_thumb(request: HttpRequest, code: UUID) -> HttpResponse:
     if default_storage.exists(name):
         with default_storage.open(name, "rb") as fh:
             data = fh.read()
+        if not data.endswith(b"\xff\xd9"):  # no end marker: another request is still writing it
+            data = _make_thumb(asset)
     else:
         data = _make_thumb(asset)
         saved = default_storage.save(name, ContentFile(data))

@@ -787,6 +787,18 @@ def test_two_first_requests_for_a_thumbnail_leave_one_file(
     assert len(list((media_root / "thumbs").rglob("*.jpg"))) == 1
 
 
+def test_a_thumbnail_still_being_written_is_not_served_half_done(
+    client, owner, portrait, media_root
+):
+    login(client, owner)
+    url = reverse("jobs:asset-thumb", args=[portrait.code])
+    whole = client.get(url).content
+    (stored,) = (media_root / "thumbs").rglob("*.jpg")
+    stored.write_bytes(whole[: len(whole) // 2])  # as another request is writing it
+    served = client.get(url).content
+    assert served == whole and Image.open(io.BytesIO(served)).size == (384, 480)
+
+
 def test_library_queries_do_not_grow(
     client, owner, team, done, tmp_path, django_assert_max_num_queries
 ):
