@@ -273,6 +273,13 @@ def _release(job: AvatarJob, delay: float, **fields: Any) -> None:
     ).update(next_attempt_at=later(delay), updated=timezone.now(), **fields)
 
 
+def _fail(job: AvatarJob, expect: str | tuple[str, ...], code: str, message: str) -> None:
+    """Fail the job with a reason, only while this worker still holds its lease."""
+    from jobs.services import job_fail
+
+    job_fail(job=job, code=code, message=message, expect=expect, lease=job.next_attempt_at)
+
+
 def _submit(job: AvatarJob) -> None:
     account = KlingAccount.get()
     if account.is_paused:
@@ -302,13 +309,11 @@ def _submit(job: AvatarJob) -> None:
         # Nothing was sent: safe to try again, then give up with a reason.
         log.warning("could not read the inputs of %s: %s", job.code, exc)
         if job.attempts >= MAX_UNREADABLE_INPUTS:
-            job.transition(
-                Status.FAILED,
-                expect=Status.SUBMITTING,
-                where={"next_attempt_at": job.next_attempt_at},
-                next_attempt_at=None,
-                error_code="inputs_unreadable",
-                error_message="The portrait or voice-over could not be read from this server's "
+            _fail(
+                job,
+                Status.SUBMITTING,
+                "inputs_unreadable",
+                "The portrait or voice-over could not be read from this server's "
                 "storage, so nothing was sent to Kling. Tell the operator, then retry.",
             )
             _dispatch_on_commit()
@@ -415,13 +420,11 @@ def _submit_failed(job: AvatarJob, exc: KlingError, client: KlingClient) -> None
             "Kling refused the audio id (ids expire 30 days after they were made): upload the "
             f"voice-over as a file instead. {messages.NOT_CHARGED} Kling said: {exc.message}"
         )
-    job.transition(
-        Status.FAILED,
-        expect=Status.SUBMITTING,
-        where={"next_attempt_at": job.next_attempt_at},  # only while this worker holds it
-        next_attempt_at=None,
-        error_code=f"kling_{exc.code}" if exc.code else "kling_refused",
-        error_message=message,
+    _fail(
+        job,
+        Status.SUBMITTING,
+        f"kling_{exc.code}" if exc.code else "kling_refused",
+        message,
     )
     _dispatch_on_commit()
 
@@ -493,13 +496,11 @@ def _on_task(job: AvatarJob, task: KlingTask) -> None:
             _download(job)
         return
     if task.status == "failed" or task.status == "succeed":  # succeed without a video
-        job.transition(
-            Status.FAILED,
-            expect=(Status.SUBMITTED, Status.PROCESSING),
-            where={"next_attempt_at": job.next_attempt_at},
-            next_attempt_at=None,
-            error_code="kling_task_failed",
-            error_message=messages.task_failed_message(task.status_msg or "no video returned"),
+        _fail(
+            job,
+            (Status.SUBMITTED, Status.PROCESSING),
+            "kling_task_failed",
+            messages.task_failed_message(task.status_msg or "no video returned"),
         )
         _dispatch_on_commit()
         return
@@ -539,13 +540,11 @@ def _track_failed(job: AvatarJob, exc: KlingError, client: KlingClient) -> None:
         _release(job, retry_delay(missing, first=5.0, cap=300.0), error_code=f"not_found:{missing}")
         return
     if missing >= MAX_LOST_TASK_QUERIES:
-        job.transition(
-            Status.FAILED,
-            expect=(Status.SUBMITTED, Status.PROCESSING),
-            where={"next_attempt_at": job.next_attempt_at},
-            next_attempt_at=None,
-            error_code="kling_task_lost",
-            error_message="Kling no longer knows this task. Try again; " + messages.NOT_CHARGED,
+        _fail(
+            job,
+            (Status.SUBMITTED, Status.PROCESSING),
+            "kling_task_lost",
+            "Kling no longer knows this task. Try again; " + messages.NOT_CHARGED,
         )
         _dispatch_on_commit()
         return
@@ -636,13 +635,11 @@ def _download(job: AvatarJob) -> None:
     except (KlingError, FFmpegError, OSError) as exc:
         log.warning("download for %s failed (attempt %s): %s", job.code, job.attempts, exc)
         if job.attempts >= MAX_DOWNLOAD_ATTEMPTS:
-            job.transition(
-                Status.FAILED,
-                expect=Status.DOWNLOADING,
-                where={"next_attempt_at": job.next_attempt_at},
-                next_attempt_at=None,
-                error_code="download_failed",
-                error_message="Kling made the video but it could not be saved here after "
+            _fail(
+                job,
+                Status.DOWNLOADING,
+                "download_failed",
+                "Kling made the video but it could not be saved here after "
                 f"{job.attempts} tries ({exc}). An admin can retry it while Kling still keeps "
                 "its copy (30 days).",
             )
