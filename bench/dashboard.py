@@ -79,17 +79,17 @@ def mount_floor() -> None:
     settings.ROOT_URLCONF = "bench_urls"
 
 
-def make_team(jobs: int, scratch: Path):  # noqa: ANN201
-    """A superuser's team with `jobs` jobs: mostly done, some failed, the newest few running."""
+def make_user(scratch: Path, *, superuser: bool):  # noqa: ANN201
+    """alice, her personal team, and a portrait and a 3 s voice-over in its library."""
     from django.contrib.auth.models import User
-    from django.utils import timezone
 
     from jobs import services
     from jobs.media import validate_audio, validate_portrait
-    from jobs.models import AvatarJob, Team
+    from jobs.models import Team
     from tests.conftest import make_audio_file, make_portrait_bytes
 
-    user = User.objects.create_superuser("alice", "alice@example.com", "alice-pass-1")
+    make = User.objects.create_superuser if superuser else User.objects.create_user
+    user = make("alice", "alice@example.com", "alice-pass-1")
     team = Team.objects.get(memberships__user=user)
     (scratch / "face.jpg").write_bytes(make_portrait_bytes())
     portrait = services.asset_store(
@@ -98,6 +98,16 @@ def make_team(jobs: int, scratch: Path):  # noqa: ANN201
     audio = services.asset_store(
         team=team, user=user, valid=validate_audio(make_audio_file(scratch / "v.mp3", 3.0))
     )
+    return user, team, portrait, audio
+
+
+def make_team(jobs: int, scratch: Path):  # noqa: ANN201
+    """A superuser's team with `jobs` jobs: mostly done, some failed, the newest few running."""
+    from django.utils import timezone
+
+    from jobs.models import AvatarJob
+
+    user, team, portrait, audio = make_user(scratch, superuser=True)
     now = timezone.now()
     S = AvatarJob.Status
     rows = []

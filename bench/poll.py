@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from dashboard import setup_django  # noqa: E402 - the same fresh database set-up
+from dashboard import make_user, setup_django  # noqa: E402 - the same set-up
 
 DASHBOARDS = 1000
 INTERVAL = 3.0
@@ -56,23 +56,11 @@ CARDS = 12
 
 def make_page(scratch: Path):  # noqa: ANN201
     """A user whose dashboard shows 12 running cards, with history for the estimates."""
-    from django.contrib.auth.models import User
     from django.utils import timezone
 
-    from jobs import services
-    from jobs.media import validate_audio, validate_portrait
-    from jobs.models import AvatarJob, Team
-    from tests.conftest import make_audio_file, make_portrait_bytes
+    from jobs.models import AvatarJob
 
-    user = User.objects.create_user("alice", "alice@example.com", "alice-pass-1")
-    team = Team.objects.get(memberships__user=user)
-    (scratch / "face.jpg").write_bytes(make_portrait_bytes())
-    portrait = services.asset_store(
-        team=team, user=user, valid=validate_portrait(scratch / "face.jpg")
-    )
-    audio = services.asset_store(
-        team=team, user=user, valid=validate_audio(make_audio_file(scratch / "v.mp3", 3.0))
-    )
+    user, team, portrait, audio = make_user(scratch, superuser=False)
     now = timezone.now()
     S = AvatarJob.Status
     rows = []
