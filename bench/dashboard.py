@@ -83,19 +83,18 @@ def make_user(scratch: Path, *, superuser: bool):  # noqa: ANN201
     """alice, her personal team, and a portrait and a 3 s voice-over in its library."""
     from django.contrib.auth.models import User
 
-    from jobs import services
-    from jobs.media import validate_audio, validate_portrait
+    from jobs.media.audio import validate_audio
+    from jobs.media.portraits import validate_portrait
     from jobs.models import Team
+    from jobs.services.assets import asset_store
     from tests.conftest import make_audio_file, make_portrait_bytes
 
     make = User.objects.create_superuser if superuser else User.objects.create_user
     user = make("alice", "alice@example.com", "alice-pass-1")
     team = Team.objects.get(memberships__user=user)
     (scratch / "face.jpg").write_bytes(make_portrait_bytes())
-    portrait = services.asset_store(
-        team=team, user=user, valid=validate_portrait(scratch / "face.jpg")
-    )
-    audio = services.asset_store(
+    portrait = asset_store(team=team, user=user, valid=validate_portrait(scratch / "face.jpg"))
+    audio = asset_store(
         team=team, user=user, valid=validate_audio(make_audio_file(scratch / "v.mp3", 3.0))
     )
     return user, team, portrait, audio

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from PIL import Image, ImageChops, ImageDraw, ImageFilter  # noqa: E402
 
-from jobs.engines.draft import render_draft  # noqa: E402
+from jobs.engines.render import render_draft  # noqa: E402
 from jobs.ffmpeg import run_ffmpeg  # noqa: E402
 
 TARGET_MULTIPLE = 10.0

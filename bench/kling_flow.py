@@ -232,10 +232,12 @@ def child(args: argparse.Namespace) -> None:
         from django.db import connection
         from django_q.models import OrmQ
 
-        from jobs import services
         from jobs.kling.client import KlingClient
-        from jobs.media import validate_audio, validate_portrait
+        from jobs.media.audio import validate_audio
+        from jobs.media.portraits import validate_portrait
         from jobs.models import AvatarJob, Team
+        from jobs.services.assets import asset_store
+        from jobs.services.jobs import job_create
 
         call_command("migrate", verbosity=0)
         call_command("createcachetable", verbosity=0)
@@ -245,8 +247,8 @@ def child(args: argparse.Namespace) -> None:
         for i in range(USERS):
             user = get_user_model().objects.create_user(f"bench{i}")
             team = Team.objects.get(memberships__user=user)
-            p = services.asset_store(team=team, user=user, valid=validate_portrait(portrait_path))
-            a = services.asset_store(team=team, user=user, valid=validate_audio(voice_path))
+            p = asset_store(team=team, user=user, valid=validate_portrait(portrait_path))
+            a = asset_store(team=team, user=user, valid=validate_audio(voice_path))
             users.append((user, team))
             assets.append((p, a))
         connection.close()  # nothing held open while the other processes start
@@ -312,7 +314,7 @@ def child(args: argparse.Namespace) -> None:
         for i in range(args.jobs):
             user, team = users[i % USERS]
             p, a = assets[i % USERS]
-            services.job_create(team=team, user=user, portrait=p, audio=a, mode="std")
+            job_create(team=team, user=user, portrait=p, audio=a, mode="std")
         created_in = time.monotonic() - started
 
         kling_busy: list[int] = []

@@ -55,7 +55,7 @@ def make_inputs(workdir: Path) -> None:
     from PIL import Image
 
     from jobs.ffmpeg import run_ffmpeg
-    from jobs.media import AUDIO_MAX_BYTES, PORTRAIT_MAX_BYTES
+    from jobs.media.limits import AUDIO_MAX_BYTES, PORTRAIT_MAX_BYTES
     from tests.media_corpus import jpeg, make_audio, noisy_photo, png_bomb
 
     photo = noisy_photo(JPEG_SIZE, sigma=60)
@@ -92,7 +92,9 @@ def make_inputs(workdir: Path) -> None:
 def measure(mode: str, workdir: Path) -> dict[str, float]:
     """Run inside a fresh child: warm up, validate, time it, report this process's peak."""
     from jobs.ffmpeg import decoded_audio_seconds
-    from jobs.media import MediaError, validate_audio, validate_portrait
+    from jobs.media.audio import validate_audio
+    from jobs.media.limits import MediaError
+    from jobs.media.portraits import validate_portrait
 
     validate_portrait(workdir / "warm.jpg")
     validate_audio(workdir / "warm.mp3", max_seconds=300)

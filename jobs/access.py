@@ -14,6 +14,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest
 
 from jobs.models import Asset, AvatarJob, Membership, ShareLink, Team
+from jobs.services.teams import personal_team_create
 
 User = AbstractBaseUser | AnonymousUser
 
@@ -73,8 +74,6 @@ def current_team(request: HttpRequest) -> Access:
         membership = min(mine, key=lambda m: (not m.team.personal, m.created))
     if membership is None:
         # Accounts always get a personal team; this only happens if it was deleted by hand.
-        from jobs.services import personal_team_create
-
         personal_team_create(user=request.user)
         request._memberships = None  # type: ignore[attr-defined]
         membership = memberships(request)[0]

@@ -13,8 +13,10 @@ from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from jobs import services
+from jobs.engines.kling import resume_submissions
 from jobs.models import Asset, AvatarJob, KlingAccount, Membership, ShareLink, Team, TeamInvite
+from jobs.services.jobs import job_cancel, job_poke, job_retry
+from jobs.services.sharing import share_revoke
 
 STUCK_AFTER = timedelta(hours=1)
 
@@ -180,7 +182,7 @@ class AvatarJobAdmin(admin.ModelAdmin):
         made = 0
         for job in queryset.select_related("team", "portrait", "audio"):
             try:
-                services.job_retry(job=job, user=request.user)
+                job_retry(job=job, user=request.user)
                 made += 1
             except ValidationError as exc:
                 self.message_user(
@@ -190,12 +192,12 @@ class AvatarJobAdmin(admin.ModelAdmin):
 
     @admin.action(description="Cancel (jobs not yet sent)")
     def cancel_jobs(self, request: HttpRequest, queryset: QuerySet[AvatarJob]) -> None:
-        canceled = sum(services.job_cancel(job=job) for job in queryset)
+        canceled = sum(job_cancel(job=job) for job in queryset)
         self.message_user(request, f"{canceled} job(s) canceled; others had already started.")
 
     @admin.action(description="Query Kling now / take the next step now")
     def query_kling_now(self, request: HttpRequest, queryset: QuerySet[AvatarJob]) -> None:
-        poked = sum(services.job_poke(job=job) for job in queryset)
+        poked = sum(job_poke(job=job) for job in queryset)
         self.message_user(request, f"{poked} active job(s) will take their next step now.")
 
 
@@ -226,7 +228,7 @@ class ShareLinkAdmin(admin.ModelAdmin):
     @admin.action(description="Revoke")
     def revoke(self, request: HttpRequest, queryset: QuerySet[ShareLink]) -> None:
         for link in queryset:
-            services.share_revoke(link=link)
+            share_revoke(link=link)
         self.message_user(request, "Revoked.")
 
 
@@ -248,7 +250,6 @@ class KlingAccountAdmin(admin.ModelAdmin):
 
     @admin.action(description="Resume Kling submissions now")
     def resume(self, request: HttpRequest, queryset: QuerySet[KlingAccount]) -> None:
-        from jobs.engines import kling as kling_engine
 
-        kling_engine.resume_submissions()
+        resume_submissions()
         self.message_user(request, "Submissions resumed; queued jobs are being sent.")

@@ -25,7 +25,7 @@ from django.db.models import Case, DateTimeField, F, IntegerField, Q, QuerySet, 
 from django.db.models.expressions import RawSQL
 
 from jobs.models import Asset, AvatarJob, Membership, Team
-from jobs.templatetags.studio import card_version, version
+from jobs.presenters import card_version, version
 
 ESTIMATE_SAMPLE = 20  # recent successful jobs the "time left" estimate is the median of
 ESTIMATE_TTL = 60.0  # seconds an estimate is reused before it is computed again

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
 from django.db.models import Q
+from django.utils import timezone
 
-from jobs import services, tts
-from jobs.media import (
+from jobs.media.audio import validate_audio
+from jobs.media.limits import (
     NAME_MAX_CHARS,
     PROMPT_MAX_CHARS,
-    validate_audio,
-    validate_portrait,
-    validate_prompt,
 )
-from jobs.models import Asset, AvatarJob, Team
+from jobs.media.portraits import validate_portrait
+from jobs.media.prompts import validate_prompt
+from jobs.models import Asset, AvatarJob, Membership, Team
+from jobs.services.jobs import check_mode
+from jobs.tts.script import check_audio_id, check_script
 from jobs.voices import VOICES
 
 PORTRAIT_ACCEPT = "image/jpeg,image/png,.jpg,.jpeg,.png"
@@ -100,14 +103,14 @@ class NewJobForm(forms.Form):
 
     def clean_kling_audio_id(self) -> str:
         value = self.cleaned_data.get("kling_audio_id", "")
-        return tts.check_audio_id(value) if value.strip() else ""
+        return check_audio_id(value) if value.strip() else ""
 
     def clean_prompt(self) -> str:
         return validate_prompt(self.cleaned_data.get("prompt"))
 
     def clean_mode(self) -> str:
         mode = self.cleaned_data["mode"]
-        services.check_mode(mode)
+        check_mode(mode)
         return mode
 
     def clean(self) -> dict[str, Any]:
@@ -230,7 +233,7 @@ class AssetRenameForm(forms.Form):
 class VoiceoverForm(forms.Form):
     """A voice-over written as text: the script, the voice that reads it, and how fast.
 
-    The fields only parse. tts.check_script judges them (the very checks generate_avatar and
+    The fields only parse. check_script judges them (the very checks generate_avatar and
     the synthesis run), before anything is synthesized, and each problem it finds is put next
     to the field it is about.
     """
@@ -262,10 +265,100 @@ class VoiceoverForm(forms.Form):
         if data.get("speed") is None:
             data["speed"] = 1.0
         try:
-            tts.check_script(
+            check_script(
                 data.get("script", ""), voice_id=data.get("voice", ""), speed=data["speed"]
             )
         except ValidationError as exc:
             for error in exc.error_list:
                 self.add_error(self.FIELD_OF_CODE.get(error.code or ""), error)
         return data
+
+
+ROLE_CHOICES = Membership.Role.choices
+ROLE_HELP = {
+    Membership.Role.ADMIN: "members, settings, quotas and every job",
+    Membership.Role.MEMBER: "makes jobs, manages own jobs and the library",
+    Membership.Role.VIEWER: "watches and downloads only",
+}
+
+
+class TeamCreateForm(forms.Form):
+    name = forms.CharField(
+        max_length=100,
+        label="Team name",
+        error_messages={"required": "Give the team a name."},
+    )
+
+
+class MemberAddForm(forms.Form):
+    login = forms.CharField(
+        max_length=254,
+        label="Username or email",
+        help_text="Someone who already has an account here. Others need an invite link.",
+        error_messages={"required": "Type the person's username or email."},
+    )
+    role = forms.ChoiceField(choices=ROLE_CHOICES, initial=Membership.Role.MEMBER, label="Role")
+
+
+class InviteForm(forms.Form):
+    role = forms.ChoiceField(choices=ROLE_CHOICES, initial=Membership.Role.MEMBER, label="Role")
+    days = forms.IntegerField(
+        min_value=1,
+        max_value=30,
+        initial=7,
+        label="Valid for (days)",
+        help_text="The link works once, for 1 to 30 days.",
+    )
+
+
+class RoleForm(forms.Form):
+    role = forms.ChoiceField(choices=ROLE_CHOICES, label="Role")
+
+
+class QuotaForm(forms.Form):
+    """Monthly seconds per mode; empty means no limit."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for mode, label in AvatarJob.Mode.choices:
+            self.fields[mode] = forms.IntegerField(
+                required=False,
+                min_value=0,
+                max_value=10_000_000,
+                label=f"{label}: seconds a month",
+                help_text="Empty: no limit. 0: this mode is off for the team.",
+            )
+
+
+class ShareForm(forms.Form):
+    EXPIRY_CHOICES = [
+        ("", "Never"),
+        ("1", "After 1 day"),
+        ("7", "After 7 days"),
+        ("30", "After 30 days"),
+        ("90", "After 90 days"),
+    ]
+
+    expires_in = forms.TypedChoiceField(
+        choices=EXPIRY_CHOICES,
+        coerce=int,
+        empty_value=None,
+        required=False,
+        label="Link stops working",
+    )
+    allow_download = forms.BooleanField(
+        required=False, label="Let people with the link download the MP4"
+    )
+
+    def expires_at(self) -> Any:
+        days = self.cleaned_data.get("expires_in")
+        return timezone.now() + timedelta(days=days) if days else None
+
+
+class TokenForm(forms.Form):
+    name = forms.CharField(
+        max_length=100,
+        required=False,
+        label="Token name",
+        help_text="What will use it, e.g. “ComfyUI on the edit PC”. Jobs it makes show this name.",
+    )

@@ -359,7 +359,7 @@ class AvatarJob(models.Model):
         to: str,
         *,
         expect: str | tuple[str, ...],
-        where: dict[str, Any] | None = None,
+        where: dict[str, Any] | Q | None = None,
         **fields: Any,
     ) -> bool:
         """Move to status `to` only if the row is still in `expect`; True if this call did it.
@@ -367,7 +367,7 @@ class AvatarJob(models.Model):
         The UPDATE carries the condition, so two workers racing for the same step cannot both
         win: exactly one row changes for the winner and none for the loser. On success the
         instance is refreshed with the written values. `where` adds conditions, such as the
-        lease a worker holds.
+        lease a worker holds (a dict of lookups, or a Q).
         """
         expected = (expect,) if isinstance(expect, str) else expect
         now = timezone.now()
@@ -375,7 +375,9 @@ class AvatarJob(models.Model):
         stamp = self.STAMPS.get(to)
         if stamp and stamp not in values and to not in expected:
             values[stamp] = now
-        rows = type(self).objects.filter(pk=self.pk, status__in=expected, **(where or {}))
+        rows = type(self).objects.filter(pk=self.pk, status__in=expected)
+        if where is not None:
+            rows = rows.filter(where) if isinstance(where, Q) else rows.filter(**where)
         changed = rows.update(**values)
         if changed == 1:
             for name, value in values.items():

@@ -9,6 +9,9 @@ from django.db.models.signals import post_save
 from django.dispatch import receiver
 from django_q.signals import post_spawn
 
+from jobs import ticker
+from jobs.services.teams import personal_team_create
+
 
 @receiver(post_save, sender=settings.AUTH_USER_MODEL, dispatch_uid="personal_team")
 def give_personal_team(
@@ -16,13 +19,9 @@ def give_personal_team(
 ) -> None:
     """Every account has a personal team however it was made (sign-up, admin, shell)."""
     if created and not raw:
-        from jobs.services import personal_team_create
-
         personal_team_create(user=instance)
 
 
 @receiver(post_spawn, dispatch_uid="avatarsite_ticker")
 def start_ticker(sender: Any, proc_name: str, **kwargs: Any) -> None:
-    from jobs import ticker
-
     ticker.start()

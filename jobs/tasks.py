@@ -1,13 +1,26 @@
-"""django-q2 entry points: thin, take ids, safe to run twice."""
+"""Every django-q2 entry point: thin, takes ids, safe to run twice.
+
+The dotted names of these functions are stored in django-q2's queue and schedule tables
+(jobs/migrations/0002_reconcile_schedule.py stores `jobs.tasks.reconcile`), so they keep their
+names and their place.
+"""
 
 from __future__ import annotations
 
-from jobs import services
+from jobs.api import callbacks
+from jobs.services import jobs as job_services
 
 
 def advance_job(job_id: int) -> None:
-    services.job_advance(job_id=job_id)
+    """Do the next step of one job (jobs/services/jobs.py: job_advance)."""
+    job_services.job_advance(job_id=job_id)
 
 
 def reconcile() -> int:
-    return services.reconcile()
+    """Wake every job that is due (every minute from django-q2's scheduler)."""
+    return job_services.reconcile()
+
+
+def deliver_callback(job_id: int, attempt: int = 1) -> str:
+    """Tell an API caller's callback_url about its task's new status (jobs/api/callbacks.py)."""
+    return callbacks.deliver(job_id, attempt)

@@ -14,14 +14,14 @@ import threading
 
 from django.db import close_old_connections
 
+from jobs.services.jobs import reconcile
+
 log = logging.getLogger(__name__)
 TICK_SECONDS = 1.0
 _started = threading.Event()
 
 
 def run_forever(stop: threading.Event) -> None:
-    from jobs.services import reconcile
-
     while not stop.wait(TICK_SECONDS):
         try:
             close_old_connections()

@@ -1,25 +1,54 @@
-from django.urls import include, path
+"""The studio's pages (namespace `jobs`); each view lives in the module of jobs/views/ it names."""
 
-from jobs import views
+from django.urls import path
+
+from jobs.views import dashboard, job, job_new, library, share, teams, voiceovers
 
 app_name = "jobs"
 urlpatterns = [
-    path("", views.dashboard, name="dashboard"),
-    path("jobs/cards/", views.job_cards, name="job-cards"),
-    path("jobs/new/", views.job_new, name="job-new"),
-    path("jobs/new/check/<str:kind>/", views.job_new_check, name="job-new-check"),
-    path("jobs/<uuid:code>/", views.job_detail, name="job-detail"),
-    path("jobs/<uuid:code>/cancel/", views.job_cancel, name="job-cancel"),
-    path("jobs/<uuid:code>/retry/", views.job_retry, name="job-retry"),
-    path("jobs/<uuid:code>/video.mp4", views.job_video, name="job-video"),
-    path("jobs/<uuid:code>/poster.jpg", views.job_poster, name="job-poster"),
-    path("library/", views.library, name="library"),
-    path("library/<uuid:code>/rename/", views.asset_rename, name="asset-rename"),
-    path("library/<uuid:code>/delete/", views.asset_delete, name="asset-delete"),
-    path("assets/<uuid:code>/file", views.asset_file, name="asset-file"),
-    path("assets/<uuid:code>/thumb.jpg", views.asset_thumb, name="asset-thumb"),
-    # Teams, members, invites, sharing and usage (jobs/team_views.py)
-    path("", include("jobs.team_urls")),
-    # Voice-overs written as text (jobs/voice_views.py)
-    path("", include("jobs.voice_urls")),
+    # The dashboard and its live poll
+    path("", dashboard.dashboard, name="dashboard"),
+    path("jobs/cards/", dashboard.job_cards, name="job-cards"),
+    # New job
+    path("jobs/new/", job_new.job_new, name="job-new"),
+    path("jobs/new/check/<str:kind>/", job_new.job_new_check, name="job-new-check"),
+    # One job
+    path("jobs/<uuid:code>/", job.job_detail, name="job-detail"),
+    path("jobs/<uuid:code>/cancel/", job.job_cancel, name="job-cancel"),
+    path("jobs/<uuid:code>/retry/", job.job_retry, name="job-retry"),
+    path("jobs/<uuid:code>/video.mp4", job.job_video, name="job-video"),
+    path("jobs/<uuid:code>/poster.jpg", job.job_poster, name="job-poster"),
+    # Sharing a result
+    path("jobs/<uuid:code>/share/", share.share_create, name="share-create"),
+    path("shares/<uuid:code>/revoke/", share.share_revoke, name="share-revoke"),
+    # The library
+    path("library/", library.library, name="library"),
+    path("library/<uuid:code>/rename/", library.asset_rename, name="asset-rename"),
+    path("library/<uuid:code>/delete/", library.asset_delete, name="asset-delete"),
+    path("assets/<uuid:code>/file", library.asset_file, name="asset-file"),
+    path("assets/<uuid:code>/thumb.jpg", library.asset_thumb, name="asset-thumb"),
+    # Voice-overs written as text
+    path("voiceovers/new/", voiceovers.voiceover_new, name="voiceover-new"),
+    path("voices/<str:voice_id>/sample.mp3", voiceovers.voice_sample, name="voice-sample"),
+    # Teams, members, invites, settings and usage
+    path("teams/new/", teams.team_create, name="team-create"),
+    path("teams/switch/", teams.team_switch, name="team-switch"),
+    path("teams/<uuid:code>/", teams.team_detail, name="team-detail"),
+    path("teams/<uuid:code>/members/add/", teams.member_add, name="member-add"),
+    path("teams/<uuid:code>/members/<uuid:member>/role/", teams.member_role, name="member-role"),
+    path(
+        "teams/<uuid:code>/members/<uuid:member>/remove/",
+        teams.member_remove,
+        name="member-remove",
+    ),
+    path("teams/<uuid:code>/leave/", teams.team_leave, name="team-leave"),
+    path("teams/<uuid:code>/invites/new/", teams.invite_create, name="invite-create"),
+    path(
+        "teams/<uuid:code>/invites/<uuid:invite>/revoke/",
+        teams.invite_revoke,
+        name="invite-revoke",
+    ),
+    path("teams/<uuid:code>/settings/", teams.team_settings, name="team-settings"),
+    path("teams/<uuid:code>/usage/", teams.team_usage, name="team-usage"),
+    path("invites/<str:token>/", teams.invite_accept, name="invite-accept"),
 ]

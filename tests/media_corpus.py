@@ -22,7 +22,7 @@ from PIL import Image, ImageCms, ImageDraw
 from PIL.PngImagePlugin import PngInfo
 
 from jobs.ffmpeg import run_ffmpeg
-from jobs.media import AUDIO_MAX_BYTES, PORTRAIT_MAX_BYTES
+from jobs.media.limits import AUDIO_MAX_BYTES, PORTRAIT_MAX_BYTES
 
 # ------------------------------------------------------------------------------- images
 

@@ -8,22 +8,25 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from jobs import services
-from jobs.media import validate_audio, validate_portrait
+from jobs.engines.lifecycle import job_fail
+from jobs.media.audio import validate_audio
+from jobs.media.portraits import validate_portrait
 from jobs.models import AvatarJob, KlingAccount, ShareLink, TeamInvite
+from jobs.services.assets import asset_store
+from jobs.services.jobs import job_create
+from jobs.services.sharing import share_create
+from jobs.services.teams import invite_create
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def job(team, owner, portrait_path, audio_path) -> AvatarJob:
-    return services.job_create(
+    return job_create(
         team=team,
         user=owner,
-        portrait=services.asset_store(
-            team=team, user=owner, valid=validate_portrait(portrait_path)
-        ),
-        audio=services.asset_store(team=team, user=owner, valid=validate_audio(audio_path)),
+        portrait=asset_store(team=team, user=owner, valid=validate_portrait(portrait_path)),
+        audio=asset_store(team=team, user=owner, valid=validate_audio(audio_path)),
     )
 
 
@@ -64,7 +67,7 @@ def test_cancel_action_uses_the_cancel_service(admin_client, job):
 
 
 def test_retry_action_makes_a_new_job_for_failed_ones(admin_client, job):
-    services.job_fail(job=job, code="render_failed", message="broken")
+    job_fail(job=job, code="render_failed", message="broken")
     act(admin_client, "retry_jobs", job)
     retried = AvatarJob.objects.exclude(pk=job.pk).get()
     assert (retried.portrait, retried.audio, retried.status) == (
@@ -122,8 +125,8 @@ def test_resume_lifts_the_pause(admin_client):
 def test_secrets_are_never_shown_in_clear(admin_client, job, owner):
     job.status = AvatarJob.Status.SUCCEEDED
     job.save()
-    link, token = services.share_create(job=job, by=owner)
-    invite, invite_token = services.invite_create(team=job.team, by=owner)
+    link, token = share_create(job=job, by=owner)
+    invite, invite_token = invite_create(team=job.team, by=owner)
     for url in [
         reverse("admin:jobs_sharelink_change", args=[link.pk]),
         reverse("admin:jobs_teaminvite_change", args=[invite.pk]),

@@ -24,10 +24,15 @@ from django.urls import reverse
 from django.utils import timezone
 from django_q.models import Schedule
 
-from jobs import outbound, services
+from jobs.api.callbacks import MAX_ATTEMPTS, api_callback_if_changed, deliver, schedule_name
 from jobs.kling.simulator import KlingSimulator
-from jobs.media import validate_audio
-from jobs.models import ApiToken, Asset, AvatarJob, Membership, Team
+from jobs.media.audio import validate_audio
+from jobs.models import ApiToken, Asset, AvatarJob, Membership, Team, hash_token
+from jobs.services.api_tokens import api_token_create
+from jobs.services.assets import asset_store
+from jobs.services.jobs import job_advance, job_create
+from jobs.services.quotas import quota_set
+from jobs.services.teams import team_create
 from tests.api_servers import LoopbackServer
 from tests.conftest import Worker, make_audio_file, make_portrait_bytes, subprocess_env, wait_for
 from tests.test_kling_simulator import fast_config
@@ -83,7 +88,7 @@ def fast_passwords(settings) -> None:
 
 @pytest.fixture
 def token(owner, team) -> str:
-    return services.api_token_create(user=owner, team=team, name="script")[1]
+    return api_token_create(user=owner, team=team, name="script")[1]
 
 
 @pytest.fixture(scope="session")
@@ -110,7 +115,7 @@ def step(job: AvatarJob) -> AvatarJob:
     AvatarJob.objects.filter(pk=job.pk).exclude(status__in=AvatarJob.TERMINAL).update(
         next_attempt_at=timezone.now()
     )
-    services.job_advance(job_id=job.pk)
+    job_advance(job_id=job.pk)
     job.refresh_from_db()
     return job
 
@@ -162,7 +167,7 @@ def _team_tts_voice(team: Team, owner: Any, wav: bytes) -> Asset:
     issued this id) gets our stored copy, as it would a week before the real id expires.
     """
     valid = validate_audio(ContentFile(wav, name="tts.wav"))
-    asset = services.asset_store(team=team, user=owner, valid=valid)
+    asset = asset_store(team=team, user=owner, valid=valid)
     asset.kling_audio_id = SEED_AUDIO_ID
     asset.kling_audio_made_at = timezone.now() - timedelta(days=26)
     asset.save()
@@ -299,7 +304,7 @@ def test_a_repeated_external_task_id_returns_the_existing_task(client, team, tok
 
 def test_external_ids_are_unique_per_team_not_across_teams(client, token, outsider, files):
     outsider_team = Team.objects.get(memberships__user=outsider)
-    other = services.api_token_create(user=outsider, team=outsider_team)[1]
+    other = api_token_create(user=outsider, team=outsider_team)[1]
     mine = post(client, token, draft_body(files, external_task_id="same")).json()["data"]
     theirs = post(client, other, draft_body(files, external_task_id="same")).json()["data"]
     assert mine["task_id"] != theirs["task_id"]
@@ -323,7 +328,7 @@ def test_an_unknown_audio_id_goes_to_kling_for_std(client, sim, token, files):
 
 
 def test_the_quota_refusal_is_1102_and_says_what_is_left(client, team, token, files):
-    services.quota_set(team=team, mode="draft", seconds=2)
+    quota_set(team=team, mode="draft", seconds=2)
     reply = post(client, token, draft_body(files))
     assert reply.status_code == 429
     body = reply.json()
@@ -477,7 +482,7 @@ def test_the_list_is_the_teams_newest_first_in_pages(client, owner, team, token,
     ids = [post(client, token, draft_body(files)).json()["data"]["task_id"] for _ in range(3)]
     # A job made in the studio is one of the team's tasks too.
     job = AvatarJob.objects.get(code=ids[0])
-    studio_job = services.job_create(team=team, user=owner, portrait=job.portrait, audio=job.audio)
+    studio_job = job_create(team=team, user=owner, portrait=job.portrait, audio=job.audio)
     everything = get(client, token, CREATE).json()["data"]
     assert [t["task_id"] for t in everything] == [str(studio_job.code), *reversed(ids)]
     page2 = get(client, token, f"{CREATE}?pageNum=2&pageSize=3").json()["data"]
@@ -527,7 +532,7 @@ def test_create_api_token_prints_a_working_token_last(client, owner, team, files
 
 
 def test_create_api_token_for_another_team_and_its_errors(owner, teammate, viewer, team):
-    other = services.team_create(name="Marketing", user=owner)
+    other = team_create(name="Marketing", user=owner)
     out = StringIO()
     call_command("create_api_token", "alice", "--team", other.slug, stdout=out)
     assert ApiToken.objects.get().team == other
@@ -546,7 +551,7 @@ def test_the_tokens_page_shows_a_new_token_once(client, owner, team):
     assert reply.status_code == 201 and reply["Cache-Control"] == "no-store"
     token = ApiToken.objects.get()
     raw = reply.context["new_token"]
-    assert raw.encode() in reply.content and token.token_hash == services.hash_token(raw)
+    assert raw.encode() in reply.content and token.token_hash == hash_token(raw)
     again = client.get(reverse("api:tokens"))
     assert raw.encode() not in again.content and token.prefix.encode() in again.content
     assert b"ComfyUI" in again.content and b"Never" in again.content
@@ -577,7 +582,7 @@ def test_viewers_cannot_create_tokens(client, viewer, team):
 
 
 def test_owners_and_admins_revoke_others_get_404(client, owner, teammate, outsider, team):
-    mine, _ = services.api_token_create(user=teammate, team=team, name="bob's")
+    mine, _ = api_token_create(user=teammate, team=team, name="bob's")
     url = reverse("api:token-revoke", args=[mine.code])
     client.force_login(outsider)
     assert client.post(url).status_code == 404
@@ -621,12 +626,12 @@ def test_callbacks_report_each_status_once_in_order(client, sim, token, files, s
         body = draft_body(files, mode="std", callback_url=f"{receiver.url}/hook")
         task_id = post(client, token, body).json()["data"]["task_id"]
         job = AvatarJob.objects.get(code=task_id)
-        outbound.deliver(job.pk)  # what a worker does with the task the create enqueued
+        deliver(job.pk)  # what a worker does with the task the create enqueued
         deadline = time.monotonic() + 20
         while not job.is_terminal and time.monotonic() < deadline:
             job = step(job)
-            outbound.deliver(job.pk)
-            outbound.deliver(job.pk)  # a duplicate wake-up tells nothing twice
+            deliver(job.pk)
+            deliver(job.pk)  # a duplicate wake-up tells nothing twice
             time.sleep(0.05)
         assert job.status == AvatarJob.Status.SUCCEEDED, job.error_message
         bodies = [hit.json() for hit in receiver.posts("/hook")]
@@ -645,19 +650,19 @@ def test_a_failing_receiver_is_retried_with_growing_backoff(client, token, files
         receiver.post_statuses = [500, 503]
         body = draft_body(files, callback_url=f"{receiver.url}/hook")
         job = AvatarJob.objects.get(code=post(client, token, body).json()["data"]["task_id"])
-        assert outbound.deliver(job.pk) == "retry"
+        assert deliver(job.pk) == "retry"
         delays = []
         for expected in ("retry", "sent"):
-            schedule = Schedule.objects.get(name=outbound.schedule_name(job.pk))
+            schedule = Schedule.objects.get(name=schedule_name(job.pk))
             delays.append((schedule.next_run - timezone.now()).total_seconds())
             # While the retry waits out its backoff, new wake-ups do not send again.
-            assert outbound.api_callback_if_changed(job_id=job.pk) is False
+            assert api_callback_if_changed(job_id=job.pk) is False
             schedule.delete()  # what django-q2's scheduler does with a ONCE schedule it runs
-            assert outbound.deliver(**ast.literal_eval(schedule.kwargs)) == expected
+            assert deliver(**ast.literal_eval(schedule.kwargs)) == expected
         hits = receiver.posts("/hook")
     assert len(hits) == 3 and hits[0].body == hits[2].body
     assert 9 < delays[0] < 13 and 19 < delays[1] < 25  # 10 s, then 20 s (with jitter)
-    assert not Schedule.objects.filter(name=outbound.schedule_name(job.pk)).exists()
+    assert not Schedule.objects.filter(name=schedule_name(job.pk)).exists()
     assert AvatarJob.objects.get(pk=job.pk).client_callback_status == "submitted"
 
 
@@ -667,9 +672,9 @@ def test_a_receiver_that_never_answers_is_given_up_on(client, token, files, sett
         receiver.post_statuses = [500] * 20
         body = draft_body(files, callback_url=f"{receiver.url}/hook")
         job = AvatarJob.objects.get(code=post(client, token, body).json()["data"]["task_id"])
-        assert outbound.deliver(job.pk, attempt=outbound.MAX_ATTEMPTS) == "abandoned"
+        assert deliver(job.pk, attempt=MAX_ATTEMPTS) == "abandoned"
     assert AvatarJob.objects.get(pk=job.pk).client_callback_status == "submitted"
-    assert not Schedule.objects.filter(name=outbound.schedule_name(job.pk)).exists()
+    assert not Schedule.objects.filter(name=schedule_name(job.pk)).exists()
 
 
 def test_callbacks_do_not_follow_redirects(client, token, files, settings):
@@ -678,7 +683,7 @@ def test_callbacks_do_not_follow_redirects(client, token, files, settings):
         receiver.redirect("/hook", f"{receiver.url}/elsewhere", status=307)
         body = draft_body(files, callback_url=f"{receiver.url}/hook")
         job = AvatarJob.objects.get(code=post(client, token, body).json()["data"]["task_id"])
-        assert outbound.deliver(job.pk) == "retry"
+        assert deliver(job.pk) == "retry"
         assert receiver.requests_to("/elsewhere") == []
 
 

@@ -14,8 +14,12 @@ from typing import Any
 import pytest
 import urllib3
 
-from jobs import netfetch, services
-from jobs.models import ApiToken, AvatarJob, Membership, Team
+from jobs import netfetch
+from jobs.models import ApiToken, AvatarJob, Membership, Team, hash_token
+from jobs.services.api_tasks import api_task_by_external_id
+from jobs.services.api_tokens import api_token_create, api_token_revoke
+from jobs.services.assets import asset_store
+from jobs.services.jobs import job_create
 from tests.api_servers import Answer, LoopbackServer
 from tests.conftest import make_portrait_bytes
 
@@ -33,7 +37,7 @@ def fast_passwords(settings) -> None:
 
 @pytest.fixture
 def token(owner, team) -> str:
-    return services.api_token_create(user=owner, team=team, name="script")[1]
+    return api_token_create(user=owner, team=team, name="script")[1]
 
 
 def post(client: Any, body: dict[str, Any], headers: dict[str, str]) -> Any:
@@ -77,14 +81,14 @@ def test_an_unknown_token_is_1002(client, token):
 
 
 def test_a_revoked_token_is_1002(client, token):
-    services.api_token_revoke(token=ApiToken.objects.get())
+    api_token_revoke(token=ApiToken.objects.get())
     assert_refused(client.get(CREATE, **bearer(token)), 1002, "revoked")
     assert_refused(post(client, draft(), bearer(token)), 1002, "revoked")
     assert not AvatarJob.objects.exists()
 
 
 def test_a_token_dies_with_its_owners_write_rights(client, teammate, team):
-    token = services.api_token_create(user=teammate, team=team)[1]
+    token = api_token_create(user=teammate, team=team)[1]
     assert client.get(CREATE, **bearer(token)).status_code == 200
     membership = Membership.objects.get(user=teammate, team=team)
     membership.role = Membership.Role.VIEWER
@@ -102,18 +106,18 @@ def test_a_deactivated_owners_token_is_1002(client, owner, token):
 
 def test_viewers_cannot_get_a_token(viewer, team):
     with pytest.raises(Exception, match="can make jobs"):
-        services.api_token_create(user=viewer, team=team)
+        api_token_create(user=viewer, team=team)
 
 
 def test_only_the_hash_is_stored(token):
     stored = ApiToken.objects.get()
-    assert stored.token_hash == services.hash_token(token) and token not in stored.token_hash
+    assert stored.token_hash == hash_token(token) and token not in stored.token_hash
     assert stored.prefix == token[:10] and len(token) >= 36
 
 
 def test_a_token_never_sees_another_teams_tasks(client, token, outsider):
     outsider_team = Team.objects.get(memberships__user=outsider)
-    theirs = services.api_token_create(user=outsider, team=outsider_team)[1]
+    theirs = api_token_create(user=outsider, team=outsider_team)[1]
     # A task of the outsider's team, made through the API with their own external id.
     job = _queued_job(outsider_team, outsider, external_id="their-order")
     for ref in (str(job.code), "their-order"):
@@ -123,18 +127,18 @@ def test_a_token_never_sees_another_teams_tasks(client, token, outsider):
     assert client.get(CREATE, **bearer(token)).json()["data"] == []
     assert len(client.get(CREATE, **bearer(theirs)).json()["data"]) == 1
     # Repeating their external id in our team makes our own task; theirs is untouched.
-    assert services.api_task_by_external_id(team=outsider_team, external_id="their-order") == job
+    assert api_task_by_external_id(team=outsider_team, external_id="their-order") == job
 
 
 def _queued_job(team: Team, user: Any, *, external_id: str) -> AvatarJob:
     from django.core.files.base import ContentFile
 
-    from jobs.media import validate_portrait
+    from jobs.media.portraits import validate_portrait
 
-    portrait = services.asset_store(
+    portrait = asset_store(
         team=team, user=user, valid=validate_portrait(ContentFile(PORTRAIT, name="p.jpg"))
     )
-    job = services.job_create(team=team, user=user, portrait=portrait, kling_audio_id="1")
+    job = job_create(team=team, user=user, portrait=portrait, kling_audio_id="1")
     AvatarJob.objects.filter(pk=job.pk).update(client_external_id=external_id)
     return job
 

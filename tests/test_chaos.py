@@ -10,10 +10,12 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.db.models import Count
 
-from jobs import services
 from jobs.kling.simulator import KlingSimulator
-from jobs.media import validate_audio, validate_portrait
+from jobs.media.audio import validate_audio
+from jobs.media.portraits import validate_portrait
 from jobs.models import AvatarJob, Team
+from jobs.services.assets import asset_store
+from jobs.services.jobs import job_create
 from tests.conftest import Worker, subprocess_env
 from tests.test_kling_simulator import fast_config
 
@@ -51,16 +53,14 @@ def test_every_job_survives_faults_and_killed_workers(
             user = users[i % len(users)]
             team = Team.objects.get(memberships__user=user)
             jobs.append(
-                services.job_create(
+                job_create(
                     team=team,
                     user=user,
                     mode="std",
-                    portrait=services.asset_store(
+                    portrait=asset_store(
                         team=team, user=user, valid=validate_portrait(portrait_path)
                     ),
-                    audio=services.asset_store(
-                        team=team, user=user, valid=validate_audio(audio_path)
-                    ),
+                    audio=asset_store(team=team, user=user, valid=validate_audio(audio_path)),
                 )
             )
         worker = Worker(env, tmp_path / "worker.log").start()

@@ -11,8 +11,14 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageChops, ImageDraw, ImageStat
 
-from jobs.engines import draft
-from jobs.engines.draft import DraftResult, RenderError, output_size, render_draft
+from jobs.engines.render import (
+    BREATH_FRAMES,
+    FPS,
+    DraftResult,
+    RenderError,
+    output_size,
+    render_draft,
+)
 from jobs.ffmpeg import decoded_audio_seconds, ffmpeg_exe, probe, run_ffmpeg
 
 RED = (220, 30, 30)
@@ -144,7 +150,7 @@ def assert_browser_ready(
     assert abs(found.duration - seconds) <= 0.1
     assert abs(result.duration - seconds) <= 0.1
     # The picture itself lasts as long as the sound, not just the container.
-    assert abs(count_frames(result.video) / draft.FPS - seconds) <= 0.1
+    assert abs(count_frames(result.video) / FPS - seconds) <= 0.1
 
     with Image.open(result.poster) as poster:
         assert poster.format == "JPEG" and poster.size == (w, h)
@@ -214,10 +220,10 @@ def test_voice_over_longer_than_a_breath_loops_without_a_seam_and_ends_on_time(t
 
     assert_browser_ready(result, tmp_path / "work", (480, 600), audio)
     # The frame that starts the second breath is the very same picture as frame 0.
-    start, again = decode_frame(result.video), decode_frame(result.video, at=draft.BREATH_FRAMES)
+    start, again = decode_frame(result.video), decode_frame(result.video, at=BREATH_FRAMES)
     assert mean_difference(start, again) < 0.5
     # Mid-breath the picture is zoomed in: it moves throughout, not only at the ends.
-    middle = decode_frame(result.video, at=draft.BREATH_FRAMES // 2)
+    middle = decode_frame(result.video, at=BREATH_FRAMES // 2)
     assert mean_difference(start, middle) > 8
 
 

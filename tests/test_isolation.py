@@ -17,9 +17,12 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.urls.converters import IntConverter, UUIDConverter
 
-from jobs import services
-from jobs.media import validate_portrait
+from jobs.media.portraits import validate_portrait
 from jobs.models import ApiToken, Asset, AvatarJob, Membership, ShareLink, Team, TeamInvite
+from jobs.services.api_tokens import api_token_create
+from jobs.services.assets import asset_store
+from jobs.services.sharing import share_create
+from jobs.services.teams import invite_create
 from tests import test_studio
 from tests.conftest import make_portrait_bytes
 from tests.test_views import login
@@ -78,13 +81,11 @@ class World:
             "queued_job": queued,
             "failed_job": failed,
             "asset": done.portrait,
-            "unused_asset": services.asset_store(
-                team=team, user=owner, valid=validate_portrait(face)
-            ),
-            "share": services.share_create(job=done, by=owner)[0],
-            "invite": services.invite_create(team=team, by=owner)[0],
+            "unused_asset": asset_store(team=team, user=owner, valid=validate_portrait(face)),
+            "share": share_create(job=done, by=owner)[0],
+            "invite": invite_create(team=team, by=owner)[0],
             "membership": Membership.objects.get(team=team, user=teammate),
-            "api_token": services.api_token_create(user=teammate, team=team, name="ci")[0],
+            "api_token": api_token_create(user=teammate, team=team, name="ci")[0],
         }
 
     def kwargs(self, route: Route, kinds: dict[str, str]) -> dict[str, Any]:

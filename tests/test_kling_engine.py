@@ -11,13 +11,23 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from jobs import services
-from jobs.engines import kling as engine
+from jobs.engines.kling import (
+    MAX_LOST_TASK_QUERIES,
+    _create_payload,
+    _on_task,
+    dispatch,
+    resume_submissions,
+)
+from jobs.engines.lifecycle import retry_delay, take
 from jobs.ffmpeg import probe
 from jobs.kling.client import KlingClient
 from jobs.kling.simulator import KlingSimulator
-from jobs.media import validate_audio, validate_portrait
+from jobs.links import callback_secret, callback_url
+from jobs.media.audio import validate_audio
+from jobs.media.portraits import validate_portrait
 from jobs.models import AvatarJob, KlingAccount
+from jobs.services.assets import asset_store
+from jobs.services.jobs import job_advance, job_create
 from tests.test_kling_simulator import fast_config
 
 pytestmark = pytest.mark.django_db
@@ -38,15 +48,13 @@ def sim(settings):
 @pytest.fixture
 def inputs(team, owner, portrait_path, audio_path):
     return {
-        "portrait": services.asset_store(
-            team=team, user=owner, valid=validate_portrait(portrait_path)
-        ),
-        "audio": services.asset_store(team=team, user=owner, valid=validate_audio(audio_path)),
+        "portrait": asset_store(team=team, user=owner, valid=validate_portrait(portrait_path)),
+        "audio": asset_store(team=team, user=owner, valid=validate_audio(audio_path)),
     }
 
 
 def new_job(team, user, inputs, mode="std") -> AvatarJob:
-    return services.job_create(team=team, user=user, mode=mode, **inputs)
+    return job_create(team=team, user=user, mode=mode, **inputs)
 
 
 def step(job: AvatarJob) -> AvatarJob:
@@ -54,7 +62,7 @@ def step(job: AvatarJob) -> AvatarJob:
     AvatarJob.objects.filter(pk=job.pk).exclude(status__in=AvatarJob.TERMINAL).update(
         next_attempt_at=timezone.now()
     )
-    services.job_advance(job_id=job.pk)
+    job_advance(job_id=job.pk)
     job.refresh_from_db()
     return job
 
@@ -83,7 +91,7 @@ def test_a_std_job_runs_to_a_stored_video(sim, team, owner, inputs, media_root):
     assert creates(sim, job) == 1
     # Running the finished job again changes nothing and asks Kling nothing.
     before = sim.snapshot()["requests_by_endpoint"]
-    services.job_advance(job_id=job.pk)
+    job_advance(job_id=job.pk)
     assert sim.snapshot()["requests_by_endpoint"] == before
 
 
@@ -98,7 +106,7 @@ def test_create_sends_bare_base64_and_our_uuid(sim, team, owner, inputs):
 def test_a_create_whose_reply_is_lost_ends_with_exactly_one_task(sim, team, owner, inputs, fault):
     sim.configure(**{fault: 1.0}, slow_reply_seconds=2.5)
     job = new_job(team, owner, inputs)
-    services.job_advance(job_id=job.pk)  # dispatch: claims a slot
+    job_advance(job_id=job.pk)  # dispatch: claims a slot
     job = step(job)  # the POST: Kling creates the task, the reply is lost
     assert job.status == Status.SUBMITTING and job.error_code == "outcome_unknown"
     assert creates(sim, job) == 1
@@ -110,7 +118,7 @@ def test_a_create_whose_reply_is_lost_ends_with_exactly_one_task(sim, team, owne
 
 def test_a_duplicate_id_refusal_adopts_the_existing_task(sim, team, owner, inputs):
     job = new_job(team, owner, inputs)
-    payload = engine._create_payload(job)
+    payload = _create_payload(job)
     existing = KlingClient.from_settings().create_task(**payload)  # as if a lost POST had
     job = drive(job)
     assert job.status == Status.SUCCEEDED and job.task_id == existing.task_id
@@ -132,7 +140,7 @@ def test_a_1303_storm_never_fails_a_job(sim, team, owner, inputs):
 
 
 def test_backoff_grows_from_one_second():
-    delays = [engine.retry_delay(n) for n in range(1, 8)]
+    delays = [retry_delay(n) for n in range(1, 8)]
     assert 1.0 <= delays[0] <= 1.25
     assert all(b > a for a, b in zip(delays, delays[1:], strict=False)) or delays[-1] >= 60
     assert max(delays) <= 75
@@ -156,16 +164,16 @@ def test_a_task_that_fails_at_kling_says_why(sim, team, owner, inputs):
 def test_an_operator_error_pauses_submissions_without_blaming_the_job(sim, team, owner, inputs):
     sim.configure(error_rates={1102: 1.0})
     job = new_job(team, owner, inputs)
-    services.job_advance(job_id=job.pk)
+    job_advance(job_id=job.pk)
     job = step(job)
     account = KlingAccount.get()
     assert account.is_paused and account.pause_code == "1102"
     assert "resource pack" in account.pause_message
     assert job.status == Status.QUEUED and job.error_code == "paused"
     other = new_job(team, owner, inputs)
-    assert engine.dispatch() == []  # nothing goes out while paused
+    assert dispatch() == []  # nothing goes out while paused
     sim.configure(error_rates={})
-    engine.resume_submissions()
+    resume_submissions()
     assert drive(job).status == Status.SUCCEEDED
     assert drive(other).status == Status.SUCCEEDED
 
@@ -173,7 +181,7 @@ def test_an_operator_error_pauses_submissions_without_blaming_the_job(sim, team,
 def test_wrong_credentials_are_an_operator_problem(sim, team, owner, inputs, settings):
     settings.KLING_API_KEY = "not-the-key"
     job = new_job(team, owner, inputs)
-    services.job_advance(job_id=job.pk)
+    job_advance(job_id=job.pk)
     job = step(job)
     assert job.status == Status.QUEUED
     assert "credentials" in KlingAccount.get().pause_message
@@ -185,21 +193,21 @@ def test_slots_go_to_the_user_with_fewest_jobs_in_flight(
     settings.KLING_MAX_CONCURRENCY = 3
     alices = [new_job(team, owner, inputs) for _ in range(4)]
     bobs = [new_job(team, teammate, inputs) for _ in range(2)]
-    claimed = set(engine.dispatch())
+    claimed = set(dispatch())
     # Alice's oldest, then Bob's oldest (he has none in flight), then Alice's second.
     assert claimed == {alices[0].pk, bobs[0].pk, alices[1].pk}
     assert AvatarJob.objects.in_flight().count() == 3
-    assert engine.dispatch() == []  # no free slot: nothing more goes out
+    assert dispatch() == []  # no free slot: nothing more goes out
 
 
 def test_callbacks_only_wake_the_job(sim, team, owner, inputs, client):
     job = new_job(team, owner, inputs)
-    services.job_advance(job_id=job.pk)
+    job_advance(job_id=job.pk)
     job = step(job)
     assert job.status in (Status.SUBMITTED, Status.PROCESSING)
     later = timezone.now() + timedelta(minutes=5)
     AvatarJob.objects.filter(pk=job.pk).update(next_attempt_at=later)
-    url = reverse("kling-callback", args=[job.code, engine.callback_secret(job)])
+    url = reverse("kling-callback", args=[job.code, callback_secret(job)])
     forged = {
         "task_id": job.task_id,
         "task_status": "succeed",
@@ -207,7 +215,7 @@ def test_callbacks_only_wake_the_job(sim, team, owner, inputs, client):
     }
 
     bad = client.post(
-        url.replace(engine.callback_secret(job), "0" * 32), forged, content_type="application/json"
+        url.replace(callback_secret(job), "0" * 32), forged, content_type="application/json"
     )
     assert bad.status_code == 404
     assert AvatarJob.objects.get(pk=job.pk).next_attempt_at == later
@@ -223,11 +231,11 @@ def test_callbacks_only_wake_the_job(sim, team, owner, inputs, client):
 
 def test_a_callback_repeating_what_we_know_costs_nothing(sim, team, owner, inputs, client):
     job = new_job(team, owner, inputs)
-    services.job_advance(job_id=job.pk)
+    job_advance(job_id=job.pk)
     job = step(job)
     later = timezone.now() + timedelta(minutes=5)
     AvatarJob.objects.filter(pk=job.pk).update(next_attempt_at=later)
-    url = reverse("kling-callback", args=[job.code, engine.callback_secret(job)])
+    url = reverse("kling-callback", args=[job.code, callback_secret(job)])
     response = client.post(url, {"task_status": "processing"}, content_type="application/json")
     assert response.status_code == 204
     assert AvatarJob.objects.get(pk=job.pk).next_attempt_at == later
@@ -237,7 +245,7 @@ def test_a_callback_repeating_what_we_know_costs_nothing(sim, team, owner, input
 
 def test_a_callback_for_a_finished_job_changes_nothing(sim, team, owner, inputs, client):
     job = drive(new_job(team, owner, inputs))
-    url = reverse("kling-callback", args=[job.code, engine.callback_secret(job)])
+    url = reverse("kling-callback", args=[job.code, callback_secret(job)])
     assert (
         client.post(url, {"task_status": "failed"}, content_type="application/json").status_code
         == 204
@@ -249,16 +257,16 @@ def test_a_callback_for_a_finished_job_changes_nothing(sim, team, owner, inputs,
 def test_callback_urls_are_sent_when_the_site_is_public(sim, team, owner, inputs, settings):
     settings.PUBLIC_BASE_URL = "https://studio.example.com"
     job = new_job(team, owner, inputs)
-    assert engine.callback_url(job) == (
-        f"https://studio.example.com/hooks/kling/{job.code}/{engine.callback_secret(job)}/"
+    assert callback_url(job) == (
+        f"https://studio.example.com/hooks/kling/{job.code}/{callback_secret(job)}/"
     )
-    assert engine._create_payload(job)["callback_url"] == engine.callback_url(job)
+    assert _create_payload(job)["callback_url"] == callback_url(job)
 
 
 def test_an_overdue_job_is_flagged_for_a_person(sim, team, owner, inputs):
     sim.configure(processing_seconds=60)
     job = new_job(team, owner, inputs)
-    services.job_advance(job_id=job.pk)
+    job_advance(job_id=job.pk)
     job = step(job)
     AvatarJob.objects.filter(pk=job.pk).update(deadline_at=timezone.now() - timedelta(seconds=1))
     job = step(job)
@@ -269,7 +277,7 @@ def test_an_overdue_job_is_flagged_for_a_person(sim, team, owner, inputs):
 
 def test_query_errors_are_retried_not_fatal(sim, team, owner, inputs):
     job = new_job(team, owner, inputs)
-    services.job_advance(job_id=job.pk)
+    job_advance(job_id=job.pk)
     job = step(job)
     sim.configure(query_error_rates={5000: 1.0})
     for _ in range(3):
@@ -294,7 +302,7 @@ def test_a_result_that_is_not_a_video_is_retried(sim, team, owner, inputs):
 def test_a_gateway_without_lookup_by_external_id_still_adopts(sim, team, owner, inputs):
     sim.configure(lookup_by_external_id=False, drop_rate=1.0)
     job = new_job(team, owner, inputs)
-    services.job_advance(job_id=job.pk)
+    job_advance(job_id=job.pk)
     job = step(job)
     assert job.error_code == "outcome_unknown"
     sim.configure(drop_rate=0.0)
@@ -305,7 +313,7 @@ def test_a_gateway_without_lookup_by_external_id_still_adopts(sim, team, owner, 
 def test_a_failing_lookup_never_fails_or_resubmits(sim, team, owner, inputs):
     sim.configure(drop_rate=1.0)
     job = new_job(team, owner, inputs)
-    services.job_advance(job_id=job.pk)
+    job_advance(job_id=job.pk)
     job = step(job)
     sim.configure(drop_rate=0.0, query_error_rates={5000: 1.0})
     for _ in range(3):
@@ -328,7 +336,7 @@ def test_a_queued_job_says_why_it_waits_when_the_key_is_gone(sim, team, owner, i
 
 
 def test_a_refused_pasted_audio_id_asks_for_the_file(sim, team, owner, inputs):
-    job = services.job_create(
+    job = job_create(
         team=team,
         user=owner,
         portrait=inputs["portrait"],
@@ -343,11 +351,11 @@ def test_a_refused_pasted_audio_id_asks_for_the_file(sim, team, owner, inputs):
 def test_a_passing_not_found_does_not_fail_a_long_running_job(sim, team, owner, inputs):
     sim.configure(processing_seconds=60)
     job = new_job(team, owner, inputs)
-    services.job_advance(job_id=job.pk)
+    job_advance(job_id=job.pk)
     job = step(job)
     AvatarJob.objects.filter(pk=job.pk).update(attempts=40)  # polled for a long while
     sim.configure(query_error_rates={1203: 1.0})
-    for n in range(1, engine.MAX_LOST_TASK_QUERIES):
+    for n in range(1, MAX_LOST_TASK_QUERIES):
         job = step(job)
         assert job.status in (Status.SUBMITTED, Status.PROCESSING)
         assert job.error_code == f"not_found:{n}"
@@ -362,7 +370,7 @@ def test_a_worker_that_lost_its_lease_cannot_end_the_job(sim, team, owner, input
     took the step over decides, not the stale one."""
     sim.configure(fail_rate=1.0)
     job = new_job(team, owner, inputs)
-    services.job_advance(job_id=job.pk)
+    job_advance(job_id=job.pk)
     job = step(job)
     assert job.status in (Status.SUBMITTED, Status.PROCESSING)
     client = KlingClient.from_settings()
@@ -372,14 +380,14 @@ def test_a_worker_that_lost_its_lease_cannot_end_the_job(sim, team, owner, input
         time.sleep(0.05)
     AvatarJob.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now())
     stale = AvatarJob.objects.get(pk=job.pk)
-    assert engine._take(stale, 0.01)  # worker A's lease, which runs out while it stalls
+    assert take(stale, 0.01)  # worker A's lease, which runs out while it stalls
     time.sleep(0.05)
     other = AvatarJob.objects.get(pk=job.pk)
-    assert engine._take(other, 60)  # worker B takes the step over
-    engine._on_task(stale, task)
+    assert take(other, 60)  # worker B takes the step over
+    _on_task(stale, task)
     job.refresh_from_db()
     assert job.status in (Status.SUBMITTED, Status.PROCESSING)
     assert job.next_attempt_at == other.next_attempt_at and job.error_code == ""
-    engine._on_task(other, task)
+    _on_task(other, task)
     job.refresh_from_db()
     assert job.status == Status.FAILED and job.error_code == "kling_task_failed"

@@ -16,23 +16,17 @@ from django.core.files.base import File
 from django.core.files.uploadedfile import SimpleUploadedFile, TemporaryUploadedFile
 from PIL import Image, ImageStat
 
-from jobs.media import (
-    AUDIO_MAX_BYTES,
-    PORTRAIT_MAX_BYTES,
-    PROMPT_MAX_CHARS,
-    MediaError,
-    ValidAudio,
+from jobs.media.audio import ValidAudio, _mp3_frame_seconds, _packet_seconds, validate_audio
+from jobs.media.limits import AUDIO_MAX_BYTES, PORTRAIT_MAX_BYTES, PROMPT_MAX_CHARS, MediaError
+from jobs.media.names import display_name
+from jobs.media.portraits import (
     ValidPortrait,
     _encode_portrait,
-    _mp3_frame_seconds,
-    _packet_seconds,
     _stripped_jpeg,
     _TooDetailed,
-    display_name,
-    validate_audio,
     validate_portrait,
-    validate_prompt,
 )
+from jobs.media.prompts import validate_prompt
 from tests.media_corpus import (
     HOSTILE,
     HTML,

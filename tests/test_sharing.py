@@ -10,22 +10,24 @@ from django.core import mail
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from jobs import services, tasks
-from jobs.media import validate_audio, validate_portrait
+from jobs import tasks
+from jobs.media.audio import validate_audio
+from jobs.media.portraits import validate_portrait
 from jobs.models import AvatarJob, ShareLink, hash_token
+from jobs.services.assets import asset_store
+from jobs.services.jobs import job_create, job_notify
+from jobs.services.sharing import share_create, share_revoke
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def job(team, owner, portrait_path, audio_path) -> AvatarJob:
-    job = services.job_create(
+    job = job_create(
         team=team,
         user=owner,
-        portrait=services.asset_store(
-            team=team, user=owner, valid=validate_portrait(portrait_path)
-        ),
-        audio=services.asset_store(team=team, user=owner, valid=validate_audio(audio_path)),
+        portrait=asset_store(team=team, user=owner, valid=validate_portrait(portrait_path)),
+        audio=asset_store(team=team, user=owner, valid=validate_audio(audio_path)),
         prompt="secret prompt",
         notify_by_email=True,
     )
@@ -36,7 +38,7 @@ def job(team, owner, portrait_path, audio_path) -> AvatarJob:
 
 
 def test_a_link_shows_the_video_to_anyone(client, job, owner):
-    link, token = services.share_create(job=job, by=owner)
+    link, token = share_create(job=job, by=owner)
     assert len(token) >= 32 and link.token_hash == hash_token(token)
     response = client.get(f"/s/{token}/")
     page = response.content.decode()
@@ -56,13 +58,13 @@ def test_a_link_shows_the_video_to_anyone(client, job, owner):
 
 
 def test_the_video_seeks_and_downloads_only_when_allowed(client, job, owner):
-    _, token = services.share_create(job=job, by=owner)
+    _, token = share_create(job=job, by=owner)
     part = client.get(f"/s/{token}/video.mp4", HTTP_RANGE="bytes=0-99")
     assert part.status_code == 206 and part["Referrer-Policy"] == "no-referrer"
     assert len(b"".join(part.streaming_content)) == 100
     assert client.get(f"/s/{token}/video.mp4?download=1").status_code == 404
     assert client.get(f"/s/{token}/poster.jpg").status_code == 200
-    _, token2 = services.share_create(job=job, by=owner, allow_download=True)
+    _, token2 = share_create(job=job, by=owner, allow_download=True)
     download = client.get(f"/s/{token2}/video.mp4?download=1")
     assert download.status_code == 200
     assert download["Content-Disposition"].startswith("attachment;")
@@ -70,9 +72,9 @@ def test_the_video_seeks_and_downloads_only_when_allowed(client, job, owner):
 
 
 def test_revoked_expired_and_guessed_links_get_404(client, job, owner):
-    link, token = services.share_create(job=job, by=owner)
-    services.share_revoke(link=link)
-    expired, expired_token = services.share_create(
+    link, token = share_create(job=job, by=owner)
+    share_revoke(link=link)
+    expired, expired_token = share_create(
         job=job, by=owner, expires_at=timezone.now() + timedelta(hours=1)
     )
     ShareLink.objects.filter(pk=expired.pk).update(expires_at=timezone.now())
@@ -82,20 +84,18 @@ def test_revoked_expired_and_guessed_links_get_404(client, job, owner):
 
 
 def test_only_finished_jobs_can_be_shared(team, owner, portrait_path, audio_path):
-    queued = services.job_create(
+    queued = job_create(
         team=team,
         user=owner,
-        portrait=services.asset_store(
-            team=team, user=owner, valid=validate_portrait(portrait_path)
-        ),
-        audio=services.asset_store(team=team, user=owner, valid=validate_audio(audio_path)),
+        portrait=asset_store(team=team, user=owner, valid=validate_portrait(portrait_path)),
+        audio=asset_store(team=team, user=owner, valid=validate_audio(audio_path)),
     )
     with pytest.raises(ValidationError, match="Only a finished video"):
-        services.share_create(job=queued, by=owner)
+        share_create(job=queued, by=owner)
     with pytest.raises(ValidationError, match="in the past"):
         job = queued
         job.status = AvatarJob.Status.SUCCEEDED
-        services.share_create(job=job, by=owner, expires_at=timezone.now() - timedelta(1))
+        share_create(job=job, by=owner, expires_at=timezone.now() - timedelta(1))
 
 
 def test_the_creator_is_emailed_once_when_asked(job):
@@ -104,7 +104,7 @@ def test_the_creator_is_emailed_once_when_asked(job):
     assert message.to == ["alice@example.com"] and "ready" in message.subject
     assert job.get_absolute_url() in message.body
     tasks.advance_job(job.pk)
-    services.job_notify(job_id=job.pk)
+    job_notify(job_id=job.pk)
     assert len(mail.outbox) == 1
 
 

@@ -11,14 +11,20 @@ from urllib.parse import urlencode
 
 import pytest
 from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django.utils import timezone
 from PIL import Image
 
-from jobs import cards, services, views
-from jobs.media import ValidAudio, ValidPortrait, validate_audio, validate_portrait
+from jobs import cards
+from jobs.media.audio import ValidAudio, validate_audio
+from jobs.media.portraits import ValidPortrait, validate_portrait
 from jobs.models import Asset, AvatarJob
+from jobs.services.assets import asset_store
+from jobs.services.jobs import job_create
+from jobs.views.dashboard import JOBS_PER_PAGE
+from jobs.views.library import THUMB_SIZE
 from tests.conftest import make_audio_file, make_portrait_bytes
 from tests.test_views import login
 
@@ -49,16 +55,16 @@ def checked(tmp_path_factory) -> tuple[ValidPortrait, ValidAudio]:
 
 @pytest.fixture
 def portrait(team, owner, checked) -> Asset:
-    return services.asset_store(team=team, user=owner, valid=checked[0])
+    return asset_store(team=team, user=owner, valid=checked[0])
 
 
 @pytest.fixture
 def audio(team, owner, checked) -> Asset:
-    return services.asset_store(team=team, user=owner, valid=checked[1])
+    return asset_store(team=team, user=owner, valid=checked[1])
 
 
 def new_job(team, user, portrait, audio, **fields) -> AvatarJob:
-    job = services.job_create(
+    job = job_create(
         team=team, user=user, portrait=portrait, audio=audio, prompt=fields.pop("prompt", "")
     )
     if fields:
@@ -295,10 +301,10 @@ def test_filter_changes_get_only_the_results_fragment(client, owner, failed, que
 
 
 def test_pages_of_older_jobs_load_as_you_scroll(client, owner, team, portrait, audio):
-    jobs = [new_job(team, owner, portrait, audio) for _ in range(views.JOBS_PER_PAGE + 5)]
+    jobs = [new_job(team, owner, portrait, audio) for _ in range(JOBS_PER_PAGE + 5)]
     login(client, owner)
     page = client.get("/").content.decode()
-    assert page.count('<article class="card') == views.JOBS_PER_PAGE
+    assert page.count('<article class="card') == JOBS_PER_PAGE
     cursor = jobs[5].code  # the oldest on the first page
     assert f"before={cursor}" in page
     more = client.get("/", {"before": cursor}, headers={**HTMX, "HX-Target": "more"})
@@ -489,10 +495,10 @@ def test_many_new_jobs_never_crowd_the_pages_cards_out_of_the_poll(
     page = client.get("/").content.decode()
     since = re.search(r'id="poll-since" class="live-code" name="since" value="([^"]+)"', page)[1]
     url = poller_url(page) + "&" + urlencode({"job": live_values(page), "since": since}, doseq=True)
-    made = [new_job(team, owner, portrait, audio) for _ in range(views.JOBS_PER_PAGE + 3)]
+    made = [new_job(team, owner, portrait, audio) for _ in range(JOBS_PER_PAGE + 3)]
     body = client.get(url, headers=HTMX).content.decode()
     assert f'<div id="job-{running.code}" hx-swap-oob="delete">' not in body
-    assert body.count("<article") == views.JOBS_PER_PAGE  # the newest of the new ones
+    assert body.count("<article") == JOBS_PER_PAGE  # the newest of the new ones
     assert f'id="job-{made[-1].code}"' in body and f'id="job-{made[2].code}"' not in body
 
 
@@ -708,7 +714,7 @@ def test_cancel_only_before_the_job_started(client, owner, done, queued):
 
 
 def test_library_lists_files_with_facts_and_uses(client, owner, team, done, tmp_path):
-    spare = services.asset_store(
+    spare = asset_store(
         team=team, user=owner, valid=validate_audio(make_audio_file(tmp_path / "spare.wav", 2.5))
     )
     page = login(client, owner).get(reverse("jobs:library")).content.decode()
@@ -739,7 +745,7 @@ def test_rename_inline_and_without_javascript(client, owner, portrait):
 
 
 def test_delete_only_unused_files(client, owner, done, tmp_path, team):
-    spare = services.asset_store(
+    spare = asset_store(
         team=team, user=owner, valid=validate_audio(make_audio_file(tmp_path / "s.wav", 2.5))
     )
     login(client, owner)
@@ -755,12 +761,12 @@ def test_thumbnails_are_small_cached_and_revalidated(client, owner, team, media_
     big = make_portrait_bytes((1600, 2000))
     path = Path(media_root.parent / "big.jpg")
     path.write_bytes(big)
-    asset = services.asset_store(team=team, user=owner, valid=validate_portrait(path))
+    asset = asset_store(team=team, user=owner, valid=validate_portrait(path))
     login(client, owner)
     url = reverse("jobs:asset-thumb", args=[asset.code])
     response = client.get(url)
     image = Image.open(io.BytesIO(response.content))
-    assert response["Content-Type"] == "image/jpeg" and max(image.size) == views.THUMB_SIZE
+    assert response["Content-Type"] == "image/jpeg" and max(image.size) == THUMB_SIZE
     assert len(response.content) < len(big) / 4
     assert list((media_root / "thumbs").rglob("*.jpg"))  # kept for next time
     again = client.get(url, headers={"If-None-Match": response["ETag"]})
@@ -774,7 +780,7 @@ def test_two_first_requests_for_a_thumbnail_leave_one_file(
     url = reverse("jobs:asset-thumb", args=[portrait.code])
     assert client.get(url).status_code == 200
     # The second request checked before the first had saved: both make and save one.
-    storage = type(views.default_storage._wrapped)
+    storage = type(default_storage._wrapped)
     real_exists, asked = storage.exists, []
 
     def too_early(self, name: str) -> bool:  # noqa: ANN001
@@ -805,14 +811,14 @@ def test_library_queries_do_not_grow(
     login(client, owner)
     for i in range(6):
         path = make_audio_file(tmp_path / f"a{i}.wav", 2.0 + i / 10)
-        services.asset_store(team=team, user=owner, valid=validate_audio(path))
+        asset_store(team=team, user=owner, valid=validate_audio(path))
     # session, user, memberships, and a count and a page for each of the two lists
     with django_assert_max_num_queries(7):
         assert client.get(reverse("jobs:library")).status_code == 200
 
 
 def test_a_long_library_comes_in_pages(client, owner, team, portrait, monkeypatch):
-    monkeypatch.setattr(views, "LIBRARY_PAGE", 2)
+    monkeypatch.setattr("jobs.views.library.LIBRARY_PAGE", 2)
     voiceovers = [
         Asset.objects.create(
             team=team, kind=Asset.Kind.AUDIO, name=f"take-{i}.mp3", sha256=f"{i:064x}",

@@ -13,8 +13,10 @@ from django.utils import timezone
 from django.utils.html import escape
 from django_q.models import OrmQ
 
-from jobs import services
 from jobs.models import AvatarJob, KlingAccount, Membership, ShareLink, Team, TeamInvite
+from jobs.services.quotas import quota_set
+from jobs.services.sharing import share_create
+from jobs.services.teams import team_create
 from tests import test_studio
 from tests.test_studio import HTMX, finish, new_job
 from tests.test_views import login
@@ -46,7 +48,7 @@ def team_url(name: str, team: Team, *args) -> str:
 @pytest.fixture
 def studio(owner) -> Team:
     """A second team, besides alice's personal one, with alice as its admin."""
-    return services.team_create(name="Studio North", user=owner)
+    return team_create(name="Studio North", user=owner)
 
 
 # --- creating and switching --------------------------------------------------------------------
@@ -247,7 +249,7 @@ def test_usage_page_shows_this_month_per_member_and_mode(
     new_job(team, teammate, portrait, audio, status=AvatarJob.Status.FAILED)  # does not count
     old = finish(new_job(team, owner, portrait, audio))
     AvatarJob.objects.filter(pk=old.pk).update(created=timezone.now() - timedelta(days=40))
-    services.quota_set(team=team, mode="draft", seconds=10)
+    quota_set(team=team, mode="draft", seconds=10)
 
     html = page(login(client, teammate, team).get(team_url("team-usage", team)))
     rows = {
@@ -283,7 +285,7 @@ def test_notify_checkbox_is_stored(client, owner, portrait, audio):
 
 
 def test_a_job_over_the_quota_is_refused_next_to_the_mode(client, owner, team, portrait, audio):
-    services.quota_set(team=team, mode="draft", seconds=5)
+    quota_set(team=team, mode="draft", seconds=5)
     login(client, owner)
     assert post_job(client, portrait, audio).status_code == 302  # 3 s of 5
     queued = OrmQ.objects.count()
@@ -360,7 +362,7 @@ def queued_job(team, owner, portrait, audio) -> AvatarJob:
 
 
 def test_viewers_see_share_links_but_cannot_make_or_revoke_them(client, owner, viewer, team, done):
-    link, _ = services.share_create(job=done, by=owner)
+    link, _ = share_create(job=done, by=owner)
     login(client, viewer, team)
     html = page(client.get(done.get_absolute_url()))
     assert f'id="share-{link.code}"' in html and "Create share link" not in html

@@ -20,12 +20,16 @@ from django.core.files.storage import default_storage
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from jobs import tts
+from jobs.engines.kling import audio_for_kling
 from jobs.ffmpeg import probe, run_ffmpeg
 from jobs.kling.client import KlingClient, KlingError
 from jobs.kling.simulator import KlingSimulator
-from jobs.media import AUDIO_MAX_BYTES
+from jobs.media.limits import AUDIO_MAX_BYTES
 from jobs.models import Asset, AvatarJob
+from jobs.services.voiceovers import voiceover_create
+from jobs.tts.espeak import espeak_wav
+from jobs.tts.script import KLING_TTS_MAX_CHARS, check_audio_id, check_script, split_script
+from jobs.tts.synth import synthesize, voice_sample
 from jobs.voices import VOICES, get_voice
 from tests.conftest import Worker, subprocess_env
 from tests.test_kling_simulator import fast_config
@@ -84,39 +88,39 @@ def rms(values: array) -> float:
 
 
 def test_a_short_script_is_one_part():
-    assert tts.split_script("  Hello there.\r\n ") == ["Hello there."]
-    assert tts.split_script("   ") == []
+    assert split_script("  Hello there.\r\n ") == ["Hello there."]
+    assert split_script("   ") == []
 
 
 def test_a_2500_character_script_is_three_parts_cut_at_sentence_ends():
     text = script_of(2500)
-    parts = tts.split_script(text)
+    parts = split_script(text)
     assert len(parts) == 3
-    assert all(len(part) <= tts.KLING_TTS_MAX_CHARS for part in parts)
+    assert all(len(part) <= KLING_TTS_MAX_CHARS for part in parts)
     assert all(part.endswith("gardens.") for part in parts)
     assert " ".join(parts) == text  # nothing lost, nothing added
 
 
 def test_chinese_is_cut_at_chinese_full_stops():
-    assert tts.split_script("你好。我很好！你呢？", limit=6) == ["你好。", "我很好！", "你呢？"]
+    assert split_script("你好。我很好！你呢？", limit=6) == ["你好。", "我很好！", "你呢？"]
     text = "今天天气很好，我们去公园。" * 100  # 1,300 characters, no spaces at all
-    parts = tts.split_script(text)
+    parts = split_script(text)
     assert len(parts) == 2 and all(part.endswith("。") for part in parts)
     assert "".join(parts) == text
 
 
 def test_an_overlong_sentence_is_cut_at_commas_then_between_words():
     sentence = ", ".join(f"clause {i} has several plain words in it" for i in range(60)) + "."
-    parts = tts.split_script(sentence)
+    parts = split_script(sentence)
     assert len(parts) == 3 and all(len(part) <= 1000 for part in parts)
     assert all(part.endswith(",") for part in parts[:-1])
     assert " ".join(parts).split() == sentence.split()  # no word was cut in two
 
     no_commas = " ".join(f"word{i}" for i in range(400))
-    parts = tts.split_script(no_commas, limit=100)
+    parts = split_script(no_commas, limit=100)
     assert all(len(part) <= 100 for part in parts)
     assert " ".join(parts).split() == no_commas.split()
-    assert tts.split_script("It costs 1,000 dollars today", limit=16) == [
+    assert split_script("It costs 1,000 dollars today", limit=16) == [
         "It costs 1,000",
         "dollars today",
     ]
@@ -127,27 +131,27 @@ def test_an_overlong_sentence_is_cut_at_commas_then_between_words():
 
 def test_check_script_lists_every_problem_at_once():
     with pytest.raises(ValidationError) as exc:
-        tts.check_script("   ", voice_id="no_such_voice", speed=2.5)
+        check_script("   ", voice_id="no_such_voice", speed=2.5)
     codes = {error.code for error in exc.value.error_list}
     assert codes == {"empty_script", "unknown_voice", "bad_speed"}
     assert "0.8 to 2.0 in steps of 0.1" in " ".join(exc.value.messages)
     for bad in (1.25, 0.7, float("nan"), "fast"):
         with pytest.raises(ValidationError, match="Speed"):
-            tts.check_script(TWENTY_WORDS, voice_id="uk_man2", speed=bad)
+            check_script(TWENTY_WORDS, voice_id="uk_man2", speed=bad)
     for good in (0.8, 1.0, 1.3, 2.0):
-        tts.check_script(TWENTY_WORDS, voice_id="uk_man2", speed=good)
+        check_script(TWENTY_WORDS, voice_id="uk_man2", speed=good)
 
 
 def test_a_script_over_the_limit_is_refused_before_any_call(sim, settings, team, owner):
     settings.KLING_MAX_AUDIO_SECONDS = 60
     text = script_of(2500)
     with pytest.raises(ValidationError) as exc:
-        tts.voiceover_create(team=team, user=owner, text=text, voice_id="oversea_male1")
+        voiceover_create(team=team, user=owner, text=text, voice_id="oversea_male1")
     message = exc.value.messages[0]
     assert "s of speech at speed 1.0: the limit is 60 s. Cut about 1," in message
     # Faster speech fits more: the estimate follows the speed.
     with pytest.raises(ValidationError, match="at speed 2.0"):
-        tts.check_script(text, voice_id="oversea_male1", speed=2.0)
+        check_script(text, voice_id="oversea_male1", speed=2.0)
     assert tts_calls(sim) == 0
     assert Asset.objects.count() == 0
 
@@ -157,7 +161,7 @@ def test_a_voiceover_that_comes_out_too_long_says_how_much_to_cut(settings):
     settings.KLING_MAX_AUDIO_SECONDS = 8
     text = "Call 9876543210 or 1234567890 today. " * 3
     with pytest.raises(ValidationError) as exc:
-        tts.synthesize(text, voice_id="uk_man2", offline=True)
+        synthesize(text, voice_id="uk_man2", offline=True)
     assert exc.value.code == "too_long"
     assert "the limit is 8 s. Cut about" in exc.value.messages[0]
 
@@ -166,7 +170,7 @@ def test_a_voiceover_that_comes_out_too_long_says_how_much_to_cut(settings):
 
 
 def test_a_long_script_is_synthesized_in_parts_and_joined(sim):
-    made = tts.synthesize(script_of(2500), voice_id="oversea_male1", offline=False)
+    made = synthesize(script_of(2500), voice_id="oversea_male1", offline=False)
     assert tts_calls(sim) == 3
     assert made.engine == "kling" and len(made.part_seconds) == 3
     assert made.valid.duration == pytest.approx(sum(made.part_seconds), abs=0.3)
@@ -177,7 +181,7 @@ def test_a_long_script_is_synthesized_in_parts_and_joined(sim):
 
 def test_a_one_part_script_keeps_its_audio_id_and_time(sim):
     before = timezone.now()
-    made = tts.synthesize(TWENTY_WORDS, voice_id="uk_man2", speed=1.2, offline=False)
+    made = synthesize(TWENTY_WORDS, voice_id="uk_man2", speed=1.2, offline=False)
     assert tts_calls(sim) == 1
     assert made.kling_audio_id.isdigit()
     assert made.made_at is not None and before <= made.made_at <= timezone.now()
@@ -193,7 +197,7 @@ def test_the_simulator_refuses_a_voice_in_the_wrong_language(sim):
         client.tts(text="Hello.", voice_id="no_such_voice", voice_language="en")
     assert exc.value.code == 1201
     # Ours always sends the voice's own language.
-    made = tts.synthesize("你好，今天天气很好，我们一起去散步吧。", voice_id="tiexin_nanyou")
+    made = synthesize("你好，今天天气很好，我们一起去散步吧。", voice_id="tiexin_nanyou")
     assert made.engine == "kling" and made.valid.duration > 2
 
 
@@ -209,7 +213,7 @@ def test_the_simulator_refuses_a_voice_in_the_wrong_language(sim):
 def test_kling_refusals_become_plain_messages(sim, team, owner, code, expected):
     sim.configure(tts_error_rates={code: 1.0})
     with pytest.raises(ValidationError) as exc:
-        tts.voiceover_create(team=team, user=owner, text=TWENTY_WORDS, voice_id="uk_man2")
+        voiceover_create(team=team, user=owner, text=TWENTY_WORDS, voice_id="uk_man2")
     assert expected in exc.value.messages[0]
     assert Asset.objects.count() == 0
 
@@ -217,7 +221,7 @@ def test_kling_refusals_become_plain_messages(sim, team, owner, code, expected):
 def test_a_tts_reply_without_audio_asks_to_try_again(sim):
     sim.configure(tts_pending_rate=1.0)
     with pytest.raises(ValidationError, match=r"^\['Kling did not return audio; try again.'\]$"):
-        tts.synthesize(TWENTY_WORDS, voice_id="uk_man2")
+        synthesize(TWENTY_WORDS, voice_id="uk_man2")
 
 
 # --- the offline voice ------------------------------------------------------------------------
@@ -225,23 +229,23 @@ def test_a_tts_reply_without_audio_asks_to_try_again(sim):
 
 def test_the_offline_voice_reads_twenty_words_as_speech():
     assert len(TWENTY_WORDS.split()) == 20
-    made = tts.synthesize(TWENTY_WORDS, voice_id="commercial_lady_en_f-v1")  # no Kling key
+    made = synthesize(TWENTY_WORDS, voice_id="commercial_lady_en_f-v1")  # no Kling key
     assert made.engine == "espeak" and made.kling_audio_id == ""
     assert 4 <= made.valid.duration <= 12
     assert rms(samples(made.valid.content)) > 500  # sound, not silence
-    faster = tts.synthesize(TWENTY_WORDS, voice_id="commercial_lady_en_f-v1", speed=2.0)
+    faster = synthesize(TWENTY_WORDS, voice_id="commercial_lady_en_f-v1", speed=2.0)
     assert faster.valid.duration < made.valid.duration * 0.75
 
 
 def test_the_offline_voice_reads_chinese():
-    made = tts.synthesize("你好，今天天气很好，我们一起去公园散步吧。", voice_id="tiexin_nanyou")
+    made = synthesize("你好，今天天气很好，我们一起去公园散步吧。", voice_id="tiexin_nanyou")
     assert made.engine == "espeak" and made.valid.duration > 2
     assert rms(samples(made.valid.content)) > 500
 
 
 def test_every_voice_has_an_offline_stand_in_that_speaks():
     for voice in VOICES:
-        wav, seconds = tts.espeak_wav("Hello. 你好。", voice=voice)
+        wav, seconds = espeak_wav("Hello. 你好。", voice=voice)
         assert wav[:4] == b"RIFF" and seconds > 0.3, voice
 
 
@@ -258,7 +262,7 @@ def test_the_catalogue_holds_kling_voices_with_one_language_each():
 
 
 def test_voiceover_create_keeps_script_voice_audio_id_and_age(sim, team, owner):
-    asset = tts.voiceover_create(
+    asset = voiceover_create(
         team=team, user=owner, text=TWENTY_WORDS, voice_id="uk_man2", speed=1.1
     )
     asset.refresh_from_db()
@@ -268,14 +272,14 @@ def test_voiceover_create_keeps_script_voice_audio_id_and_age(sim, team, owner):
     assert asset.kling_audio_id.isdigit() and asset.kling_audio_made_at is not None
     assert 3 <= asset.duration <= 10
     assert Path(asset.file.path).stat().st_size == asset.size
-    assert tts.audio_for_kling(asset) == {"audio_id": asset.kling_audio_id}
+    assert audio_for_kling(asset) == {"audio_id": asset.kling_audio_id}
 
 
 def test_an_offline_voiceover_has_no_audio_id(team, owner):
-    asset = tts.voiceover_create(team=team, user=owner, text=TWENTY_WORDS, voice_id="AOT")
+    asset = voiceover_create(team=team, user=owner, text=TWENTY_WORDS, voice_id="AOT")
     assert asset.kling_audio_id == "" and asset.kling_audio_made_at is None
     assert asset.script == TWENTY_WORDS and asset.voice_id == "AOT"
-    assert tts.audio_for_kling(asset) == {"sound_file": asset.file.open("rb").read()}
+    assert audio_for_kling(asset) == {"sound_file": asset.file.open("rb").read()}
 
 
 @pytest.mark.parametrize(
@@ -291,11 +295,11 @@ def test_an_offline_voiceover_has_no_audio_id(team, owner):
 def test_a_job_sends_the_audio_id_while_it_is_young_then_the_stored_file(
     team, owner, audio_id, age, sends
 ):
-    asset = tts.voiceover_create(team=team, user=owner, text=TWENTY_WORDS, voice_id="AOT")
+    asset = voiceover_create(team=team, user=owner, text=TWENTY_WORDS, voice_id="AOT")
     now = timezone.now()
     asset.kling_audio_id = audio_id
     asset.kling_audio_made_at = now - age if age else None
-    audio = tts.audio_for_kling(asset, now=now)
+    audio = audio_for_kling(asset, now=now)
     assert list(audio) == [sends]
     if sends == "audio_id":
         assert audio["audio_id"] == audio_id
@@ -304,18 +308,18 @@ def test_a_job_sends_the_audio_id_while_it_is_young_then_the_stored_file(
 
 
 def test_what_audio_for_kling_gives_is_what_kling_accepts(sim, team, owner, portrait_path):
-    asset = tts.voiceover_create(team=team, user=owner, text=TWENTY_WORDS, voice_id="uk_man2")
+    asset = voiceover_create(team=team, user=owner, text=TWENTY_WORDS, voice_id="uk_man2")
     client = KlingClient.from_settings()
     image = portrait_path.read_bytes()
-    client.create_task(image=image, external_task_id="young", **tts.audio_for_kling(asset))
+    client.create_task(image=image, external_task_id="young", **audio_for_kling(asset))
     old = timezone.now() + timedelta(days=26)
-    client.create_task(image=image, external_task_id="old", **tts.audio_for_kling(asset, now=old))
+    client.create_task(image=image, external_task_id="old", **audio_for_kling(asset, now=old))
     assert sim.snapshot()["audio_inputs"] == {"audio_id": 1, "sound_file": 1}
 
 
 def test_a_pasted_audio_id_is_checked_by_shape():
-    assert tts.check_audio_id(" 860123456789012345 ") == "860123456789012345"
-    assert tts.check_audio_id("a1b2c3d4-e5f6-7890-abcd-ef1234567890")
+    assert check_audio_id(" 860123456789012345 ") == "860123456789012345"
+    assert check_audio_id("a1b2c3d4-e5f6-7890-abcd-ef1234567890")
     for bad, says in [
         ("", "Paste the audio id"),
         ("12345", "6 to 100 letters"),
@@ -324,26 +328,26 @@ def test_a_pasted_audio_id_is_checked_by_shape():
         ("https://cdn.example.com/audio/123.mp3", "That is a link"),
     ]:
         with pytest.raises(ValidationError, match=says):
-            tts.check_audio_id(bad)
+            check_audio_id(bad)
 
 
 def test_a_voice_sample_is_made_once_then_reused(sim):
-    name = tts.voice_sample("commercial_lady_en_f-v1")
+    name = voice_sample("commercial_lady_en_f-v1")
     assert name == "voice-samples/kling/commercial_lady_en_f-v1.mp3"
-    assert tts.voice_sample("commercial_lady_en_f-v1") == name
+    assert voice_sample("commercial_lady_en_f-v1") == name
     assert tts_calls(sim) == 1
     with default_storage.open(name) as fh:
         assert 1 < len(samples(fh.read())) / 16000 < 5
 
-    offline = tts.voice_sample("uk_man2", offline=True)
+    offline = voice_sample("uk_man2", offline=True)
     assert offline == "voice-samples/espeak/uk_man2.mp3"
     made = default_storage.get_modified_time(offline)
     time.sleep(0.01)
-    assert tts.voice_sample("uk_man2", offline=True) == offline
+    assert voice_sample("uk_man2", offline=True) == offline
     assert default_storage.get_modified_time(offline) == made
     assert tts_calls(sim) == 1
     with pytest.raises(ValidationError):
-        tts.voice_sample("../../etc/passwd")
+        voice_sample("../../etc/passwd")
 
 
 # --- generate_avatar --script -------------------------------------------------------------------
@@ -485,33 +489,31 @@ def test_std_from_text_to_video_against_the_simulator(
 def test_the_same_script_made_again_is_the_same_voiceover(sim, team, owner):
     """Synthesis gives slightly different bytes each time: the script, voice and speed say it
     is the same voice-over, and Kling is not asked (nor paid) twice."""
-    first = tts.voiceover_create(team=team, user=owner, text=TWENTY_WORDS, voice_id="uk_man2")
+    first = voiceover_create(team=team, user=owner, text=TWENTY_WORDS, voice_id="uk_man2")
     requests = sum(sim.snapshot()["requests_by_endpoint"].values())
-    again = tts.voiceover_create(
-        team=team, user=owner, text=f"  {TWENTY_WORDS}\n", voice_id="uk_man2"
-    )
+    again = voiceover_create(team=team, user=owner, text=f"  {TWENTY_WORDS}\n", voice_id="uk_man2")
     assert again.pk == first.pk and sum(sim.snapshot()["requests_by_endpoint"].values()) == requests
     # Another speed, another voice or the offline voice is another voice-over.
-    slower = tts.voiceover_create(
+    slower = voiceover_create(
         team=team, user=owner, text=TWENTY_WORDS, voice_id="uk_man2", speed=0.8
     )
-    offline = tts.voiceover_create(
+    offline = voiceover_create(
         team=team, user=owner, text=TWENTY_WORDS, voice_id="uk_man2", offline=True
     )
     assert len({first.pk, slower.pk, offline.pk}) == 3 and offline.kling_audio_id == ""
     assert (
-        tts.voiceover_create(
+        voiceover_create(
             team=team, user=owner, text=TWENTY_WORDS, voice_id="uk_man2", offline=True
         ).pk
         == offline.pk
     )
     # A long script Kling made in parts has no single audio id, and is found again too.
-    long = tts.voiceover_create(team=team, user=owner, text=script_of(2500), voice_id="uk_man2")
+    long = voiceover_create(team=team, user=owner, text=script_of(2500), voice_id="uk_man2")
     calls = tts_calls(sim)
     assert long.kling_audio_id == "" and long.voice_engine == "kling"
-    again = tts.voiceover_create(team=team, user=owner, text=script_of(2500), voice_id="uk_man2")
+    again = voiceover_create(team=team, user=owner, text=script_of(2500), voice_id="uk_man2")
     assert again.pk == long.pk and tts_calls(sim) == calls
-    offline_long = tts.voiceover_create(
+    offline_long = voiceover_create(
         team=team, user=owner, text=script_of(2500), voice_id="uk_man2", offline=True
     )
     assert offline_long.pk != long.pk and offline_long.voice_engine == "espeak"

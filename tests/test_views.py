@@ -8,22 +8,23 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from jobs import services, tasks
-from jobs.media import validate_audio, validate_portrait
+from jobs import tasks
+from jobs.media.audio import validate_audio
+from jobs.media.portraits import validate_portrait
 from jobs.models import Asset, AvatarJob
+from jobs.services.assets import asset_store
+from jobs.services.jobs import job_create
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def job(team, owner, portrait_path, audio_path) -> AvatarJob:
-    job = services.job_create(
+    job = job_create(
         team=team,
         user=owner,
-        portrait=services.asset_store(
-            team=team, user=owner, valid=validate_portrait(portrait_path)
-        ),
-        audio=services.asset_store(team=team, user=owner, valid=validate_audio(audio_path)),
+        portrait=asset_store(team=team, user=owner, valid=validate_portrait(portrait_path)),
+        audio=asset_store(team=team, user=owner, valid=validate_audio(audio_path)),
     )
     tasks.advance_job(job.pk)
     job.refresh_from_db()
@@ -171,13 +172,11 @@ def test_kling_modes_are_refused_without_a_key(client, owner, portrait_path, aud
 
 
 def test_cancel_a_queued_job(client, owner, team, portrait_path, audio_path):
-    job = services.job_create(
+    job = job_create(
         team=team,
         user=owner,
-        portrait=services.asset_store(
-            team=team, user=owner, valid=validate_portrait(portrait_path)
-        ),
-        audio=services.asset_store(team=team, user=owner, valid=validate_audio(audio_path)),
+        portrait=asset_store(team=team, user=owner, valid=validate_portrait(portrait_path)),
+        audio=asset_store(team=team, user=owner, valid=validate_audio(audio_path)),
     )
     response = login(client, owner).post(reverse("jobs:job-cancel", args=[job.code]))
     assert response.status_code == 302

@@ -12,10 +12,12 @@ import pytest
 from django.core.files.storage import default_storage
 from django.urls import reverse
 
-from jobs import services, tasks, tts
+from jobs import tasks
 from jobs.kling.simulator import KlingSimulator
-from jobs.media import validate_audio, validate_portrait
+from jobs.media.audio import validate_audio
+from jobs.media.portraits import validate_portrait
 from jobs.models import Asset, AvatarJob, Team
+from jobs.services.assets import asset_store
 from jobs.voices import LANGUAGES, VOICES
 from tests.conftest import make_audio_file
 from tests.test_kling_simulator import fast_config
@@ -55,14 +57,14 @@ def tts_calls(sim: KlingSimulator) -> int:
 
 @pytest.fixture
 def portrait(team, owner, portrait_path) -> Asset:
-    return services.asset_store(team=team, user=owner, valid=validate_portrait(portrait_path))
+    return asset_store(team=team, user=owner, valid=validate_portrait(portrait_path))
 
 
 @pytest.fixture
 def recording(team, owner, tmp_path) -> Asset:
     """A voice-over uploaded to alice's team."""
     path = make_audio_file(tmp_path / "alice.mp3", 2.5)
-    return services.asset_store(team=team, user=owner, valid=validate_audio(path))
+    return asset_store(team=team, user=owner, valid=validate_audio(path))
 
 
 def write(client, url: str = WRITE_FOR_JOB, *, htmx: bool = True, **fields: str):
@@ -151,7 +153,9 @@ def test_a_too_long_script_says_how_much_to_cut_and_nothing_is_made(
     client, owner, settings, media_root, monkeypatch, htmx
 ):
     settings.KLING_MAX_AUDIO_SECONDS = 20
-    monkeypatch.setattr(tts, "synthesize", lambda *a, **k: pytest.fail("synthesized"))
+    monkeypatch.setattr(
+        "jobs.services.voiceovers.synthesize", lambda *a, **k: pytest.fail("synthesized")
+    )
     response = write(login(client, owner), htmx=htmx, script=SCRIPT * 4)
     assert response.status_code == 200
     html = response.content.decode()
@@ -284,7 +288,9 @@ def test_a_voice_sample_is_made_once_then_reused(client, owner, monkeypatch):
     name = "voice-samples/espeak/uk_man2.mp3"
     made = default_storage.get_modified_time(name)
 
-    monkeypatch.setattr(tts, "espeak_wav", lambda *a, **k: pytest.fail("synthesized again"))
+    monkeypatch.setattr(
+        "jobs.tts.synth.espeak_wav", lambda *a, **k: pytest.fail("synthesized again")
+    )
     second = client.get(url)
     assert second.status_code == 200 and b"".join(second.streaming_content) == body
     assert default_storage.get_modified_time(name) == made

@@ -10,11 +10,15 @@ from django.core.files.base import ContentFile
 from django.utils import timezone
 from django_q.models import Schedule
 
-from jobs import services, tasks
-from jobs.engines import draft
+from jobs import tasks
+from jobs.engines.draft import MAX_RENDER_ATTEMPTS
+from jobs.engines.render import render_draft
 from jobs.ffmpeg import probe
-from jobs.media import validate_audio, validate_portrait
+from jobs.media.audio import validate_audio
+from jobs.media.portraits import validate_portrait
 from jobs.models import AvatarJob
+from jobs.services.assets import asset_store
+from jobs.services.jobs import job_cancel, job_create, reconcile
 from tests.conftest import wait_for
 
 pytestmark = pytest.mark.django_db
@@ -22,13 +26,11 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def job(team, owner, portrait_path, audio_path) -> AvatarJob:
-    return services.job_create(
+    return job_create(
         team=team,
         user=owner,
-        portrait=services.asset_store(
-            team=team, user=owner, valid=validate_portrait(portrait_path)
-        ),
-        audio=services.asset_store(team=team, user=owner, valid=validate_audio(audio_path)),
+        portrait=asset_store(team=team, user=owner, valid=validate_portrait(portrait_path)),
+        audio=asset_store(team=team, user=owner, valid=validate_audio(audio_path)),
         prompt="smile",
         mode=AvatarJob.Mode.DRAFT,
     )
@@ -84,7 +86,7 @@ def test_a_dead_workers_render_is_taken_over(job):
         attempts=1,
         next_attempt_at=timezone.now() - timedelta(seconds=1),
     )
-    assert services.reconcile() == 1
+    assert reconcile() == 1
     tasks.advance_job(job.pk)
     job.refresh_from_db()
     assert job.status == AvatarJob.Status.SUCCEEDED and job.attempts == 2
@@ -93,7 +95,7 @@ def test_a_dead_workers_render_is_taken_over(job):
 def test_a_render_that_keeps_dying_fails_with_a_reason(job):
     AvatarJob.objects.filter(pk=job.pk).update(
         status=AvatarJob.Status.PROCESSING,
-        attempts=services.MAX_RENDER_ATTEMPTS,
+        attempts=MAX_RENDER_ATTEMPTS,
         next_attempt_at=timezone.now() - timedelta(seconds=1),
     )
     tasks.advance_job(job.pk)
@@ -115,14 +117,14 @@ def test_a_render_error_fails_the_job_in_plain_words(job, media_root):
 
 
 def test_a_worker_that_lost_its_lease_keeps_no_files(job, media_root, monkeypatch):
-    real_render = draft.render_draft
+    real_render = render_draft
 
     def render_while_another_worker_takes_over(**kwargs):
         result = real_render(**kwargs)
         AvatarJob.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now())
         return result
 
-    monkeypatch.setattr(draft, "render_draft", render_while_another_worker_takes_over)
+    monkeypatch.setattr("jobs.engines.draft.render_draft", render_while_another_worker_takes_over)
     tasks.advance_job(job.pk)
     job.refresh_from_db()
     assert job.status == AvatarJob.Status.PROCESSING  # the other worker will finish it
@@ -130,11 +132,11 @@ def test_a_worker_that_lost_its_lease_keeps_no_files(job, media_root, monkeypatc
 
 
 def test_a_canceled_job_is_never_rendered(job, media_root):
-    assert services.job_cancel(job=job)
+    assert job_cancel(job=job)
     tasks.advance_job(job.pk)
     job.refresh_from_db()
     assert job.status == AvatarJob.Status.CANCELED and job.finished_at
-    assert not services.job_cancel(job=job)
+    assert not job_cancel(job=job)
     assert stored_files(media_root) == []
 
 
@@ -144,17 +146,17 @@ def test_the_reconciler_is_scheduled_every_minute():
 
 
 def test_the_reconciler_only_picks_due_jobs(job):
-    assert services.reconcile() == 0  # its wake-up message is still within the grace period
+    assert reconcile() == 0  # its wake-up message is still within the grace period
     AvatarJob.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now())
-    assert services.reconcile() == 1
+    assert reconcile() == 1
 
 
 @pytest.mark.slow
 def test_a_job_whose_message_was_lost_is_finished_by_the_reconciler(
     worker, team, owner, portrait_path, audio_path
 ):
-    portrait = services.asset_store(team=team, user=owner, valid=validate_portrait(portrait_path))
-    audio = services.asset_store(team=team, user=owner, valid=validate_audio(audio_path))
+    portrait = asset_store(team=team, user=owner, valid=validate_portrait(portrait_path))
+    audio = asset_store(team=team, user=owner, valid=validate_audio(audio_path))
     # Written straight to the table: no wake-up message was ever sent.
     job = AvatarJob.objects.create(
         team=team,

@@ -1,341 +1,92 @@
-"""The free offline draft engine: a portrait and a voice-over made into a real MP4.
+"""The draft engine: free, offline jobs rendered on this server (jobs/engines/render.py).
 
-No lip-sync, no network, no key: the portrait "breathes" (a slow zoom with a slight sway) for
-exactly as long as the voice-over lasts, so a team can check framing, sound and timing before
-paying for a Kling render.
-
-Why the pipeline looks the way it does (measured on 2 cores, no GPU; see `bench/draft.py`):
-
-- Encoding H.264 is nearly all of the cost, and it grows with every frame. The motion is
-  periodic (one breath), so we encode ONE breath and repeat it by stream copy: the video costs
-  the same for 5 s or 300 s of audio; only the AAC encode grows with the length.
-- The portrait is decoded, turned upright (EXIF), converted to sRGB and shrunk once, by Pillow
-  (a JPEG is decoded straight at a reduced size), and handed to ffmpeg as one raw frame on
-  stdin. ffmpeg converts it to YUV once and loops that frame; per frame it only scales and
-  crops, which is cheap next to `zoompan` (or `perspective`, 3x slower again).
-- The voice-over is encoded to AAC in the same ffmpeg run as the breath, on its own thread, so
-  the two overlap; its length is found by decoding it while Pillow works on the portrait.
-- The length comes from decoding (headers of a truncated mp3 lie), and the final mux cuts to it
-  with `-t`, which is exact where `-shortest` is not. The breath has no B-frames, so that cut
-  lands on a whole frame (with B-frames a stream-copy cut keeps frames past the end).
-
-Two ffmpeg runs in all:
-
-    1. raw RGB frame + voice-over -> draft-breath.mp4 (one breath), poster.jpg, draft-voice.m4a
-    2. draft-breath.mp4 looped + draft-voice.m4a, stream copy, cut, +faststart -> draft.mp4
+Lifecycle (see jobs/models.py): queued ──claim──▶ processing (rendering) ─▶ succeeded | failed.
+There are no slots: a draft is woken as soon as it is committed. The claim leases the job for
+about twice the voice-over's length (`render_lease_seconds`); a worker that dies mid-render
+leaves a lease that runs out, and the next worker takes the render over, up to
+MAX_RENDER_ATTEMPTS times.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import math
-import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+import logging
+import shutil
+import tempfile
 from pathlib import Path
 
-from PIL import ExifTags, Image, ImageCms, ImageOps, UnidentifiedImageError
+from django.utils import timezone
 
-from jobs.ffmpeg import FFmpegError, decoded_audio_seconds, probe, run_ffmpeg
+from jobs.engines.lifecycle import claim, copy_to_local, fail, job_fail, job_finish
+from jobs.engines.render import RenderError, render_draft
+from jobs.models import AvatarJob
 
-# Output size. Nearly all of the cost is per pixel (scaling and H.264), so the cap is an area:
-# 1280x720 worth of pixels, what Kling's standard mode delivers, with the long side at most
-# 1280 px. A 9:16 portrait gets 720x1280, a 4:5 one 858x1072. The full 1280 px long side for a
-# 4:5 portrait (1.3 MP) made the one-off breath encode ~45% slower, which put 10 s of audio
-# too close to the 10x real-time target on a busy 2-core machine.
-MAX_LONG_SIDE = 1280
-MAX_PIXELS = 1280 * 720
-# 20 fps: the motion is slow (under a pixel a frame), and 20 divides a 60 Hz screen's refresh
-# evenly, so it looks as smooth as 25 or 30 fps would, at 20% or 33% fewer frames to encode.
-FPS = 20
-# One breath: 4 s is a calm resting rate (15 breaths a minute); 80 frames to encode, once.
-BREATH_SECONDS = 4
-BREATH_FRAMES = FPS * BREATH_SECONDS
-# Motion, as fractions of the frame: the zoom swings between ZOOM_REST and ZOOM_REST +
-# ZOOM_DEPTH and the frame drifts sideways by up to SWAY; ZOOM_REST leaves room for the sway.
-SWAY = 0.006
-ZOOM_REST = 1 + 2 * SWAY + 0.004
-ZOOM_DEPTH = 0.03
-ZOOM_MAX = ZOOM_REST + ZOOM_DEPTH
-# The zoom is centred a little above the middle, where a portrait's face usually is, so the
-# face stays put and the shoulders do the breathing.
-ZOOM_CENTRE_Y = 0.4
-# ultrafast, plus the two tools that pay for themselves on a slow zoom: sub-pixel motion search
-# (subme=1, -40% bits at no measurable cost) and CABAC (-15%). No B-frames (ultrafast has
-# none): see the module docstring. CRF 25 without B-frames matches CRF 23 with them in SSIM.
-X264 = ["-c:v", "libx264", "-preset", "ultrafast", "-crf", "25", "-x264-params", "subme=1:cabac=1"]
-# The "fast" AAC coder takes half the time of the default "twoloop" (0.35 s against 0.66 s for a
-# minute of audio), and at 128 kbit/s a voice sounds the same.
-AAC = ["-c:a", "aac", "-aac_coder", "fast", "-b:a", "128k"]
-# At most stereo (5.1 would starve at 128 kbit/s, and a voice needs no more) and at most 48 kHz
-# (AAC allows 96 kHz, not every browser's decoder does); ffmpeg picks the nearest allowed rate.
-AUDIO_FORMAT = (
-    "aformat=channel_layouts=mono|stereo"
-    ":sample_rates=48000|44100|32000|24000|22050|16000|12000|11025|8000"
-)
-# Time budget when the caller gives none: the audio's length is not known before it is decoded,
-# so that step gets a fixed allowance; the whole call then gets 60 s plus twice the audio.
-AUDIO_CHECK_TIMEOUT = 60.0
-BASE_TIMEOUT = 60.0
-TIMEOUT_PER_AUDIO_SECOND = 2.0
-MIN_AUDIO_SECONDS = 0.1
+log = logging.getLogger(__name__)
+Status = AvatarJob.Status
 
-_SRGB = ImageCms.createProfile("sRGB")
-
-_FAILED = (
-    "The draft video could not be made from this portrait and voice-over. Try again; if it "
-    "keeps failing, tell the operator."
-)
-_TOO_SLOW = (
-    "Making the draft video took too long and was stopped. The server may be busy: try again "
-    "in a few minutes, or with a shorter voice-over."
-)
+# How many times a worker may take up the same draft render before we give up on it.
+MAX_RENDER_ATTEMPTS = 3
 
 
-@dataclass(frozen=True)
-class DraftResult:
-    video: Path  # MP4 inside workdir
-    poster: Path  # JPEG inside workdir: the video's first frame, same size
-    duration: float  # seconds, probed from the produced MP4
-    width: int
-    height: int
+def render_lease_seconds(job: AvatarJob) -> float:
+    duration = job.audio.duration if job.audio else 300
+    return 60 + 2 * (duration or 300)
 
 
-class RenderError(Exception):
-    """Rendering failed; str(exc) is a plain-words message a user can read (no ffmpeg jargon);
-    exc.detail holds ffmpeg's stderr tail (or the underlying error) for logs."""
-
-    def __init__(self, message: str, detail: str = "") -> None:
-        super().__init__(message)
-        self.detail = detail
-
-
-def render_draft(
-    *, portrait: Path, audio: Path, workdir: Path, timeout: float | None = None
-) -> DraftResult:
-    """Render the draft video and its poster into `workdir` and describe them.
-
-    `timeout` bounds the whole call (default: 60 s plus twice the audio's length). Writes only
-    inside `workdir`, creating it if its parent exists; on failure removes what it wrote.
-    Raises RenderError, whose message is fit to show the user.
-    """
-    started = time.monotonic()
-    workdir.mkdir(exist_ok=True)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        # Decoding the audio (to learn its true length) and preparing the portrait overlap.
-        length = pool.submit(
-            _audio_seconds, audio, AUDIO_CHECK_TIMEOUT if timeout is None else timeout
-        )
-        frame = _prepare_portrait(portrait)
-        seconds = length.result()
-    if timeout is None:
-        timeout = BASE_TIMEOUT + TIMEOUT_PER_AUDIO_SECOND * seconds
-    deadline = started + timeout
-
-    video, poster = workdir / "draft.mp4", workdir / "poster.jpg"
-    breath, voice = workdir / "draft-breath.mp4", workdir / "draft-voice.m4a"
-    # A voice-over shorter than a breath needs only part of one.
-    frames = min(BREATH_FRAMES, math.ceil(seconds * FPS) + 1)
-    try:
-        _run(_breath_and_voice(frame, frames, audio, breath, poster, voice), frame.rgb, deadline)
-        _run(_loop_and_mux(breath, voice, seconds, video), None, deadline)
-        return _describe(video, poster, deadline)
-    except BaseException:
-        video.unlink(missing_ok=True)
-        poster.unlink(missing_ok=True)
-        raise
-    finally:
-        breath.unlink(missing_ok=True)
-        voice.unlink(missing_ok=True)
-
-
-def output_size(width: int, height: int) -> tuple[int, int]:
-    """The video's size for a portrait shown at `width`x`height`: the aspect ratio kept, within
-    MAX_LONG_SIDE and MAX_PIXELS, never enlarged, both sides even (yuv420p needs it)."""
-    scale = min(1, MAX_LONG_SIDE / max(width, height), math.sqrt(MAX_PIXELS / (width * height)))
-    return max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2)
-
-
-# --- inputs ------------------------------------------------------------------------------------
-
-
-def _audio_seconds(audio: Path, timeout: float) -> float:
-    """How long the voice-over really lasts, decoded to the end."""
-    started = time.monotonic()
-    try:
-        seconds = decoded_audio_seconds(audio, timeout=timeout)
-    except FFmpegError as exc:
-        if time.monotonic() - started >= timeout:
-            raise RenderError(_TOO_SLOW, detail=str(exc)) from exc
-        raise RenderError(
-            "The voice-over could not be played: the file looks damaged or is not really MP3, "
-            "WAV, M4A or AAC. Export it again and upload the new file.",
-            detail=str(exc),
-        ) from exc
-    if seconds < MIN_AUDIO_SECONDS:
-        raise RenderError(
-            "The voice-over has no sound in it that we can play. Export it again and upload "
-            "the new file.",
-            detail=f"decoded {seconds:.3f} s of audio",
-        )
-    return seconds
-
-
-@dataclass(frozen=True)
-class _Frame:
-    """The portrait as one raw RGB frame, ZOOM_MAX times the video's size so the zoom never
-    enlarges it."""
-
-    rgb: bytes
-    canvas: tuple[int, int]
-    width: int  # the video's size
-    height: int
-
-
-def _prepare_portrait(path: Path) -> _Frame:
-    """Decode, turn upright, convert to sRGB and shrink the portrait, once, with Pillow.
-
-    Pillow rather than ffmpeg because it honours the EXIF orientation and the colour profile of
-    phone photos, and decodes a JPEG directly at 1/2, 1/4 or 1/8 size, which makes a 40 MP
-    upload cheap.
-    """
-    try:
-        with Image.open(path) as image:
-            upright = _upright_size(image)
-            width, height = output_size(*upright)
-            canvas = (_even_ceil(width * ZOOM_MAX), _even_ceil(height * ZOOM_MAX))
-            turned = upright != image.size
-            image.draft("RGB", (canvas[1], canvas[0]) if turned else canvas)
-            picture = _to_srgb(ImageOps.exif_transpose(image), canvas)
-    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as exc:
-        raise RenderError(
-            "The portrait could not be read: the file looks damaged. Save it again as JPEG or "
-            "PNG and upload the new file.",
-            detail=f"{type(exc).__name__}: {exc}",
-        ) from exc
-    return _Frame(rgb=picture.tobytes(), canvas=canvas, width=width, height=height)
-
-
-def _even_ceil(value: float) -> int:
-    return math.ceil(value / 2) * 2
-
-
-def _upright_size(image: Image.Image) -> tuple[int, int]:
-    """The size the portrait is shown at: EXIF orientations 5 to 8 turn it a quarter."""
-    orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
-    return (image.height, image.width) if orientation in (5, 6, 7, 8) else image.size
-
-
-def _to_srgb(image: Image.Image, size: tuple[int, int]) -> Image.Image:
-    """Shrink to `size`, map the colour profile to sRGB and flatten transparency onto white."""
-    if image.mode.startswith("I"):  # 16-bit greyscale PNG: keep the top 8 bits, do not clip
-        image = image.convert("I").point(lambda v: v * (1 / 256)).convert("L")
-    if image.mode not in ("RGB", "RGBA", "CMYK"):
-        transparent = "A" in image.getbands() or "transparency" in image.info
-        image = image.convert("RGBA" if transparent else "RGB")
-    image = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
-    icc = image.info.get("icc_profile")
-    # A broken profile is ignored: the pixels as they are beat no video at all.
-    with contextlib.suppress(ImageCms.PyCMSError, OSError, ValueError):
-        if icc:
-            image = ImageCms.profileToProfile(
-                image,
-                ImageCms.ImageCmsProfile(io.BytesIO(icc)),
-                _SRGB,
-                outputMode="RGBA" if image.mode == "RGBA" else "RGB",
+def advance(job: AvatarJob) -> None:
+    """Claim a queued draft (or one whose renderer died) and render it."""
+    if job.status == Status.QUEUED:
+        claimed = claim(job, render_lease_seconds(job), to=Status.PROCESSING)
+    elif (
+        job.status == Status.PROCESSING
+        and job.next_attempt_at
+        and job.next_attempt_at <= timezone.now()
+    ):
+        # The worker that held this render died (its lease ran out): take it over.
+        if job.attempts >= MAX_RENDER_ATTEMPTS:
+            fail(
+                job,
+                Status.PROCESSING,
+                "render_crashed",
+                f"The draft renderer stopped {job.attempts} times on this job without "
+                "finishing. Try again; if it keeps happening, tell the operator.",
             )
-    if image.mode == "RGBA":
-        white = Image.new("RGB", image.size, (255, 255, 255))
-        white.paste(image, mask=image.getchannel("A"))
-        image = white
-    return image.convert("RGB")
+            return
+        claimed = claim(job, render_lease_seconds(job))
+    else:
+        return  # someone else is on it, or it is waiting
+    if claimed:
+        _render(job)
 
 
-# --- ffmpeg ------------------------------------------------------------------------------------
-
-
-def _motion(frame: _Frame) -> str:
-    """The per-frame zoom and sway, as ffmpeg filters of the frame number `n`.
-
-    Periodic in BREATH_FRAMES (frame BREATH_FRAMES equals frame 0), so the encoded breath loops
-    without a seam. The zoom follows (1 - cos)/2, easing in and out of each breath; the sway is
-    a quarter-turn out of phase, which reads as a body rather than a machine. Scaled sizes are
-    even because yuv420p needs them; crop clamps x and y into the picture.
-    """
-    w, h = frame.width, frame.height
-    phase = f"2*PI*n/{BREATH_FRAMES}"
-    zoom = f"({ZOOM_REST}+{ZOOM_DEPTH}*(1-cos({phase}))/2)"
-    return (
-        f"scale=w='2*trunc({w}*{zoom}/2)':h='2*trunc({h}*{zoom}/2)':eval=frame:flags=bilinear,"
-        f"crop={w}:{h}:x='(iw-ow)/2+{SWAY * w:.2f}*sin({phase})':y='(ih-oh)*{ZOOM_CENTRE_Y}'"
-    )
-
-
-def _breath_and_voice(
-    frame: _Frame, frames: int, audio: Path, breath: Path, poster: Path, voice: Path
-) -> list[str]:
-    """Run 1: one breath of video, the poster (its first frame) and the voice-over in AAC."""
-    cw, ch = frame.canvas
-    graph = (
-        # RGB to BT.709 YUV once, tagged so browsers show true colours, then loop that one frame.
-        "[0:v]scale=out_color_matrix=bt709:out_range=tv,format=yuv420p,"
-        "setparams=range=tv:color_primaries=bt709:color_trc=bt709:colorspace=bt709,"
-        f"loop=loop=-1:size=1,setpts=N/{FPS}/TB,{_motion(frame)},split[breath][still];"
-        # JPEG means full-range BT.601, so the poster gets its own conversion.
-        "[still]trim=end_frame=1,scale=out_color_matrix=bt601:out_range=pc,format=yuvj420p[poster]"
-    )
-    return [
-        "-v", "error", "-y",
-        "-f", "rawvideo", "-pix_fmt", "rgb24", "-video_size", f"{cw}x{ch}",
-        "-framerate", str(FPS), "-i", "pipe:0",
-        "-i", _local(audio),
-        "-filter_complex", graph,
-        "-map", "[breath]", "-frames:v", str(frames), *X264, "-threads", "2", _local(breath),
-        # -update 1: the name is used as it is, never as a numbered-image pattern (%d).
-        "-map", "[poster]", "-frames:v", "1", "-q:v", "3", "-update", "1", _local(poster),
-        "-map", "1:a:0", "-af", AUDIO_FORMAT, *AAC, _local(voice),
-    ]  # fmt: skip
-
-
-def _loop_and_mux(breath: Path, voice: Path, seconds: float, video: Path) -> list[str]:
-    """Run 2: repeat the breath for as long as the voice-over lasts; copy, never re-encode."""
-    return [
-        "-v", "error", "-y",
-        "-stream_loop", "-1", "-i", _local(breath),
-        "-i", _local(voice),
-        "-map", "0:v:0", "-map", "1:a:0", "-c", "copy",
-        "-t", f"{seconds:.3f}", "-movflags", "+faststart", _local(video),
-    ]  # fmt: skip
-
-
-def _local(path: Path) -> str:
-    """Name a file so that ffmpeg never takes it for a protocol (`concat:`, `http:`...)."""
-    return f"file:{path.resolve()}"
-
-
-def _run(args: list[str], stdin: bytes | None, deadline: float) -> None:
-    """Run ffmpeg within what is left of the budget; turn its failures into RenderError."""
-    left = deadline - time.monotonic()
-    if left <= 0:
-        raise RenderError(_TOO_SLOW, detail="time budget spent before ffmpeg started")
+def _render(job: AvatarJob) -> None:
+    """Render the claimed job and store the result, while this worker holds the lease."""
+    lease = job.next_attempt_at
+    assert job.audio is not None  # drafts always have a voice-over file
+    workdir = Path(tempfile.mkdtemp(prefix=f"draft-{job.code}-"))
     try:
-        run_ffmpeg(args, timeout=left, stdin=stdin)
-    except (FFmpegError, OSError) as exc:
-        timed_out = time.monotonic() >= deadline
-        raise RenderError(_TOO_SLOW if timed_out else _FAILED, detail=str(exc)) from exc
-
-
-def _describe(video: Path, poster: Path, deadline: float) -> DraftResult:
-    """Probe what we made; refuse anything that is not an MP4 with picture and sound."""
-    found = probe(video, timeout=max(1.0, deadline - time.monotonic()))
-    if found is None and time.monotonic() >= deadline:  # probe() gives None on a timeout too
-        raise RenderError(_TOO_SLOW, detail="probing the finished video timed out")
-    if found is None or found.video is None or found.audio is None or not found.duration:
-        raise RenderError(_FAILED, detail=f"the finished video does not probe right: {found!r}")
-    width, height = found.video.width, found.video.height
-    if not (width and height and poster.is_file()):
-        raise RenderError(_FAILED, detail=f"no picture size, or no poster: {found!r}")
-    return DraftResult(
-        video=video, poster=poster, duration=found.duration, width=width, height=height
-    )
+        portrait = copy_to_local(job.portrait.file, workdir / f"portrait.{job.portrait.format}")
+        audio = copy_to_local(job.audio.file, workdir / f"audio.{job.audio.format}")
+        try:
+            result = render_draft(portrait=portrait, audio=audio, workdir=workdir / "out")
+        except RenderError as exc:
+            log.warning("draft render failed for %s: %s", job.code, getattr(exc, "detail", exc))
+            job_fail(
+                job=job,
+                code="render_failed",
+                message=str(exc),
+                expect=Status.PROCESSING,
+                lease=lease,
+            )
+            return
+        finished = job_finish(
+            job=job,
+            expect=Status.PROCESSING,
+            lease=lease,
+            video=result.video,
+            poster=result.poster,
+            duration=result.duration,
+        )
+        if not finished:
+            log.info("render of %s was taken over or canceled; its files were dropped", job.code)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)

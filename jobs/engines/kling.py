@@ -1,9 +1,10 @@
 """The Kling engine: std and pro jobs, exactly one Kling task per job, results kept for good.
 
-Lifecycle (see jobs.models): a queued job waits for a slot (`dispatch`), is claimed into
-`submitting`, POSTed with its own UUID as `external_task_id`, tracked while Kling works, and
-its result streamed into our storage. Every step first takes a lease on the job with a
-conditional UPDATE (`_take`), so a duplicate wake-up or a second worker does nothing.
+Lifecycle (see jobs/models.py): a queued job waits for a slot (`dispatch`), is claimed into
+`submitting`, POSTed with its own UUID as `external_task_id` (the request is built in
+`_create_payload`), tracked while Kling works, and its result streamed into our storage
+(jobs/engines/kling_download.py). Every step first takes a lease on the job (`take` in
+jobs/engines/lifecycle.py), so a duplicate wake-up or a second worker does nothing.
 
 Exactly once: a POST whose outcome is unknown (timeout, reset, 5xx, garbage) leaves the job
 in `submitting` marked `outcome_unknown`; the next attempt asks Kling for the external id
@@ -15,50 +16,34 @@ from __future__ import annotations
 
 import logging
 import random
-import shutil
-import tempfile
-import time
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
-from django.urls import reverse
 from django.utils import timezone
-from django.utils.crypto import salted_hmac
 
-from jobs import kling, tts
-from jobs.ffmpeg import FFmpegError, probe, run_ffmpeg
+from jobs import kling
+from jobs.engines.kling_download import download
+from jobs.engines.lifecycle import fail, later, release, retry_delay, take, wake
 from jobs.kling import messages
 from jobs.kling.client import ErrorKind, KlingClient, KlingError, KlingTask
-from jobs.models import AvatarJob, KlingAccount
+from jobs.links import callback_url, callbacks_enabled
+from jobs.models import Asset, AvatarJob, KlingAccount
 
 log = logging.getLogger(__name__)
 Status = AvatarJob.Status
 
 OPERATOR_PAUSE = timedelta(minutes=10)
-MAX_DOWNLOAD_ATTEMPTS = 12
 OVERDUE_RECHECK = timedelta(hours=6)
 MAX_LOST_TASK_QUERIES = 5
-DOWNLOAD_MAX_BYTES = 2 * 1024**3  # a 5-minute 1080p video is a few hundred MB
-DOWNLOAD_TIMEOUT = 15 * 60
-DOWNLOAD_LEASE = 30.0  # renewed while bytes keep arriving (see _LeaseKeeper)
-# Probe, poster and the copy into storage: a minute, plus time for a big file's copy (at a
-# conservative 10 MB/s). Short, so a worker killed here delays its job by little.
-DOWNLOAD_FINISH_LEASE = 60.0
-FINISH_BYTES_PER_SECOND = 10_000_000
 MAX_UNREADABLE_INPUTS = 5
 
 
 # --- timing -------------------------------------------------------------------------------
-
-
-def callbacks_enabled() -> bool:
-    return bool(settings.PUBLIC_BASE_URL)
 
 
 def poll_delay(polls: int) -> float:
@@ -69,29 +54,6 @@ def poll_delay(polls: int) -> float:
     first = float(settings.KLING_POLL_SECONDS) * (10 if callbacks_enabled() else 1)
     cap = 300.0 if callbacks_enabled() else 120.0
     return min(first * 1.5 ** max(polls - 1, 0), cap) * random.uniform(0.85, 1.15)
-
-
-def retry_delay(attempts: int, *, first: float = 1.0, cap: float = 60.0) -> float:
-    """Exponential backoff from `first` (≥ 1 s for Kling's 1302/1303), with jitter."""
-    return min(first * 2 ** max(attempts - 1, 0), cap) * random.uniform(1.0, 1.25)
-
-
-def later(seconds: float) -> Any:
-    return timezone.now() + timedelta(seconds=seconds)
-
-
-# --- callbacks -----------------------------------------------------------------------------
-
-
-def callback_secret(job: AvatarJob) -> str:
-    return salted_hmac("avatarsite.kling-callback", str(job.code)).hexdigest()[:32]
-
-
-def callback_url(job: AvatarJob) -> str | None:
-    if not callbacks_enabled():
-        return None
-    path = reverse("kling-callback", args=[job.code, callback_secret(job)])
-    return f"{settings.PUBLIC_BASE_URL}{path}"
 
 
 def callback_hint(job: AvatarJob, hint: str | None) -> bool:
@@ -109,16 +71,16 @@ def callback_hint(job: AvatarJob, hint: str | None) -> bool:
     if hint in ("submitted", "processing") and job.error_code not in ("overdue", "outcome_unknown"):
         return False
     now = timezone.now()
-    woke = (
-        AvatarJob.objects.filter(pk=job.pk, status=job.status, error_code=job.error_code)
-        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__gt=now))
-        .update(next_attempt_at=now)
+    not_due_yet = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__gt=now)
+    woke = job.transition(
+        job.status,
+        expect=job.status,
+        where=Q(error_code=job.error_code) & not_due_yet,
+        next_attempt_at=now,
     )
     if woke:
-        from jobs.services import wake
-
         wake(job.pk)
-    return bool(woke)
+    return woke
 
 
 # --- slots ---------------------------------------------------------------------------------
@@ -162,10 +124,9 @@ def dispatch(*, submit_one_here: bool = False) -> list[int]:
             # min() keeps the first of equals, and `waiting` is oldest first.
             pick = min(waiting, key=lambda row: in_flight[row[1]])
             waiting.remove(pick)
-            claimed = AvatarJob.objects.filter(pk=pick[0], status=Status.QUEUED).update(
-                status=Status.SUBMITTING,
-                submitting_at=now,
-                updated=now,
+            claimed = AvatarJob(pk=pick[0]).transition(
+                Status.SUBMITTING,
+                expect=Status.QUEUED,
                 next_attempt_at=None,
                 error_code="",
                 error_message="",
@@ -174,8 +135,6 @@ def dispatch(*, submit_one_here: bool = False) -> list[int]:
                 chosen.append(pick[0])
                 in_flight[pick[1]] += 1
                 free -= 1
-    from jobs.services import wake
-
     if submit_one_here and chosen:
         # The caller just freed a slot: send the next job from here instead of a round trip
         # through the queue, so Kling's slot is busy again within a request's time.
@@ -223,7 +182,7 @@ def advance(job: AvatarJob) -> None:
     elif job.status in (Status.SUBMITTED, Status.PROCESSING):
         _track(job)
     elif job.status == Status.DOWNLOADING:
-        _download(job)
+        download(job)
 
 
 def _note_why_waiting() -> bool:
@@ -246,38 +205,10 @@ def _note_why_waiting() -> bool:
     return True
 
 
-def _take(job: AvatarJob, lease_seconds: float) -> bool:
-    """Lease the job's current step if it is due; False if another worker has it."""
-    now = timezone.now()
-    if job.next_attempt_at and job.next_attempt_at > now:
-        return False
-    lease = now + timedelta(seconds=lease_seconds)
-    taken = AvatarJob.objects.filter(
-        pk=job.pk, status=job.status, next_attempt_at=job.next_attempt_at
-    ).update(next_attempt_at=lease, attempts=job.attempts + 1, updated=now)
-    if taken:
-        job.next_attempt_at, job.attempts = lease, job.attempts + 1
-    return bool(taken)
-
-
 def _http_lease() -> float:
     """Long enough for one request with its connect and read timeouts, and no longer: a
     worker killed mid-request delays its job by this much at most."""
     return settings.KLING_HTTP_TIMEOUT * 2 + 10
-
-
-def _release(job: AvatarJob, delay: float, **fields: Any) -> None:
-    """Give the step back, to be taken up again after `delay` seconds."""
-    AvatarJob.objects.filter(
-        pk=job.pk, status=job.status, next_attempt_at=job.next_attempt_at
-    ).update(next_attempt_at=later(delay), updated=timezone.now(), **fields)
-
-
-def _fail(job: AvatarJob, expect: str | tuple[str, ...], code: str, message: str) -> None:
-    """Fail the job with a reason, only while this worker still holds its lease."""
-    from jobs.services import job_fail
-
-    job_fail(job=job, code=code, message=message, expect=expect, lease=job.next_attempt_at)
 
 
 def _submit(job: AvatarJob) -> None:
@@ -287,7 +218,7 @@ def _submit(job: AvatarJob) -> None:
             return  # another worker holds this step (its create may be in flight)
         if job.error_code == "outcome_unknown":
             # Still to be resolved by a lookup, which would fail the same way: after the pause.
-            _release(job, (account.paused_until - timezone.now()).total_seconds())
+            release(job, (account.paused_until - timezone.now()).total_seconds())
             return
         job.transition(
             Status.QUEUED,
@@ -298,7 +229,7 @@ def _submit(job: AvatarJob) -> None:
             error_message=_paused_note(),
         )
         return
-    if not _take(job, _http_lease()):
+    if not take(job, _http_lease()):
         return
     client = KlingClient.from_settings()
     if job.error_code == "outcome_unknown" and _adopt_existing(job, client):
@@ -309,7 +240,7 @@ def _submit(job: AvatarJob) -> None:
         # Nothing was sent: safe to try again, then give up with a reason.
         log.warning("could not read the inputs of %s: %s", job.code, exc)
         if job.attempts >= MAX_UNREADABLE_INPUTS:
-            _fail(
+            fail(
                 job,
                 Status.SUBMITTING,
                 "inputs_unreadable",
@@ -318,7 +249,7 @@ def _submit(job: AvatarJob) -> None:
             )
             _dispatch_on_commit()
         else:
-            _release(job, retry_delay(job.attempts, first=5.0, cap=300.0))
+            release(job, retry_delay(job.attempts, first=5.0, cap=300.0))
         return
     try:
         task = client.create_task(**payload)
@@ -340,7 +271,7 @@ def _adopt_existing(job: AvatarJob, client: KlingClient) -> bool:
         log.info("lookup for %s failed: %s", job.code, exc)
         if exc.kind == ErrorKind.OPERATOR:
             pause_submissions(exc)
-        _release(
+        release(
             job,
             retry_delay(job.attempts, first=2.0, cap=300.0),
             error_message="Checking with Kling whether it received this job.",
@@ -366,7 +297,7 @@ def _create_payload(job: AvatarJob) -> dict[str, Any]:
         payload["audio_id"] = job.kling_audio_id
     else:
         # A fresh Kling TTS id when the voice-over has one; our stored copy otherwise.
-        payload.update(tts.audio_for_kling(job.audio))
+        payload.update(audio_for_kling(job.audio))
     return payload
 
 
@@ -375,11 +306,11 @@ def _submit_failed(job: AvatarJob, exc: KlingError, client: KlingClient) -> None
     if exc.kind == ErrorKind.DUPLICATE:
         # Kling has a task with our id already: it is this job's. Adopt it (or try later).
         if not _adopt_existing(job, client):
-            _release(job, retry_delay(job.attempts), error_code="outcome_unknown")
+            release(job, retry_delay(job.attempts), error_code="outcome_unknown")
         return
     if exc.kind == ErrorKind.RETRYABLE:
         if exc.outcome_unknown:
-            _release(
+            release(
                 job,
                 retry_delay(job.attempts, first=2.0),
                 error_code="outcome_unknown",
@@ -399,7 +330,7 @@ def _submit_failed(job: AvatarJob, exc: KlingError, client: KlingClient) -> None
     if exc.kind == ErrorKind.OPERATOR:
         pause_submissions(exc)
         if exc.outcome_unknown:
-            _release(job, OPERATOR_PAUSE.total_seconds(), error_code="outcome_unknown")
+            release(job, OPERATOR_PAUSE.total_seconds(), error_code="outcome_unknown")
         else:
             job.transition(
                 Status.QUEUED,
@@ -411,7 +342,7 @@ def _submit_failed(job: AvatarJob, exc: KlingError, client: KlingClient) -> None
             )
         return
     if exc.outcome_unknown:  # never fail a job that may have a task at Kling
-        _release(job, retry_delay(job.attempts, first=2.0, cap=300.0), error_code="outcome_unknown")
+        release(job, retry_delay(job.attempts, first=2.0, cap=300.0), error_code="outcome_unknown")
         return
     message = messages.job_error_message(exc.code, exc.message)
     if job.kling_audio_id and job.audio_id is None:
@@ -420,7 +351,7 @@ def _submit_failed(job: AvatarJob, exc: KlingError, client: KlingClient) -> None
             "Kling refused the audio id (ids expire 30 days after they were made): upload the "
             f"voice-over as a file instead. {messages.NOT_CHARGED} Kling said: {exc.message}"
         )
-    _fail(
+    fail(
         job,
         Status.SUBMITTING,
         f"kling_{exc.code}" if exc.code else "kling_refused",
@@ -465,7 +396,7 @@ def _adopt(job: AvatarJob, task: KlingTask) -> None:
 
 
 def _track(job: AvatarJob) -> None:
-    if not _take(job, _http_lease()):
+    if not take(job, _http_lease()):
         return
     client = KlingClient.from_settings()
     try:
@@ -493,10 +424,10 @@ def _on_task(job: AvatarJob, task: KlingTask) -> None:
         )
         if moved:
             dispatch(submit_one_here=True)
-            _download(job)
+            download(job)
         return
     if task.status == "failed" or task.status == "succeed":  # succeed without a video
-        _fail(
+        fail(
             job,
             (Status.SUBMITTED, Status.PROCESSING),
             "kling_task_failed",
@@ -514,7 +445,7 @@ def _on_task(job: AvatarJob, task: KlingTask) -> None:
     if job.deadline_at and timezone.now() > job.deadline_at:
         # Flag it for a person instead of polling forever; a callback or an admin's
         # "query Kling now" still wakes it, and a slow check catches a late success.
-        _release(
+        release(
             job,
             OVERDUE_RECHECK.total_seconds(),
             error_code="overdue",
@@ -525,22 +456,22 @@ def _on_task(job: AvatarJob, task: KlingTask) -> None:
         )
         return
     cleared = {"error_code": ""} if _not_found_count(job) else {}
-    _release(job, poll_delay(job.attempts + 1), **cleared)
+    release(job, poll_delay(job.attempts + 1), **cleared)
 
 
 def _track_failed(job: AvatarJob, exc: KlingError, client: KlingClient) -> None:
     log.info("query for %s failed: %s %s (%s)", job.code, exc.code, exc.message, exc.kind)
     if exc.kind == ErrorKind.OPERATOR:
         pause_submissions(exc)
-        _release(job, OPERATOR_PAUSE.total_seconds())
+        release(job, OPERATOR_PAUSE.total_seconds())
         return
     missing = _not_found_count(job) + 1 if exc.kind == ErrorKind.NOT_FOUND else 0
     if missing and missing < MAX_LOST_TASK_QUERIES:
         # Count "not found" answers in a row; one passing glitch must not fail a live task.
-        _release(job, retry_delay(missing, first=5.0, cap=300.0), error_code=f"not_found:{missing}")
+        release(job, retry_delay(missing, first=5.0, cap=300.0), error_code=f"not_found:{missing}")
         return
     if missing >= MAX_LOST_TASK_QUERIES:
-        _fail(
+        fail(
             job,
             (Status.SUBMITTED, Status.PROCESSING),
             "kling_task_lost",
@@ -548,7 +479,7 @@ def _track_failed(job: AvatarJob, exc: KlingError, client: KlingClient) -> None:
         )
         _dispatch_on_commit()
         return
-    _release(job, retry_delay(job.attempts, first=2.0, cap=300.0))
+    release(job, retry_delay(job.attempts, first=2.0, cap=300.0))
 
 
 def _not_found_count(job: AvatarJob) -> int:
@@ -560,90 +491,18 @@ def _units(value: Any) -> Decimal | None:
     return Decimal(str(value)) if value not in (None, "") else None
 
 
-class _LeaseLost(Exception):
-    """Another worker took this step over; stop without touching the job."""
+AUDIO_ID_MAX_AGE = timedelta(days=25)  # Kling refuses ids older than 30 days; keep a margin
 
 
-class _LeaseKeeper:
-    """Wraps the download's file and renews the job's lease while bytes keep arriving.
+def audio_for_kling(asset: Asset, *, now: datetime | None = None) -> dict[str, Any]:
+    """The audio half of a Kling create: {"audio_id": id} or {"sound_file": bytes}.
 
-    So the lease can be short (a killed worker's download is taken over in seconds) without
-    cutting off a long, healthy one.
+    The id is used only while it is younger than AUDIO_ID_MAX_AGE; an older one, or one of
+    unknown age, is replaced by our stored copy, which Kling accepts whatever its age.
     """
-
-    def __init__(self, fh: Any, job: AvatarJob) -> None:
-        self.fh, self.job, self.renewed = fh, job, time.monotonic()
-
-    def write(self, data: bytes) -> int:
-        if time.monotonic() - self.renewed > DOWNLOAD_LEASE / 3:
-            lease = later(DOWNLOAD_LEASE)
-            kept = AvatarJob.objects.filter(
-                pk=self.job.pk, status=Status.DOWNLOADING, next_attempt_at=self.job.next_attempt_at
-            ).update(next_attempt_at=lease)
-            if not kept:
-                raise _LeaseLost
-            self.job.next_attempt_at, self.renewed = lease, time.monotonic()
-        return self.fh.write(data)
-
-
-def _download(job: AvatarJob) -> None:
-    """Stream Kling's result into our storage, check it is a video, cut a poster."""
-    from jobs.services import job_finish
-
-    if not _take(job, DOWNLOAD_LEASE):
-        return
-    client = KlingClient.from_settings()
-    workdir = Path(tempfile.mkdtemp(prefix=f"kling-{job.code}-"))
-    try:
-        url = job.source_url
-        if job.attempts > 1:  # the link may have expired: ask Kling for a fresh one
-            task = client.get_task(job.task_id)
-            url = task.videos[0].url if task.videos else url
-        video_path = workdir / "result.mp4"
-        with video_path.open("wb") as fh:
-            client.download(
-                url, _LeaseKeeper(fh, job), max_bytes=DOWNLOAD_MAX_BYTES, timeout=DOWNLOAD_TIMEOUT
-            )
-        # Probing, the poster and copying into storage come next: hold the job for them.
-        size = video_path.stat().st_size
-        finishing = later(DOWNLOAD_FINISH_LEASE + size / FINISH_BYTES_PER_SECOND)
-        if not AvatarJob.objects.filter(
-            pk=job.pk, status=Status.DOWNLOADING, next_attempt_at=job.next_attempt_at
-        ).update(next_attempt_at=finishing):
-            raise _LeaseLost
-        job.next_attempt_at = finishing
-        info = probe(video_path)
-        if info is None or info.video is None:
-            raise KlingError(kind=ErrorKind.RETRYABLE, message="the result is not a video")
-        poster_path = workdir / "poster.jpg"
-        seek = min(1.0, (info.duration or 0) / 2)
-        run_ffmpeg(
-            ["-v", "error", "-ss", f"{seek:.2f}", "-i", str(video_path), "-frames:v", "1",
-             "-q:v", "3", str(poster_path)],
-            timeout=60,
-        )  # fmt: skip
-        job_finish(
-            job=job,
-            expect=Status.DOWNLOADING,
-            lease=job.next_attempt_at,
-            video=video_path,
-            poster=poster_path,
-            duration=info.duration or job.duration,
-        )
-    except _LeaseLost:
-        log.info("download for %s was taken over by another worker", job.code)
-    except (KlingError, FFmpegError, OSError) as exc:
-        log.warning("download for %s failed (attempt %s): %s", job.code, job.attempts, exc)
-        if job.attempts >= MAX_DOWNLOAD_ATTEMPTS:
-            _fail(
-                job,
-                Status.DOWNLOADING,
-                "download_failed",
-                "Kling made the video but it could not be saved here after "
-                f"{job.attempts} tries ({exc}). An admin can retry it while Kling still keeps "
-                "its copy (30 days).",
-            )
-        else:
-            _release(job, retry_delay(job.attempts, first=5.0, cap=1800.0))
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    now = now or timezone.now()
+    made_at = asset.kling_audio_made_at
+    if asset.kling_audio_id and made_at is not None and now - made_at < AUDIO_ID_MAX_AGE:
+        return {"audio_id": asset.kling_audio_id}
+    with asset.file.open("rb") as fh:
+        return {"sound_file": fh.read()}

@@ -237,7 +237,7 @@ def speech_wav(text: str, *, voice_id: str, speed: float) -> tuple[bytes, float]
     simulator still answers; the tone lasts about as long as the text would.
     """
     try:
-        from jobs.tts import espeak_wav  # lazily: it needs Django's app registry
+        from jobs.tts.espeak import espeak_wav
 
         voice = get_voice(voice_id)
         if voice is not None:
@@ -265,7 +265,7 @@ def sniff_audio(data: bytes) -> str | None:
 
 def draft_video_factory(image: bytes, audio: bytes) -> bytes:
     """The default result video: the project's draft renderer on the task's own inputs."""
-    from jobs.engines.draft import render_draft  # lazily: the simulator must import without it
+    from jobs.engines.render import render_draft
 
     with tempfile.TemporaryDirectory(prefix="kling-sim-render-") as tmp:
         root = Path(tmp)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import template
 
-from jobs.team_forms import ShareForm
+from jobs.forms import ShareForm
 
 register = template.Library()
 

@@ -13,7 +13,7 @@ from django import template
 
 from jobs import kling
 from jobs.forms import VoiceoverForm
-from jobs.voice_views import WHERE_JOB, WHERE_LIBRARY, Writer
+from jobs.views.voiceovers import WHERE_JOB, WHERE_LIBRARY, Writer
 from jobs.voices import LANGUAGES, get_voice
 
 register = template.Library()

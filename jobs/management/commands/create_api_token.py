@@ -14,8 +14,9 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from jobs import services
 from jobs.models import Team
+from jobs.services.api_tokens import api_token_create
+from jobs.services.teams import personal_team_create
 
 
 class Command(BaseCommand):
@@ -45,9 +46,9 @@ class Command(BaseCommand):
         else:
             team = Team.objects.filter(personal=True, memberships__user=user).first()
             if team is None:
-                team = services.personal_team_create(user=user)
+                team = personal_team_create(user=user)
         try:
-            token, raw = services.api_token_create(
+            token, raw = api_token_create(
                 user=user, team=team, name=options["name"] or "Command-line token"
             )
         except ValidationError as exc:

@@ -12,15 +12,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from jobs import services, tts
-from jobs.media import validate_audio, validate_portrait, validate_prompt
+from jobs.links import absolute
+from jobs.media.audio import validate_audio
+from jobs.media.portraits import validate_portrait
+from jobs.media.prompts import validate_prompt
 from jobs.models import AvatarJob, Membership
+from jobs.services.assets import asset_store
+from jobs.services.jobs import check_mode, job_create
+from jobs.services.voiceovers import voiceover_store
+from jobs.tts.script import check_script
+from jobs.tts.synth import synthesize
 from jobs.voices import voices_for
 
 # check_script()'s codes → the option the problem is about.
@@ -78,7 +84,7 @@ class Command(BaseCommand):
         except ValidationError as exc:
             problems.extend(f"--prompt: {m}" for m in exc.messages)
         try:
-            services.check_mode(opts["mode"])
+            check_mode(opts["mode"])
         except ValidationError as exc:
             problems.extend(f"--mode: {m}" for m in exc.messages)
         self._refuse(problems)
@@ -86,7 +92,7 @@ class Command(BaseCommand):
         if opts["script"] is not None:
             # Only now, with every other input valid: this may cost a Kling TTS call.
             try:
-                made = tts.synthesize(
+                made = synthesize(
                     opts["script"],
                     voice_id=opts["voice"],
                     speed=self._speed(opts),
@@ -105,7 +111,7 @@ class Command(BaseCommand):
         team = membership.team
         with transaction.atomic():
             if made is not None:
-                voiceover = tts.voiceover_store(
+                voiceover = voiceover_store(
                     team=team,
                     user=user,
                     text=opts["script"],
@@ -114,17 +120,16 @@ class Command(BaseCommand):
                     made=made,
                 )
             else:
-                voiceover = services.asset_store(team=team, user=user, valid=audio)
-            job = services.job_create(
+                voiceover = asset_store(team=team, user=user, valid=audio)
+            job = job_create(
                 team=team,
                 user=user,
-                portrait=services.asset_store(team=team, user=user, valid=portrait),
+                portrait=asset_store(team=team, user=user, valid=portrait),
                 audio=voiceover,
                 prompt=prompt,
                 mode=opts["mode"],
             )
-        base = settings.PUBLIC_BASE_URL or "http://127.0.0.1:8000"
-        self.stdout.write(f"{base}{job.get_absolute_url()}")
+        self.stdout.write(absolute(job.get_absolute_url()))
         if opts["wait"]:
             self._wait(job, opts["timeout"])
 
@@ -156,7 +161,7 @@ class Command(BaseCommand):
                     problems.append(f"--{flag}: only used with --script, not with --audio.")
             return "audio"
         try:
-            tts.check_script(opts["script"], voice_id=opts["voice"] or "", speed=self._speed(opts))
+            check_script(opts["script"], voice_id=opts["voice"] or "", speed=self._speed(opts))
         except ValidationError as exc:
             for error in exc.error_list:
                 flag = SCRIPT_FLAGS.get(error.code or "", "--script")

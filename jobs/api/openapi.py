@@ -11,8 +11,16 @@ from typing import Any
 
 from django.conf import settings
 
-from jobs import tts
-from jobs.media import AUDIO_MAX_BYTES, MB, PORTRAIT_MAX_BYTES, PROMPT_MAX_CHARS
+from jobs.api.contract import (
+    AUDIO_ID_MAX_CHARS,
+    CALLBACK_URL_MAX_CHARS,
+    EXTERNAL_ID_MAX_CHARS,
+    PAGE_NUM_MAX,
+    PAGE_SIZE_DEFAULT,
+    PAGE_SIZE_MAX,
+)
+from jobs.media.limits import AUDIO_MAX_BYTES, MB, PORTRAIT_MAX_BYTES, PROMPT_MAX_CHARS
+from jobs.tts.script import AUDIO_ID_SHAPE
 
 TASK_STATUSES = ["submitted", "processing", "succeed", "failed"]
 
@@ -79,15 +87,6 @@ def _errors(*statuses: int) -> dict[str, Any]:
 def document(base_url: str) -> dict[str, Any]:
     """The OpenAPI document, with this server's address in `servers`."""
     # The limits jobs/api.py enforces (imported here: api.py imports this module).
-    from jobs.api import (
-        AUDIO_ID_MAX_CHARS,
-        CALLBACK_URL_MAX_CHARS,
-        EXTERNAL_ID_MAX_CHARS,
-        PAGE_NUM_MAX,
-        PAGE_SIZE_DEFAULT,
-        PAGE_SIZE_MAX,
-    )
-
     max_audio = settings.KLING_MAX_AUDIO_SECONDS
     task_short = {
         "type": "object",
@@ -168,7 +167,7 @@ def document(base_url: str) -> dict[str, Any]:
                     "type": "string",
                     "maxLength": AUDIO_ID_MAX_CHARS,
                     # "" means "not given", as the seed documents send it.
-                    "pattern": f"^({tts.AUDIO_ID_SHAPE.pattern.strip('^$')})?$",
+                    "pattern": f"^({AUDIO_ID_SHAPE.pattern.strip('^$')})?$",
                     "description": "A text-to-speech voice: a voice-over in the team's library "
                     "made from text, or (std/pro only) an id Kling made in the last 30 days. "
                     "Exactly one of audio_id and sound_file.",

@@ -1,7 +1,7 @@
 """Voice-overs written as text: the writer on the new-job page and in the library, and the
 voices' samples.
 
-The writer posts a script, a voice and a speed. tts.check_script judges them before anything
+The writer posts a script, a voice and a speed. check_script judges them before anything
 is synthesized, so a script past the avatar limits is refused with how much to cut and costs
 nothing. A voice-over for a draft job, or on a server without a Kling key, is read offline by
 eSpeak NG: free, robotic, and the page says so.
@@ -32,12 +32,25 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
-from jobs import kling, services, tts, views
+from jobs import kling
 from jobs.access import Access, current_team
 from jobs.forms import NewJobForm, VoiceoverForm
-from jobs.media import PROMPT_MAX_CHARS, MediaError, validate_portrait
+from jobs.media.limits import PROMPT_MAX_CHARS, MediaError
+from jobs.media.portraits import validate_portrait
 from jobs.models import Asset, AvatarJob
 from jobs.serve import serve_stored_file
+from jobs.services.assets import asset_store
+from jobs.services.voiceovers import voiceover_create
+from jobs.tts import synth
+from jobs.tts.script import (
+    CHARS_PER_SECOND,
+    SPEED_MAX,
+    SPEED_MIN,
+    estimate_seconds,
+    normalize_script,
+)
+from jobs.views.job_new import file_pick
+from jobs.views.library import library_assets
 from jobs.voices import LANGUAGES, VOICES, Voice, get_voice, voice_choices
 
 WHERE_JOB, WHERE_LIBRARY = "job", "library"
@@ -119,23 +132,23 @@ class Writer:
 
     @property
     def chars_per_second(self) -> dict[str, float]:
-        return tts.CHARS_PER_SECOND
+        return CHARS_PER_SECOND
 
     @property
     def chars_en(self) -> int:
-        return int(self.limit_seconds * tts.CHARS_PER_SECOND["en"])
+        return int(self.limit_seconds * CHARS_PER_SECOND["en"])
 
     @property
     def chars_zh(self) -> int:
-        return int(self.limit_seconds * tts.CHARS_PER_SECOND["zh"])
+        return int(self.limit_seconds * CHARS_PER_SECOND["zh"])
 
     @property
     def estimated_seconds(self) -> float:
         try:
-            speed = min(max(float(self.speed), tts.SPEED_MIN), tts.SPEED_MAX)
+            speed = min(max(float(self.speed), SPEED_MIN), SPEED_MAX)
         except ValueError:
             speed = 1.0
-        return tts.estimate_seconds(tts.normalize_script(self.script), speed)
+        return estimate_seconds(normalize_script(self.script), speed)
 
     @property
     def over_limit(self) -> bool:
@@ -144,7 +157,7 @@ class Writer:
     @property
     def count_text(self) -> str:
         """What the live count says before any typing (voiceover.js says it the same way)."""
-        script = tts.normalize_script(self.script)
+        script = normalize_script(self.script)
         seconds = self.estimated_seconds
         text = f"{len(script):,} characters · about {seconds:.0f} s of {self.limit_seconds} s"
         if seconds > self.limit_seconds:
@@ -184,7 +197,7 @@ def _carried(request: HttpRequest, access: Access) -> dict[str, str]:
         except MediaError:
             pass
         else:
-            portrait = services.asset_store(team=access.team, user=request.user, valid=valid)
+            portrait = asset_store(team=access.team, user=request.user, valid=valid)
     if portrait is None:
         try:
             code = UUID(request.POST.get("portrait_asset", ""))
@@ -203,7 +216,7 @@ def _make(writer: Writer, access: Access, user: Any) -> Asset | None:
     if not form.is_valid():
         return None
     try:
-        return tts.voiceover_create(
+        return voiceover_create(
             team=access.team,
             user=user,
             text=form.cleaned_data["script"],
@@ -250,7 +263,7 @@ def voiceover_new(request: HttpRequest) -> HttpResponse:
 
     if where == WHERE_JOB:
         selected = made or _posted_voiceover(request, access)
-        pick = views._file_pick(NewJobForm(team=access.team), "audio", selected)
+        pick = file_pick(NewJobForm(team=access.team), "audio", selected)
         context = {"pick": pick, "access": access, "voiceover_writer": writer}
         return render(request, "jobs/job_new.html#file-field", context)
 
@@ -259,7 +272,7 @@ def voiceover_new(request: HttpRequest) -> HttpResponse:
         # The library keeps voice and speed for the next script, and shows the new tile.
         initial = {"voice": made.voice_id, "speed": made.voice_speed}
         context["writer"] = Writer(VoiceoverForm(initial=initial), where, made=made)
-        context["asset"] = views.library_assets(access.team).get(pk=made.pk)
+        context["asset"] = library_assets(access.team).get(pk=made.pk)
         context["already_listed"] = made.created < started  # the same voice-over, made again
         context["voiceover_count"] = Asset.objects.for_team(access.team).voiceovers().count()
     return render(request, "jobs/_voiceover.html#library-answer", context)
@@ -280,7 +293,7 @@ def voice_sample(request: HttpRequest, voice_id: str) -> HttpResponse:
         raise Http404("No such voice.")
     offline = True if request.GET.get("offline") == "1" else None
     try:
-        name = tts.voice_sample(voice_id, offline=offline)
+        name = synth.voice_sample(voice_id, offline=offline)
     except ValidationError as exc:  # Kling busy or refusing: the page says so next to Listen
         return HttpResponse(
             " ".join(exc.messages), status=503, content_type="text/plain; charset=utf-8"

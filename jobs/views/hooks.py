@@ -10,6 +10,8 @@ from django.utils.crypto import constant_time_compare
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from jobs.engines.kling import callback_hint
+from jobs.links import callback_secret
 from jobs.models import AvatarJob
 
 
@@ -17,10 +19,8 @@ from jobs.models import AvatarJob
 @require_POST
 def kling_callback(request: HttpRequest, code: UUID, secret: str) -> HttpResponse:
     """Kling's status-change notice: only a hint to ask Kling now; the body is never trusted."""
-    from jobs.engines import kling as kling_engine
-
     job = AvatarJob.objects.filter(code=code).first()
-    if job is None or not constant_time_compare(secret, kling_engine.callback_secret(job)):
+    if job is None or not constant_time_compare(secret, callback_secret(job)):
         return HttpResponse(status=404)
     hint = None
     try:
@@ -29,5 +29,5 @@ def kling_callback(request: HttpRequest, code: UUID, secret: str) -> HttpRespons
             hint = body["task_status"]
     except ValueError:
         pass
-    kling_engine.callback_hint(job, hint)
+    callback_hint(job, hint)
     return HttpResponse(status=204)

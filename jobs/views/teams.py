@@ -1,10 +1,4 @@
-"""Team pages: create and switch teams, members and invites, quotas, usage, and share links.
-
-Typed function views, one job each; every team, job and share link comes through jobs.access
-(404 to outsiders, 403 to members whose role does not allow the action). Writes follow
-post/redirect/get with a message, except where a secret is shown once (an invite link, a share
-link): that answer is rendered, marked no-store, never redirected to.
-"""
+"""Teams: create, switch, members and roles, invites, settings and usage."""
 
 from __future__ import annotations
 
@@ -20,22 +14,23 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from jobs import services
-from jobs.access import Access, get_job, get_share, get_team, membership_for
-from jobs.api import public_base_url
-from jobs.models import AvatarJob, Membership, TeamInvite
-from jobs.team_forms import (
+from jobs.access import Access, get_team, membership_for
+from jobs.forms import (
     ROLE_HELP,
     InviteForm,
     MemberAddForm,
     QuotaForm,
     RoleForm,
-    ShareForm,
     TeamCreateForm,
 )
+from jobs.links import public_base_url
+from jobs.models import AvatarJob, Membership, TeamInvite
+from jobs.services import teams
+from jobs.services.quotas import quota_set, usage_summary
+from jobs.services.teams import invite_find, member_set_role
 
 
-def _no_store(response: HttpResponse) -> HttpResponse:
+def no_store(response: HttpResponse) -> HttpResponse:
     # The page holds a secret shown once: keep it out of caches, the history and Referer.
     response["Cache-Control"] = "no-store"
     response["Referrer-Policy"] = "no-referrer"
@@ -55,7 +50,7 @@ def team_create(request: HttpRequest) -> HttpResponse:
     form = TeamCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            team = services.team_create(name=form.cleaned_data["name"], user=request.user)
+            team = teams.team_create(name=form.cleaned_data["name"], user=request.user)
         except ValidationError as exc:
             form.add_error("name", exc)
         else:
@@ -117,7 +112,7 @@ def member_add(request: HttpRequest, code: UUID) -> HttpResponse:
     form = MemberAddForm(request.POST)
     if form.is_valid():
         try:
-            membership = services.member_add(
+            membership = teams.member_add(
                 team=access.team, login=form.cleaned_data["login"], role=form.cleaned_data["role"]
             )
         except ValidationError as exc:
@@ -148,7 +143,7 @@ def member_role(request: HttpRequest, code: UUID, member: UUID) -> HttpResponse:
         messages.error(request, "Choose a role: admin, member or viewer.")
         return redirect(_team_url(access))
     try:
-        services.member_set_role(membership=membership, role=form.cleaned_data["role"])
+        member_set_role(membership=membership, role=form.cleaned_data["role"])
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     else:
@@ -165,7 +160,7 @@ def member_remove(request: HttpRequest, code: UUID, member: UUID) -> HttpRespons
     if membership.user_id == request.user.pk:
         return _leave(request, access)
     try:
-        services.member_remove(membership=membership)
+        teams.member_remove(membership=membership)
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     else:
@@ -175,7 +170,7 @@ def member_remove(request: HttpRequest, code: UUID, member: UUID) -> HttpRespons
 
 def _leave(request: HttpRequest, access: Access) -> HttpResponse:
     try:
-        services.member_remove(membership=access.membership)
+        teams.member_remove(membership=access.membership)
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
         return redirect(_team_url(access))
@@ -199,7 +194,7 @@ def invite_create(request: HttpRequest, code: UUID) -> HttpResponse:
     form = InviteForm(request.POST)
     extra: dict[str, Any] = {"invite_form": form}
     if form.is_valid():
-        invite, token = services.invite_create(
+        invite, token = teams.invite_create(
             team=access.team,
             by=request.user,
             role=form.cleaned_data["role"],
@@ -211,7 +206,7 @@ def invite_create(request: HttpRequest, code: UUID) -> HttpResponse:
             + reverse("jobs:invite-accept", args=[token]),
         }
     response = render(request, "teams/team_detail.html", _team_context(access, **extra))
-    return _no_store(response)
+    return no_store(response)
 
 
 @login_required
@@ -229,14 +224,14 @@ def invite_revoke(request: HttpRequest, code: UUID, invite: UUID) -> HttpRespons
 
 def _invite_refused(request: HttpRequest, reason: str, status: int) -> HttpResponse:
     response = render(request, "teams/invite_invalid.html", {"reason": reason}, status=status)
-    return _no_store(response)
+    return no_store(response)
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
 def invite_accept(request: HttpRequest, token: str) -> HttpResponse:
     """The page an invite link opens: who invites you, as what, and an Accept button."""
-    invite = services.invite_find(token)
+    invite = invite_find(token)
     if invite is None:
         return _invite_refused(request, "This invite link is not valid.", 404)
     member = membership_for(request.user, invite.team)
@@ -245,7 +240,7 @@ def invite_accept(request: HttpRequest, token: str) -> HttpResponse:
         return _invite_refused(request, f"This invite link {used}.", 410)
     if request.method == "POST":
         try:
-            membership = services.invite_accept(token=token, user=request.user)
+            membership = teams.invite_accept(token=token, user=request.user)
         except ValidationError as exc:
             return _invite_refused(request, " ".join(exc.messages), 410)
         request.session["team"] = str(invite.team.code)
@@ -256,7 +251,7 @@ def invite_accept(request: HttpRequest, token: str) -> HttpResponse:
         )
         return redirect("jobs:dashboard")
     context = {"invite": invite, "member": member, "role_help": ROLE_HELP}
-    return _no_store(render(request, "teams/invite.html", context))
+    return no_store(render(request, "teams/invite.html", context))
 
 
 # --- quotas and usage --------------------------------------------------------------------------
@@ -272,7 +267,7 @@ def team_settings(request: HttpRequest, code: UUID) -> HttpResponse:
     form = QuotaForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         for mode in AvatarJob.Mode.values:
-            services.quota_set(team=team, mode=mode, seconds=form.cleaned_data[mode])
+            quota_set(team=team, mode=mode, seconds=form.cleaned_data[mode])
         messages.success(request, "Saved the monthly limits.")
         return redirect("jobs:team-settings", code=team.code)
     return render(request, "teams/team_settings.html", {"access": access, "form": form})
@@ -288,7 +283,7 @@ def _units(value: Any) -> str:
 def team_usage(request: HttpRequest, code: UUID) -> HttpResponse:
     """This month's generated seconds per member and mode, Kling's units, and what is left."""
     access = get_team(request.user, code)
-    summary = services.usage_summary(team=access.team)
+    summary = usage_summary(team=access.team)
     labels = dict(AvatarJob.Mode.choices)
     people: dict[str, dict[str, Any]] = defaultdict(lambda: {"seconds": {}, "units": 0})
     for row in summary["rows"]:
@@ -323,50 +318,3 @@ def team_usage(request: HttpRequest, code: UUID) -> HttpResponse:
         "total_units": _units(sum(p["units"] for p in people.values())),
     }
     return render(request, "teams/team_usage.html", context)
-
-
-# --- share links -------------------------------------------------------------------------------
-
-
-def _share_response(request: HttpRequest, context: dict[str, Any]) -> HttpResponse:
-    # htmx swaps the panel on the job page; without JavaScript the panel is a page of its own.
-    template = "jobs/_share.html" if request.htmx else "teams/job_share.html"
-    return _no_store(render(request, template, context))
-
-
-@login_required
-@require_POST
-def share_create(request: HttpRequest, code: UUID) -> HttpResponse:
-    """Make a share link for a finished video; its address is shown in this answer only."""
-    job, access = get_job(request.user, code, write=True)
-    form = ShareForm(request.POST)
-    context: dict[str, Any] = {"job": job, "access": access, "share_form": form}
-    if form.is_valid():
-        try:
-            link, token = services.share_create(
-                job=job,
-                by=request.user,
-                expires_at=form.expires_at(),
-                allow_download=form.cleaned_data["allow_download"],
-            )
-        except ValidationError as exc:
-            form.add_error(None, exc)
-        else:
-            context["share_form"] = ShareForm()
-            context["new_share"] = link
-            context["new_share_url"] = public_base_url(request) + reverse(
-                "share-page", args=[token]
-            )
-    return _share_response(request, context)
-
-
-@login_required
-@require_POST
-def share_revoke(request: HttpRequest, code: UUID) -> HttpResponse:
-    link, access = get_share(request.user, code, write=True)
-    services.share_revoke(link=link)
-    if request.htmx:
-        context = {"job": link.job, "access": access, "share_form": ShareForm()}
-        return _share_response(request, context)
-    messages.success(request, "Link revoked: it now answers “not found”.")
-    return redirect(link.job)

@@ -1,0 +1,135 @@
+"""Kling's contract as this server answers it: business codes, limits, errors, task objects.
+
+Every answer is the envelope `{"code", "message", "request_id", "data"}` (KLING_API.md in the
+steering folder lists the codes); business codes say what went wrong (1001/1002 auth, 1102
+quota, 1201 a parameter, named first in the message as "<field>: ..."); timestamps are
+milliseconds and statuses are `submitted`, `processing`, `succeed`, `failed`.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django.http import JsonResponse
+
+from jobs.links import video_url
+from jobs.media.limits import AUDIO_MAX_BYTES, MB, PORTRAIT_MAX_BYTES
+from jobs.models import AvatarJob
+from jobs.presenters import kling_status
+
+# Kling's business codes used here (KLING_API.md, "Error codes"), with Kling's HTTP statuses.
+AUTH_MISSING = 1001
+AUTH_INVALID = 1002
+QUOTA_USED_UP = 1102
+BAD_REQUEST = 1200
+BAD_PARAMETER = 1201
+BAD_METHOD = 1202
+NOT_FOUND = 1203
+SERVER_ERROR = 5000
+HTTP_STATUS = {
+    AUTH_MISSING: 401,
+    AUTH_INVALID: 401,
+    QUOTA_USED_UP: 429,
+    BAD_REQUEST: 400,
+    BAD_PARAMETER: 400,
+    BAD_METHOD: 405,
+    NOT_FOUND: 404,
+    SERVER_ERROR: 500,
+}
+
+# Fetched and decoded files may exceed the limit by a little, so that media validation (which
+# says exactly how big the file is) gives the verdict; beyond the margin we refuse ourselves.
+MARGIN_BYTES = 1 * MB
+IMAGE_MAX_BYTES = PORTRAIT_MAX_BYTES + MARGIN_BYTES
+SOUND_MAX_BYTES = AUDIO_MAX_BYTES + MARGIN_BYTES
+# Both files as base64 (4 bytes per 3) and room for the other fields.
+BODY_MAX_BYTES = (IMAGE_MAX_BYTES + SOUND_MAX_BYTES) * 4 // 3 + 256 * 1024
+FETCH_SECONDS = 20.0
+PAGE_NUM_MAX = 1000
+PAGE_SIZE_MAX = 500
+PAGE_SIZE_DEFAULT = 30
+EXTERNAL_ID_MAX_CHARS = 200  # AvatarJob.client_external_id
+AUDIO_ID_MAX_CHARS = 100  # AvatarJob.kling_audio_id
+CALLBACK_URL_MAX_CHARS = 2000  # AvatarJob.client_callback_url
+
+
+class ApiError(Exception):
+    """A Kling error answer: business code, message (the field first), HTTP status."""
+
+    def __init__(self, code: int, message: str, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+    @property
+    def http_status(self) -> int:
+        return HTTP_STATUS.get(self.code, 400)
+
+
+def bad(field: str, problem: str) -> ApiError:
+    return ApiError(BAD_PARAMETER, f"{field}: {problem}")
+
+
+def _ms(moment: Any) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _units(value: Decimal | None) -> str:
+    """Kling sends units as a string ("0", "2.5"); drafts cost nothing."""
+    if value is None:
+        return "0"
+    text = f"{value.normalize():f}"
+    return text if text not in ("", "-0") else "0"
+
+
+def task_object(job: AvatarJob, *, base_url: str, full: bool = True) -> dict[str, Any]:
+    """A job as Kling shows a task: short in a create reply, full in queries and callbacks."""
+    data: dict[str, Any] = {
+        "task_id": str(job.code),
+        "task_status": kling_status(job.status),
+        "task_info": {"external_task_id": job.client_external_id},
+        "created_at": _ms(job.created),
+        "updated_at": _ms(job.updated),
+    }
+    if not full:
+        return data
+    videos = []
+    if job.status == AvatarJob.Status.SUCCEEDED and job.video:
+        videos.append(
+            {
+                "id": str(job.code),
+                "url": video_url(job, base_url=base_url),
+                "duration": f"{job.duration or 0:.3f}",
+            }
+        )
+    message = ""
+    if job.status == AvatarJob.Status.FAILED:
+        message = job.error_message or "The video could not be made."
+    elif job.status == AvatarJob.Status.CANCELED:
+        message = job.error_message or "Canceled in the studio before it started."
+    data.update(
+        task_status_msg=message,
+        task_result={"videos": videos},
+        final_unit_deduction=_units(job.units_charged),
+        # Accepted on create, never applied: stored copies carry no watermark.
+        watermark_info={"enabled": False},
+    )
+    return data
+
+
+# --- plumbing: auth, envelope, errors --------------------------------------------------------
+
+
+def envelope(data: Any, request_id: str) -> JsonResponse:
+    body = {"code": 0, "message": "SUCCEED", "request_id": request_id, "data": data}
+    return JsonResponse(body, safe=False)
+
+
+def error_response(exc: ApiError, request_id: str) -> JsonResponse:
+    body = {"code": exc.code, "message": exc.message, "request_id": request_id, "data": None}
+    response = JsonResponse(body, status=exc.http_status)
+    for name, value in exc.headers.items():
+        response[name] = value
+    return response

@@ -1,0 +1,220 @@
+"""An API request's inputs: the JSON body, its string parameters, and its files.
+
+Files come as an http(s) URL (fetched through jobs/netfetch.py) or as bare base64, and go
+through the same validation as the studio's forms (jobs/media/).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from django.core.files.base import ContentFile
+from django.http import HttpRequest
+
+from jobs import netfetch
+from jobs.api.contract import (
+    BAD_REQUEST,
+    BODY_MAX_BYTES,
+    FETCH_SECONDS,
+    IMAGE_MAX_BYTES,
+    SOUND_MAX_BYTES,
+    ApiError,
+    bad,
+)
+from jobs.media.audio import validate_audio
+from jobs.media.limits import AUDIO_MAX_BYTES, MB, PORTRAIT_MAX_BYTES, MediaError
+from jobs.media.portraits import validate_portrait
+from jobs.media.sniffing import sniff
+from jobs.models import ApiToken, Asset
+from jobs.services.assets import asset_store
+
+_URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+_BASE64_URLSAFE = str.maketrans("-_", "+/")
+
+# Extensions media validation accepts, by what a URL's Content-Type or a file's bytes say.
+_IMAGE_EXT_BY_TYPE = {"image/jpeg": "jpg", "image/jpg": "jpg", "image/png": "png"}
+_AUDIO_EXT_BY_TYPE = {
+    "audio/mpeg": "mp3",
+    "audio/mp3": "mp3",
+    "audio/wav": "wav",
+    "audio/x-wav": "wav",
+    "audio/wave": "wav",
+    "audio/vnd.wave": "wav",
+    "audio/mp4": "m4a",
+    "audio/m4a": "m4a",
+    "audio/x-m4a": "m4a",
+    "audio/aac": "aac",
+    "audio/aacp": "aac",
+    "audio/x-aac": "aac",
+}
+_IMAGE_EXT_BY_KIND = {"jpeg": "jpg", "png": "png"}
+_AUDIO_EXT_BY_KIND = {"mp3": "mp3", "wav": "wav", "mp4": "m4a", "aac": "aac"}
+
+
+def json_body(request: HttpRequest) -> dict[str, Any]:
+    """The request's JSON object, read with our own cap (Django's 2.5 MB one is for forms)."""
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    if length > BODY_MAX_BYTES:
+        raise ApiError(
+            BAD_REQUEST,
+            f"body: the request is {length / MB:.1f} MB: the limit is {BODY_MAX_BYTES // MB} MB "
+            "(a 10 MB image and a 5 MB sound file as base64). Send large files as URLs.",
+        )
+    raw = request.read(BODY_MAX_BYTES + 1)
+    if len(raw) > BODY_MAX_BYTES:
+        raise ApiError(BAD_REQUEST, f"body: the request is larger than {BODY_MAX_BYTES // MB} MB.")
+    if not raw.strip():
+        raise ApiError(BAD_REQUEST, "body: it is empty: send the parameters as a JSON object.")
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise ApiError(
+            BAD_REQUEST,
+            "body: it is not valid JSON: send the parameters as a JSON object with "
+            "'Content-Type: application/json'.",
+        ) from None
+    if not isinstance(body, dict):
+        raise ApiError(BAD_REQUEST, "body: it must be a JSON object ({...}).")
+    return body
+
+
+def json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return "a value of another type"
+
+
+def text_param(body: dict[str, Any], field: str, *, max_chars: int | None = None) -> str:
+    """A string parameter; absent, null and "" (as the seed documents send) all mean "not given"."""
+    value = body.get(field)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise bad(field, f"must be a string, not {json_type(value)}")
+    value = value.strip()
+    if max_chars is not None and len(value) > max_chars:
+        raise bad(field, f"is {len(value):,} characters long: the limit is {max_chars:,}")
+    return value
+
+
+def shown(value: str, limit: int = 40) -> str:
+    return repr(value if len(value) <= limit else value[:limit] + "…")
+
+
+# --- inputs: URL or bare base64, then the same validation as the studio's forms --------------
+
+
+def _input_bytes(field: str, value: str, *, max_bytes: int, limit: int) -> tuple[bytes, str, str]:
+    """(bytes, content type, URL path) of a file given as an http(s) URL or as bare base64."""
+    if value[:5].lower() == "data:":
+        raise bad(field, "send the bare base64 string, without the 'data:...;base64,' prefix")
+    if _URL_SCHEME.match(value):
+        try:
+            fetched = netfetch.fetch(value, max_bytes=max_bytes, total_timeout=FETCH_SECONDS)
+        except netfetch.TooLarge:
+            raise bad(
+                field, f"the file at the URL is larger than the {limit // MB} MB limit"
+            ) from None
+        except (netfetch.UrlRefused, netfetch.FetchError) as exc:
+            raise bad(field, f"{exc}") from None
+        if not fetched.content:
+            raise bad(field, "the URL answered an empty file")
+        return fetched.content, fetched.content_type, urlsplit(fetched.url).path
+    compact = "".join(value.split()).translate(_BASE64_URLSAFE)
+    if len(compact) // 4 * 3 > max_bytes:
+        raise bad(
+            field,
+            f"the base64 data holds about {len(compact) * 3 / 4 / MB:.1f} MB: the limit is "
+            f"{limit // MB} MB",
+        )
+    try:
+        data = base64.b64decode(compact + "=" * (-len(compact) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise bad(
+            field,
+            "is neither an http(s) URL nor valid base64: send a URL, or the file's bytes as "
+            "bare base64",
+        ) from None
+    if not data:
+        raise bad(field, "the base64 data is empty")
+    return data, "", ""
+
+
+def _file_name(
+    path: str,
+    content_type: str,
+    data: bytes,
+    *,
+    stem: str,
+    allowed: set[str],
+    by_type: dict[str, str],
+    by_kind: dict[str, str],
+    fallback: str,
+) -> str:
+    """A name whose extension media validation accepts, so that the bytes give the verdict.
+
+    From the URL's own file name if it has a usable extension, else from its Content-Type,
+    else from the bytes; a display name only (stored names are always our own).
+    """
+    last = unquote(path.rsplit("/", 1)[-1]) if path else ""
+    ext = last.rpartition(".")[2].lower() if "." in last else ""
+    if last and ext in allowed:
+        return last
+    ext = by_type.get(content_type) or by_kind.get(sniff(data)) or fallback
+    return f"{stem}.{ext}"
+
+
+def portrait_from(token: ApiToken, value: str) -> Asset:
+    data, content_type, path = _input_bytes(
+        "image", value, max_bytes=IMAGE_MAX_BYTES, limit=PORTRAIT_MAX_BYTES
+    )
+    name = _file_name(
+        path,
+        content_type,
+        data,
+        stem="api-portrait",
+        allowed={"jpg", "jpeg", "png"},
+        by_type=_IMAGE_EXT_BY_TYPE,
+        by_kind=_IMAGE_EXT_BY_KIND,
+        fallback="jpg",
+    )
+    try:
+        valid = validate_portrait(ContentFile(data, name=name))
+    except MediaError as exc:
+        raise bad("image", " ".join(exc.messages)) from None
+    return asset_store(team=token.team, user=token.user, valid=valid)
+
+
+def sound_from(token: ApiToken, value: str) -> Asset:
+    data, content_type, path = _input_bytes(
+        "sound_file", value, max_bytes=SOUND_MAX_BYTES, limit=AUDIO_MAX_BYTES
+    )
+    name = _file_name(
+        path,
+        content_type,
+        data,
+        stem="api-voiceover",
+        allowed={"mp3", "wav", "m4a", "aac"},
+        by_type=_AUDIO_EXT_BY_TYPE,
+        by_kind=_AUDIO_EXT_BY_KIND,
+        fallback="mp3",
+    )
+    try:
+        valid = validate_audio(ContentFile(data, name=name))
+    except MediaError as exc:
+        raise bad("sound_file", " ".join(exc.messages)) from None
+    return asset_store(team=token.team, user=token.user, valid=valid)

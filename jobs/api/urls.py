@@ -1,0 +1,26 @@
+"""URLs of the Kling-compatible API (under /kling/v1/ and /v1/) and its portal pages."""
+
+from django.urls import path, re_path
+
+from jobs.api.views import api_not_found, image2video, image2video_task, openapi_json, video_file
+from jobs.views.tokens import docs, token_revoke, tokens
+
+app_name = "api"
+
+CREATE = "videos/avatar/image2video"
+
+urlpatterns = [
+    # The API answers under both prefixes: tools written for a gateway use <base>/kling,
+    # tools written for Kling's own host use <base>.
+    path(f"kling/v1/{CREATE}", image2video, name="image2video"),
+    path(f"kling/v1/{CREATE}/<str:task_ref>", image2video_task, name="image2video-task"),
+    path(f"v1/{CREATE}", image2video, name="image2video-root"),
+    path(f"v1/{CREATE}/<str:task_ref>", image2video_task, name="image2video-task-root"),
+    path("kling/openapi.json", openapi_json, name="openapi"),
+    path("kling/files/<uuid:code>/<str:signature>/video.mp4", video_file, name="video-file"),
+    # Anything else under the API's prefixes gets Kling's "not found" envelope, not HTML.
+    re_path(r"^(?:kling/)?v1/(?P<rest>.*)$", api_not_found, name="not-found"),
+    path("api/tokens/", tokens, name="tokens"),
+    path("api/tokens/<uuid:code>/revoke/", token_revoke, name="token-revoke"),
+    path("api/docs/", docs, name="docs"),
+]

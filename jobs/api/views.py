@@ -1,0 +1,301 @@
+"""The Kling-compatible API's endpoints: Kling's avatar paths, served by the team's own server.
+
+Any script or tool written for Kling (or for the gateways that re-expose it) can point its base
+URL at `<server>/kling` (or `<server>`) and its Bearer key at a personal API token: it gets the
+team's queue, quotas, permanent copies and the free draft mode, and the team's Kling key never
+leaves the server. API jobs are ordinary jobs (jobs/services/api_tasks.py), so they show on the
+dashboard. The portal pages that go with the API are in jobs/views/tokens.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+from uuid import UUID
+
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.utils.crypto import constant_time_compare
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET
+
+from jobs import netfetch
+from jobs.api.contract import (
+    AUDIO_ID_MAX_CHARS,
+    AUTH_INVALID,
+    AUTH_MISSING,
+    BAD_METHOD,
+    BAD_PARAMETER,
+    CALLBACK_URL_MAX_CHARS,
+    EXTERNAL_ID_MAX_CHARS,
+    NOT_FOUND,
+    PAGE_NUM_MAX,
+    PAGE_SIZE_DEFAULT,
+    PAGE_SIZE_MAX,
+    QUOTA_USED_UP,
+    SERVER_ERROR,
+    ApiError,
+    bad,
+    envelope,
+    error_response,
+    task_object,
+)
+from jobs.api.inputs import json_body, json_type, portrait_from, shown, sound_from, text_param
+from jobs.api.openapi import document
+from jobs.links import public_base_url, video_signature
+from jobs.media.limits import MediaError
+from jobs.media.prompts import validate_prompt
+from jobs.models import ApiToken, Asset, AvatarJob
+from jobs.serve import serve_stored_file
+from jobs.services.api_tasks import (
+    api_job_create,
+    api_task_by_external_id,
+    api_task_find,
+    api_task_page,
+    api_voiceover,
+)
+from jobs.services.api_tokens import ApiTokenRefused, api_token_authenticate
+from jobs.services.jobs import check_mode
+from jobs.tts.script import check_audio_id
+
+log = logging.getLogger(__name__)
+# An API view: (request, token, **url kwargs) -> the envelope's `data`.
+ApiViewFunc = Callable[..., Any]
+_PAGE_VALUE = re.compile(r"^[0-9]{1,7}$")
+
+
+def _authenticate(request: HttpRequest) -> ApiToken:
+    header = request.headers.get("Authorization", "").strip()
+    challenge = {"WWW-Authenticate": 'Bearer realm="avatarsite"'}
+    if not header:
+        raise ApiError(
+            AUTH_MISSING,
+            "Authorization is empty: send the header 'Authorization: Bearer <API token>' "
+            "(create a token on the API tokens page).",
+            headers=challenge,
+        )
+    scheme, _, raw = header.partition(" ")
+    raw = raw.strip()
+    if scheme.lower() != "bearer" or not raw:
+        raise ApiError(
+            AUTH_INVALID,
+            "Authorization is invalid: it must be 'Bearer <API token>'.",
+            headers=challenge,
+        )
+    try:
+        return api_token_authenticate(raw)
+    except ApiTokenRefused as exc:
+        raise ApiError(
+            AUTH_INVALID, f"Authorization is invalid: {exc}", headers=challenge
+        ) from None
+
+
+def api_view(*methods: str) -> Callable[[ApiViewFunc], Callable[..., HttpResponse]]:
+    """Token auth, the allowed methods and Kling's envelope around a view returning `data`.
+
+    Whatever goes wrong becomes an envelope: a bug answers 5000 (logged), never an HTML page.
+    """
+
+    def decorate(view: ApiViewFunc) -> Callable[..., HttpResponse]:
+        @csrf_exempt  # token auth: no cookies are involved, so there is nothing to forge
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            request_id = str(uuid.uuid4())
+            try:
+                token = _authenticate(request)
+                if request.method not in methods:
+                    raise ApiError(
+                        BAD_METHOD,
+                        f"The requested method is invalid: {request.method} is not allowed here "
+                        f"(use {' or '.join(methods)}).",
+                        headers={"Allow": ", ".join(methods)},
+                    )
+                response = envelope(view(request, token, *args, **kwargs), request_id)
+            except ApiError as exc:
+                response = error_response(exc, request_id)
+            except Exception:
+                log.exception("API request %s failed", request_id)
+                response = error_response(
+                    ApiError(
+                        SERVER_ERROR,
+                        "Server internal error: the operator can find it by "
+                        f"its request id {request_id}.",
+                    ),
+                    request_id,
+                )
+            response["X-Request-Id"] = request_id
+            response["Cache-Control"] = "no-store"
+            return response
+
+        return wrapper
+
+    return decorate
+
+
+# --- the endpoints ---------------------------------------------------------------------------
+
+
+@api_view("POST", "GET")
+def image2video(request: HttpRequest, token: ApiToken) -> Any:
+    """POST: create a task. GET: list the team's tasks, newest first."""
+    if request.method == "GET":
+        return _list_tasks(request, token)
+    return _create_task(request, token)
+
+
+@api_view("GET")
+def image2video_task(request: HttpRequest, token: ApiToken, task_ref: str) -> Any:
+    """One task, by our task_id or by the caller's external_task_id (only within the team)."""
+    job = api_task_find(team=token.team, ref=task_ref)
+    if job is None:
+        raise ApiError(
+            NOT_FOUND,
+            f"task_id: no task {shown(task_ref)} in this team (looked up as a task_id and as an "
+            "external_task_id).",
+        )
+    return task_object(job, base_url=public_base_url(request))
+
+
+@csrf_exempt
+def api_not_found(request: HttpRequest, rest: str = "") -> HttpResponse:
+    """Any other path under the API: Kling's "not found" envelope, not an HTML page."""
+    request_id = str(uuid.uuid4())
+    error = ApiError(NOT_FOUND, f"The requested resource does not exist: {request.path}")
+    response = error_response(error, request_id)
+    response["X-Request-Id"] = request_id
+    return response
+
+
+@require_GET
+def openapi_json(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(document(public_base_url(request)))
+
+
+def video_file(request: HttpRequest, code: UUID, signature: str) -> HttpResponse:
+    """A result video by its signed link: no session needed, seekable (byte ranges)."""
+    job = AvatarJob.objects.filter(code=code, status=AvatarJob.Status.SUCCEEDED).first()
+    if job is None or not job.video or not constant_time_compare(signature, video_signature(job)):
+        raise Http404("No such video.")
+    return serve_stored_file(
+        request, job.video, content_type="video/mp4", filename=f"{job.code}.mp4"
+    )
+
+
+def _list_tasks(request: HttpRequest, token: ApiToken) -> list[dict[str, Any]]:
+    page = _page_param(request, "pageNum", default=1, maximum=PAGE_NUM_MAX)
+    size = _page_param(request, "pageSize", default=PAGE_SIZE_DEFAULT, maximum=PAGE_SIZE_MAX)
+    base_url = public_base_url(request)
+    jobs = api_task_page(team=token.team, page=page, size=size)
+    return [task_object(job, base_url=base_url) for job in jobs]
+
+
+def _page_param(request: HttpRequest, name: str, *, default: int, maximum: int) -> int:
+    raw = request.GET.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip()
+    if not _PAGE_VALUE.match(value) or not 1 <= int(value) <= maximum:
+        raise bad(name, f"must be a whole number from 1 to {maximum}, not {shown(raw)}")
+    return int(value)
+
+
+def _create_task(request: HttpRequest, token: ApiToken) -> dict[str, Any]:
+    body = json_body(request)
+    base_url = public_base_url(request)
+
+    # A repeat of a known external_task_id (a retry after a lost reply) gets the task it made,
+    # before anything is fetched or checked again.
+    external_id = text_param(body, "external_task_id", max_chars=EXTERNAL_ID_MAX_CHARS)
+    existing = api_task_by_external_id(team=token.team, external_id=external_id)
+    if existing is not None:
+        return task_object(existing, base_url=base_url, full=False)
+
+    # The cheap checks first: nothing is downloaded for a request that is refused anyway.
+    mode = text_param(body, "mode", max_chars=40) or AvatarJob.Mode.STD  # Kling's default
+    if mode not in AvatarJob.Mode.values:
+        raise bad("mode", f"{shown(mode)} is not a mode: use std, pro or draft (free, offline)")
+    try:
+        check_mode(mode)
+    except ValidationError as exc:
+        # Not 1103 ("no permission for this model"): the caller fixes it by changing this
+        # parameter (draft always works), so it is reported like any other bad parameter.
+        raise bad("mode", " ".join(exc.messages)) from None
+    prompt_value = body.get("prompt")
+    if prompt_value is not None and not isinstance(prompt_value, str):
+        raise bad("prompt", f"must be a string, not {json_type(prompt_value)}")
+    try:
+        prompt = validate_prompt(prompt_value)
+    except MediaError as exc:
+        raise bad("prompt", " ".join(exc.messages)) from None
+    image_value = text_param(body, "image")
+    if not image_value:
+        raise bad("image", "is required: an http(s) URL or the bare base64 of a .jpg or .png file")
+    audio_id = text_param(body, "audio_id", max_chars=AUDIO_ID_MAX_CHARS)
+    sound_value = text_param(body, "sound_file")
+    if bool(audio_id) == bool(sound_value):
+        which = "both were given" if audio_id else "neither was given"
+        raise ApiError(
+            BAD_PARAMETER,
+            f"audio_id, sound_file: give exactly one of them ({which}): audio_id for a "
+            "text-to-speech voice, or sound_file as a URL or bare base64.",
+        )
+    callback_url = text_param(body, "callback_url", max_chars=CALLBACK_URL_MAX_CHARS)
+    if callback_url:
+        try:
+            netfetch.check_url(callback_url)
+        except netfetch.UrlRefused as exc:
+            raise bad("callback_url", str(exc)) from None
+    _check_watermark(body.get("watermark_info"))
+
+    audio: Asset | None = None
+    kling_audio_id = ""
+    if audio_id:
+        try:
+            audio_id = check_audio_id(audio_id)  # the shape the studio's form accepts
+        except ValidationError as exc:
+            raise bad("audio_id", " ".join(exc.messages)) from None
+        # The team's own text voice-over: the engine sends Kling its id while it is fresh
+        # and our stored copy after that, and drafts can use the copy.
+        audio = api_voiceover(team=token.team, audio_id=audio_id)
+        if audio is None:
+            if mode == AvatarJob.Mode.DRAFT:
+                raise bad(
+                    "audio_id",
+                    f"{shown(audio_id)} is not a voice-over this team has, so a draft cannot use "
+                    "it: send the audio as sound_file, or use mode std or pro (Kling then uses "
+                    "its own audio id).",
+                )
+            kling_audio_id = audio_id  # Kling's own id: Kling checks it when the job is sent
+
+    portrait = portrait_from(token, image_value)
+    if sound_value:
+        audio = sound_from(token, sound_value)
+
+    try:
+        job, _created = api_job_create(
+            token=token,
+            portrait=portrait,
+            audio=audio,
+            kling_audio_id=kling_audio_id,
+            prompt=prompt,
+            mode=mode,
+            callback_url=callback_url,
+            external_id=external_id,
+        )
+    except ValidationError as exc:
+        text = " ".join(exc.messages)
+        if getattr(exc, "code", None) == "quota":
+            raise ApiError(QUOTA_USED_UP, f"quota: {text}") from None
+        raise bad("mode" if getattr(exc, "code", None) == "mode" else "request", text) from None
+    return task_object(job, base_url=base_url, full=False)
+
+
+def _check_watermark(value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, dict) or not isinstance(value.get("enabled", False), bool):
+        raise bad("watermark_info", 'must be an object like {"enabled": false}')

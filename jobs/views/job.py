@@ -1,0 +1,105 @@
+"""One job's page and its actions: cancel, retry, and its video and poster."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.db.models import (
+    Q,
+)
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.text import slugify
+from django.views.decorators.http import require_GET, require_POST
+
+from jobs.access import get_job
+from jobs.cards import attach_estimates
+from jobs.models import AvatarJob
+from jobs.presenters import timeline
+from jobs.serve import serve_stored_file
+from jobs.services import jobs as job_services
+from jobs.views.dashboard import POLL_SECONDS
+
+Status = AvatarJob.Status
+
+
+@login_required
+@require_GET
+def job_detail(request: HttpRequest, code: UUID) -> HttpResponse:
+    """The job page; while the job runs, htmx refreshes its `#status` part every few seconds."""
+    job, access = get_job(request.user, code)
+    if job.status == Status.QUEUED:
+        job.queue_ahead = (  # type: ignore[attr-defined]
+            AvatarJob.objects.filter(status=Status.QUEUED, created__lt=job.created)
+            .filter(Q(mode="draft") if job.mode == "draft" else ~Q(mode="draft"))
+            .count()
+        )
+    attach_estimates([job])
+    context = {
+        "job": job,
+        "access": access,
+        "timeline": timeline(job),
+        "download_name": _download_name(job, "mp4"),
+        "poll_seconds": POLL_SECONDS,
+    }
+    template = "jobs/job_detail.html#status" if request.htmx else "jobs/job_detail.html"
+    return render(request, template, context)
+
+
+@login_required
+@require_POST
+def job_cancel(request: HttpRequest, code: UUID) -> HttpResponse:
+    job, _ = get_job(request.user, code, write=True)
+    if job_services.job_cancel(job=job):
+        messages.success(request, "Job canceled. Nothing was sent to Kling.")
+    else:
+        messages.error(request, "This job can no longer be canceled: it has already started.")
+    return redirect(job)
+
+
+@login_required
+@require_POST
+def job_retry(request: HttpRequest, code: UUID) -> HttpResponse:
+    job, _ = get_job(request.user, code, write=True)
+    try:
+        new = job_services.job_retry(job=job, user=request.user)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect(job)
+    messages.success(request, "Trying again with the same inputs: here is the new job.")
+    return redirect(f"{reverse('jobs:dashboard')}?new={new.code}")
+
+
+def _download_name(job: AvatarJob, ext: str) -> str:
+    stem = slugify(job.portrait.name.rsplit(".", 1)[0])[:40] or "avatar"
+    return f"{stem}-{job.mode}-{job.created:%Y%m%d-%H%M}.{ext}"
+
+
+@login_required
+@require_GET
+def job_video(request: HttpRequest, code: UUID) -> HttpResponse:
+    job, _ = get_job(request.user, code)
+    if not job.video:
+        return render(request, "404.html", {"reason": "This job has no video yet."}, status=404)
+    return serve_stored_file(
+        request,
+        job.video,
+        content_type="video/mp4",
+        filename=_download_name(job, "mp4"),
+        attachment="download" in request.GET,
+    )
+
+
+@login_required
+@require_GET
+def job_poster(request: HttpRequest, code: UUID) -> HttpResponse:
+    job, _ = get_job(request.user, code)
+    if not job.poster:
+        return render(request, "404.html", {"reason": "This job has no poster yet."}, status=404)
+    return serve_stored_file(
+        request, job.poster, content_type="image/jpeg", filename=_download_name(job, "jpg")
+    )
