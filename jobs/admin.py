@@ -4,10 +4,10 @@ pages, and an overview of what needs a person."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
@@ -15,6 +15,9 @@ from django.utils import timezone
 
 from jobs import services
 from jobs.models import Asset, AvatarJob, KlingAccount, Membership, ShareLink, Team, TeamInvite
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
 
 STUCK_AFTER = timedelta(hours=1)
 
@@ -47,6 +50,12 @@ class MembershipInline(admin.TabularInline):
     autocomplete_fields = ["user"]
 
 
+class _Counted(TypedDict):
+    """What TeamAdmin.get_queryset annotates each team with."""
+
+    n_members: int
+
+
 @admin.register(Team)
 class TeamAdmin(admin.ModelAdmin):
     list_display = [
@@ -67,7 +76,7 @@ class TeamAdmin(admin.ModelAdmin):
         return super().get_queryset(request).annotate(n_members=Count("memberships"))
 
     @admin.display(description="members", ordering="n_members")
-    def member_count(self, team: Team) -> int:
+    def member_count(self, team: WithAnnotations[Team, _Counted]) -> int:
         return team.n_members
 
 
@@ -177,10 +186,13 @@ class AvatarJobAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry (as a new job with the same inputs)")
     def retry_jobs(self, request: HttpRequest, queryset: QuerySet[AvatarJob]) -> None:
+        user = request.user
+        if not user.is_authenticated:  # the admin site lets only signed-in staff this far
+            raise PermissionDenied
         made = 0
         for job in queryset.select_related("team", "portrait", "audio"):
             try:
-                services.job_retry(job=job, user=request.user)
+                services.job_retry(job=job, user=user)
                 made += 1
             except ValidationError as exc:
                 self.message_user(
