@@ -124,11 +124,12 @@ class KlingClient:
 
     def _mint_token(self) -> str:
         now = int(self.clock())
-        payload = {"iss": self.access_key, "exp": now + TOKEN_LIFETIME, "nbf": now - 5}
+        expires = now + TOKEN_LIFETIME
+        payload = {"iss": self.access_key, "exp": expires, "nbf": now - 5}
         token = jwt.encode(
             payload, self.secret_key, algorithm="HS256", headers={"alg": "HS256", "typ": "JWT"}
         )
-        self._token, self._token_exp = token, float(payload["exp"])
+        self._token, self._token_exp = token, float(expires)
         return token
 
     def current_token(self) -> str:
@@ -413,7 +414,9 @@ class KlingClient:
         }
         data, request_id = self._request("POST", TTS_PATH, body=body)
         data = data if isinstance(data, dict) else {}
-        result = data.get("task_result") if isinstance(data.get("task_result"), dict) else {}
+        result = data.get("task_result")
+        if not isinstance(result, dict):
+            result = {}
         audios = [a for a in result.get("audios") or [] if isinstance(a, dict)]
         if audios:
             return parse_audio(audios[0])

@@ -159,9 +159,9 @@ def parse_audio(data: dict[str, Any]) -> KlingAudio:
 
 def parse_task(data: dict[str, Any]) -> KlingTask:
     """A KlingTask from the `data` of a create/query reply, a list item or a callback body."""
-    info = data.get("task_info") if isinstance(data.get("task_info"), dict) else {}
-    result = data.get("task_result") if isinstance(data.get("task_result"), dict) else {}
-    videos = result.get("videos") if isinstance(result.get("videos"), list) else []
+    info = _dict_at(data, "task_info")
+    result = _dict_at(data, "task_result")
+    videos = _list_at(result, "videos")
     external = info.get("external_task_id", data.get("external_task_id"))
     return KlingTask(
         task_id=str_id(data.get("task_id") or data.get("id")),
@@ -173,6 +173,18 @@ def parse_task(data: dict[str, Any]) -> KlingTask:
         videos=tuple(parse_video(v) for v in videos if isinstance(v, dict)),
         units=parse_decimal(data.get("final_unit_deduction")),
     )
+
+
+def _dict_at(data: dict[str, Any], key: str) -> dict[str, Any]:
+    """`data[key]` when it is an object, else an empty one."""
+    value = data.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _list_at(data: dict[str, Any], key: str) -> list[Any]:
+    """`data[key]` when it is a list, else an empty one."""
+    value = data.get(key)
+    return value if isinstance(value, list) else []
 
 
 def parse_task_list(data: Any) -> list[KlingTask]:
