@@ -124,20 +124,33 @@ def classify(
     `lookup`: the request fetches one task, so "not found" wording means NOT_FOUND.
     """
     if code is not None and code > 0:
-        if creating and code not in RETRYABLE_CODES and _DUPLICATE_RE.search(message):
-            return ErrorKind.DUPLICATE, False
-        if code in NOT_FOUND_CODES or (lookup and _NOT_FOUND_RE.search(message)):
-            return ErrorKind.NOT_FOUND, False
-        if code in RETRYABLE_CODES:
-            return ErrorKind.RETRYABLE, creating and code in SERVER_CODES
-        if code in OPERATOR_CODES:
-            return ErrorKind.OPERATOR, False
-        if code in PERMANENT_CODES:
-            return ErrorKind.PERMANENT, False
-        if code >= 5000 or (http_status or 0) >= 500:
-            return ErrorKind.RETRYABLE, creating
+        return _classify_code(code, message, http_status, creating=creating, lookup=lookup)
+    return _classify_http_status(message, http_status, creating=creating)
+
+
+def _classify_code(
+    code: int, message: str, http_status: int | None, *, creating: bool, lookup: bool
+) -> tuple[ErrorKind, bool]:
+    """classify() for a reply that carries a business code."""
+    if creating and code not in RETRYABLE_CODES and _DUPLICATE_RE.search(message):
+        return ErrorKind.DUPLICATE, False
+    if code in NOT_FOUND_CODES or (lookup and _NOT_FOUND_RE.search(message)):
+        return ErrorKind.NOT_FOUND, False
+    if code in RETRYABLE_CODES:
+        return ErrorKind.RETRYABLE, creating and code in SERVER_CODES
+    if code in OPERATOR_CODES:
+        return ErrorKind.OPERATOR, False
+    if code in PERMANENT_CODES:
         return ErrorKind.PERMANENT, False
-    # No usable business code: fall back on the HTTP status.
+    if code >= 5000 or (http_status or 0) >= 500:
+        return ErrorKind.RETRYABLE, creating
+    return ErrorKind.PERMANENT, False
+
+
+def _classify_http_status(
+    message: str, http_status: int | None, *, creating: bool
+) -> tuple[ErrorKind, bool]:
+    """classify() for a reply with no usable business code: fall back on the HTTP status."""
     status = http_status or 0
     if status == 404:
         return ErrorKind.NOT_FOUND, False
