@@ -3,7 +3,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
 
 
 class StudioAdminSite(admin.AdminSite):
@@ -13,7 +14,7 @@ class StudioAdminSite(admin.AdminSite):
 
     def index(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
-    ) -> HttpResponse:
+    ) -> TemplateResponse:
         from jobs.admin import overview
 
         return super().index(request, {**overview(), **(extra_context or {})})

@@ -6,6 +6,7 @@ value looks like, so a typo stops start-up instead of silently falling back.
 
 from __future__ import annotations
 
+import builtins
 import os
 from collections.abc import Mapping
 from urllib.parse import urlparse
@@ -17,6 +18,9 @@ FALSE_WORDS = {"0", "false", "no", "off", ""}
 
 
 class Env:
+    # The getters are named after the types they return, so inside the class those names
+    # mean the methods: signatures after `def str` spell the types as builtins.*.
+
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self.environ = os.environ if environ is None else environ
 
@@ -28,7 +32,7 @@ class Env:
         value = self.raw(name)
         return default if value is None or value == "" else value
 
-    def bool(self, name: str, default: bool = False) -> bool:
+    def bool(self, name: builtins.str, default: builtins.bool = False) -> builtins.bool:
         value = self.raw(name)
         if value is None:
             return default
@@ -39,8 +43,13 @@ class Env:
         raise ImproperlyConfigured(f"{name}={value!r} is not a yes/no value: use 1/0, true/false.")
 
     def int(
-        self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None
-    ) -> int:
+        self,
+        name: builtins.str,
+        default: builtins.int,
+        *,
+        minimum: builtins.int | None = None,
+        maximum: builtins.int | None = None,
+    ) -> builtins.int:
         value = self.raw(name)
         if value is None or value == "":
             return default
@@ -54,7 +63,9 @@ class Env:
             raise ImproperlyConfigured(f"{name}={number} is too large: the maximum is {maximum}.")
         return number
 
-    def list(self, name: str, default: list[str]) -> list[str]:
+    def list(
+        self, name: builtins.str, default: builtins.list[builtins.str]
+    ) -> builtins.list[builtins.str]:
         value = self.raw(name)
         if value is None or value == "":
             return list(default)
@@ -62,11 +73,11 @@ class Env:
 
     def url(
         self,
-        name: str,
-        default: str = "",
+        name: builtins.str,
+        default: builtins.str = "",
         *,
-        schemes: tuple[str, ...] = ("http", "https"),
-    ) -> str:
+        schemes: tuple[builtins.str, ...] = ("http", "https"),
+    ) -> builtins.str:
         value = self.str(name, default)
         if not value:
             return ""

@@ -10,6 +10,7 @@ import os
 import secrets
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -141,7 +142,7 @@ else:
     # Connections are kept: opening one and running the PRAGMAs costs more than most queries.
     _db = {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": DATA_DIR / "db.sqlite3",
+        "NAME": str(DATA_DIR / "db.sqlite3"),
         "CONN_MAX_AGE": 600,
     }
 if _db["ENGINE"] == "django.db.backends.sqlite3":
@@ -167,7 +168,7 @@ REDIS_URL = env.url("REDIS_URL", schemes=("redis", "rediss", "unix"))
 if REDIS_URL:
     # Sessions read from Redis and written through to the database.
     SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
-    CACHES = {
+    CACHES: dict[str, dict[str, Any]] = {
         "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
     }
 else:

@@ -4,10 +4,10 @@ pages, and an overview of what needs a person."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
 from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
@@ -17,6 +17,9 @@ from jobs.engines.kling import resume_submissions
 from jobs.models import Asset, AvatarJob, KlingAccount, Membership, ShareLink, Team, TeamInvite
 from jobs.services.jobs import job_cancel, job_poke, job_retry
 from jobs.services.sharing import share_revoke
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
 
 STUCK_AFTER = timedelta(hours=1)
 
@@ -49,6 +52,12 @@ class MembershipInline(admin.TabularInline):
     autocomplete_fields = ["user"]
 
 
+class _Counted(TypedDict):
+    """What TeamAdmin.get_queryset annotates each team with."""
+
+    n_members: int
+
+
 @admin.register(Team)
 class TeamAdmin(admin.ModelAdmin):
     list_display = [
@@ -69,7 +78,7 @@ class TeamAdmin(admin.ModelAdmin):
         return super().get_queryset(request).annotate(n_members=Count("memberships"))
 
     @admin.display(description="members", ordering="n_members")
-    def member_count(self, team: Team) -> int:
+    def member_count(self, team: WithAnnotations[Team, _Counted]) -> int:
         return team.n_members
 
 
@@ -179,10 +188,13 @@ class AvatarJobAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry (as a new job with the same inputs)")
     def retry_jobs(self, request: HttpRequest, queryset: QuerySet[AvatarJob]) -> None:
+        user = request.user
+        if not user.is_authenticated:  # the admin site lets only signed-in staff this far
+            raise PermissionDenied
         made = 0
         for job in queryset.select_related("team", "portrait", "audio"):
             try:
-                job_retry(job=job, user=request.user)
+                job_retry(job=job, user=user)
                 made += 1
             except ValidationError as exc:
                 self.message_user(

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.conf import settings
 from django.db import models
@@ -26,6 +26,9 @@ from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.text import slugify
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 
 class Team(models.Model):
@@ -36,7 +39,7 @@ class Team(models.Model):
         default=False, help_text="Created with the account; its owner's own workspace."
     )
     created = models.DateTimeField(default=timezone.now, editable=False)
-    members = models.ManyToManyField(
+    members: models.ManyToManyField[User, Membership] = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="teams"
     )
     # Monthly limits of generated seconds per mode; empty means no limit.
@@ -231,7 +234,7 @@ class AvatarJob(models.Model):
     HOLDING_SLOT = (Status.SUBMITTING, Status.SUBMITTED, Status.PROCESSING)
     TERMINAL = (Status.SUCCEEDED, Status.FAILED, Status.CANCELED)
     # The per-stage timestamp each status sets when a job enters it.
-    STAMPS = {
+    STAMPS: ClassVar[dict[str, str]] = {
         Status.SUBMITTING: "submitting_at",
         Status.SUBMITTED: "submitted_at",
         Status.PROCESSING: "processing_at",

@@ -104,11 +104,23 @@ def address_problem(address: str | IPAddress) -> str | None:
     if isinstance(ip, ipaddress.IPv6Address):
         ip = ip.ipv4_mapped or ip
         if isinstance(ip, ipaddress.IPv6Address):
-            embedded = _embedded_ipv4(ip)
-            if embedded is not None:
-                problem = address_problem(embedded)
-                if problem:
-                    return f"{problem} (inside the IPv6 address {ip})"
+            problem = _embedded_problem(ip)
+            if problem:
+                return problem
+    return _range_problem(ip)
+
+
+def _embedded_problem(ip: ipaddress.IPv6Address) -> str | None:
+    """The problem with the IPv4 address a NAT64 or 6to4 `ip` stands for, if any."""
+    embedded = _embedded_ipv4(ip)
+    if embedded is None:
+        return None
+    problem = address_problem(embedded)
+    return f"{problem} (inside the IPv6 address {ip})" if problem else None
+
+
+def _range_problem(ip: IPAddress) -> str | None:
+    """Which non-public range `ip` itself lies in, in words, or None if it is public."""
     if ip.is_unspecified:
         return "the unspecified address (it means this machine)"
     if ip.is_loopback:
@@ -182,6 +194,31 @@ def check_url(url: str, *, allow_private: bool | None = None) -> Target:
     """Parse, resolve and check a URL; raise UrlRefused with the reason if it must not be used."""
     if allow_private is None:
         allow_private = settings.ALLOW_PRIVATE_URLS
+    url = _checked_text(url)
+    scheme, host, port, request_target = _split_url(url)
+    addresses = _resolve(host, port)
+    if not addresses:
+        raise UrlRefused(f"the host {host} has no addresses")
+    # Every address must pass: a name that answers one public and one private address could
+    # be tried in any order by a client, so it is refused outright.
+    for address in addresses:
+        problem = _allowed(address, allow_private)
+        if problem:
+            where = host if host == address else f"{host} resolves to {address}, which"
+            raise UrlRefused(f"{where} is {problem}: only public internet addresses can be used")
+    return Target(
+        url=url,
+        scheme=scheme,
+        host=host,
+        port=port,
+        request_target=request_target,
+        addresses=tuple(addresses),
+    )
+
+
+def _checked_text(url: str) -> str:
+    """The URL without surrounding space, if it is a string of an acceptable length and
+    characters."""
     if not isinstance(url, str) or not url.strip():
         raise UrlRefused("the URL is empty")
     url = url.strip()
@@ -189,6 +226,11 @@ def check_url(url: str, *, allow_private: bool | None = None) -> Target:
         raise UrlRefused(f"the URL is {len(url):,} characters long: the limit is {MAX_URL_CHARS:,}")
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
         raise UrlRefused("the URL contains control characters")
+    return url
+
+
+def _split_url(url: str) -> tuple[str, str, int, str]:
+    """(scheme, host, port, request target) of an http(s) URL without credentials."""
     try:
         parts = urlsplit(requote_uri(url))
         port = parts.port
@@ -206,28 +248,10 @@ def check_url(url: str, *, allow_private: bool | None = None) -> Target:
         host.encode("idna")
     except UnicodeError:
         raise UrlRefused(f"the host name {host!r} is not valid") from None
-    port = port or (443 if scheme == "https" else 80)
-    addresses = _resolve(host, port)
-    if not addresses:
-        raise UrlRefused(f"the host {host} has no addresses")
-    # Every address must pass: a name that answers one public and one private address could
-    # be tried in any order by a client, so it is refused outright.
-    for address in addresses:
-        problem = _allowed(address, allow_private)
-        if problem:
-            where = host if host == address else f"{host} resolves to {address}, which"
-            raise UrlRefused(f"{where} is {problem}: only public internet addresses can be used")
     target = parts.path or "/"
     if parts.query:
         target = f"{target}?{parts.query}"
-    return Target(
-        url=url,
-        scheme=scheme,
-        host=host,
-        port=port,
-        request_target=target,
-        addresses=tuple(addresses),
-    )
+    return scheme, host, port or (443 if scheme == "https" else 80), target
 
 
 # --- the pinned connection -------------------------------------------------------------------

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.utils.http import content_disposition_header
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -36,12 +37,12 @@ def serve_stored_file(
     content_type: str,
     filename: str,
     attachment: bool = False,
-) -> HttpResponse:
+) -> HttpResponseBase:
     """Answer with the stored file, the whole of it or the one byte range asked for."""
     size = field.size
     fh = field.open("rb")
     match = _RANGE.match(request.headers.get("Range", "").strip())
-    response: HttpResponse
+    response: HttpResponseBase
     if match and (match[1] or match[2]):
         if match[1]:
             start = int(match[1])
@@ -62,7 +63,9 @@ def serve_stored_file(
         response = FileResponse(fh, content_type=content_type)
         response["Content-Length"] = str(size)
     response["Accept-Ranges"] = "bytes"
-    response["Content-Disposition"] = content_disposition_header(attachment, filename)
+    disposition = content_disposition_header(attachment, filename)
+    if disposition:  # None only for an inline file with no name
+        response["Content-Disposition"] = disposition
     response["X-Content-Type-Options"] = "nosniff"
     response["Cache-Control"] = "private, max-age=3600"
     return response

@@ -22,7 +22,8 @@ from django.utils import timezone
 
 from jobs.engines.kling import audio_for_kling
 from jobs.ffmpeg import probe, run_ffmpeg
-from jobs.kling.client import KlingClient, KlingError
+from jobs.kling.client import KlingClient
+from jobs.kling.errors import KlingError
 from jobs.kling.simulator import KlingSimulator
 from jobs.media.limits import AUDIO_MAX_BYTES
 from jobs.models import Asset, AvatarJob

@@ -239,12 +239,14 @@ def _to_srgb(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     # A broken profile is ignored: the pixels as they are beat no video at all.
     with contextlib.suppress(ImageCms.PyCMSError, OSError, ValueError):
         if icc:
-            image = ImageCms.profileToProfile(
+            converted = ImageCms.profileToProfile(
                 image,
                 ImageCms.ImageCmsProfile(io.BytesIO(icc)),
                 _SRGB,
                 outputMode="RGBA" if image.mode == "RGBA" else "RGB",
             )
+            if converted is not None:  # None only when converting in place, which this is not
+                image = converted
     if image.mode == "RGBA":
         white = Image.new("RGB", image.size, (255, 255, 255))
         white.paste(image, mask=image.getchannel("A"))

@@ -1,4 +1,6 @@
-"""Kling's avatar API: the HTTP client (client.py) and a simulator of it (simulator.py)."""
+"""Kling's avatar API: the HTTP client (client.py), how its calls fail (errors.py), what it
+sends back (replies.py), its failures in a user's words (messages.py) and a simulator of it
+(simulator.py)."""
 
 from __future__ import annotations
 

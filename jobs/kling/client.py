@@ -1,28 +1,19 @@
 """The one place that talks HTTP to Kling's avatar API (or a gateway that re-exposes it).
 
-It owns the base URL, auth (official JWT or a gateway's Bearer key), timeouts and the mapping
-of Kling's business codes to a handful of error kinds, and hands back small frozen dataclasses
-instead of raw JSON. Parsing is tolerant on purpose: Kling and its gateways disagree on
-timestamps (ms or s), id types, duration types and the spelling of "succeed"
-(see /work/shared/KLING_API.md).
-
-Every failure is a `KlingError` whose `kind` says what the caller can do about it and whose
-`outcome_unknown` says whether a create may have gone through anyway: in that case the caller
-must look the task up by its `external_task_id` before submitting again.
+It owns the base URL, auth (official JWT or a gateway's Bearer key) and timeouts. Failures are
+raised as `errors.KlingError` (classified there from Kling's business codes) and replies are
+handed back as the dataclasses of `replies`.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
-import re
 import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
-from enum import StrEnum
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
 from typing import Any, BinaryIO
 from urllib.parse import quote
 
@@ -30,6 +21,18 @@ import jwt
 import requests
 from django.conf import settings
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+
+from jobs.kling.errors import AUTH_RENEW_CODES, ErrorKind, KlingError, business_error, classify
+from jobs.kling.replies import (
+    KlingAudio,
+    KlingTask,
+    normalize_status,
+    parse_audio,
+    parse_float,
+    parse_task,
+    parse_task_list,
+    str_id,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -39,306 +42,6 @@ TTS_PATH = "/v1/audio/tts"
 TOKEN_LIFETIME = 1800  # seconds, as Kling's docs prescribe
 TOKEN_RENEW_MARGIN = 300  # mint a new token this long before the old one expires
 CONNECT_TIMEOUT_CAP = 10.0  # a loopback or CDN connect never needs longer than this
-
-# Kling's business codes (KLING_API.md, "Error codes").
-AUTH_RENEW_CODES = frozenset({1003, 1004})  # token not yet valid / expired: mint a new one once
-OPERATOR_CODES = frozenset({1000, 1001, 1002, 1003, 1004, 1100, 1101, 1102})
-PERMANENT_CODES = frozenset({1103, 1200, 1201, 1202, 1300, 1301, 1304})
-NOT_FOUND_CODES = frozenset({1203})
-RETRYABLE_CODES = frozenset({1302, 1303, 5000, 5001, 5002})
-SERVER_CODES = frozenset({5000, 5001, 5002})
-
-_DUPLICATE_RE = re.compile(
-    r"duplicat|already exist|(external[ _]?task[ _]?id|external id).*(exist|unique|used|repeat)",
-    re.IGNORECASE,
-)
-_NOT_FOUND_RE = re.compile(r"not (be )?found|not exist|does not exist|no such", re.IGNORECASE)
-
-
-class ErrorKind(StrEnum):
-    RETRYABLE = "retryable"  # try again later (with backoff); nothing is wrong with the request
-    PERMANENT = "permanent"  # this request will never succeed: show the message to the user
-    OPERATOR = "operator"  # credentials, account or balance: a person must act; pause submissions
-    NOT_FOUND = "not_found"  # Kling has no such task
-    DUPLICATE = "duplicate"  # a task with this external_task_id already exists: adopt it
-
-
-class KlingError(Exception):
-    """Anything that went wrong talking to Kling, classified so the caller can branch on `kind`.
-
-    `outcome_unknown` is True when a request that creates something may have reached Kling and
-    been acted on (read timeout, connection lost after sending, 5xx on create, unreadable
-    reply). Retrying blindly could then create a second task; look it up by external id first.
-    """
-
-    def __init__(
-        self,
-        kind: ErrorKind,
-        message: str,
-        *,
-        code: int | None = None,
-        http_status: int | None = None,
-        request_id: str | None = None,
-        outcome_unknown: bool = False,
-    ) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.code = code
-        self.http_status = http_status
-        self.message = message
-        self.request_id = request_id
-        self.outcome_unknown = outcome_unknown
-
-    @property
-    def retryable(self) -> bool:
-        return self.kind == ErrorKind.RETRYABLE
-
-    def __str__(self) -> str:
-        details = [f"kind {self.kind}"]
-        if self.code is not None:
-            details.append(f"code {self.code}")
-        if self.http_status is not None:
-            details.append(f"HTTP {self.http_status}")
-        if self.request_id:
-            details.append(f"request {self.request_id}")
-        if self.outcome_unknown:
-            details.append("outcome unknown")
-        return f"{self.message} ({', '.join(details)})"
-
-    def __repr__(self) -> str:
-        return f"KlingError({self})"
-
-
-@dataclass(frozen=True)
-class KlingVideo:
-    id: str
-    url: str
-    duration: float | None
-
-
-@dataclass(frozen=True)
-class KlingAudio:
-    id: str
-    url: str
-    duration: float | None
-
-
-@dataclass(frozen=True)
-class KlingTask:
-    task_id: str
-    status: str  # normalized: "submitted" | "processing" | "succeed" | "failed"
-    status_msg: str
-    external_task_id: str
-    created_at: datetime | None
-    updated_at: datetime | None
-    videos: tuple[KlingVideo, ...] = ()
-    units: Decimal | None = None  # final_unit_deduction
-
-    @property
-    def is_finished(self) -> bool:
-        return self.status in ("succeed", "failed")
-
-
-# --- tolerant parsing -----------------------------------------------------------------------
-
-_STATUS_ALIASES = {
-    "succeed": "succeed",
-    "succeeded": "succeed",
-    "success": "succeed",
-    "successful": "succeed",
-    "completed": "succeed",
-    "complete": "succeed",
-    "done": "succeed",
-    "finished": "succeed",
-    "failed": "failed",
-    "fail": "failed",
-    "failure": "failed",
-    "error": "failed",
-    "processing": "processing",
-    "running": "processing",
-    "in_progress": "processing",
-    "generating": "processing",
-    "submitted": "submitted",
-    "queued": "submitted",
-    "queueing": "submitted",
-    "pending": "submitted",
-    "created": "submitted",
-    "waiting": "submitted",
-}
-
-
-def normalize_status(value: Any) -> str:
-    """Map any provider's spelling onto Kling's four statuses.
-
-    An unknown status is treated as "processing": not terminal, so the job keeps polling until
-    its deadline rather than being failed or succeeded on a guess.
-    """
-    text = str(value or "").strip().lower().replace("-", "_").replace(" ", "_")
-    status = _STATUS_ALIASES.get(text)
-    if status is None:
-        logger.warning("Kling task status %r is unknown; treating it as processing", value)
-        return "processing"
-    return status
-
-
-def parse_timestamp(value: Any) -> datetime | None:
-    """An aware UTC datetime from Unix seconds or milliseconds (or an ISO string); None if unusable.
-
-    Values above 10^11 are milliseconds: as seconds they would be past the year 5000.
-    """
-    if value is None or value == "" or isinstance(value, bool):
-        return None
-    if isinstance(value, str):
-        text = value.strip()
-        try:
-            number = float(text)
-        except ValueError:
-            try:
-                parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-            except ValueError:
-                return None
-            return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
-    elif isinstance(value, int | float):
-        number = float(value)
-    else:
-        return None
-    if number <= 0:
-        return None
-    if number > 1e11:
-        number /= 1000
-    try:
-        return datetime.fromtimestamp(number, UTC)
-    except (OverflowError, OSError, ValueError):
-        return None
-
-
-def parse_float(value: Any) -> float | None:
-    """A float from a number or a numeric string ("5.033"); None otherwise."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def parse_decimal(value: Any) -> Decimal | None:
-    if value is None or value == "" or isinstance(value, bool):
-        return None
-    try:
-        return Decimal(str(value).strip())
-    except InvalidOperation:
-        return None
-
-
-def _str_id(value: Any) -> str:
-    """Ids arrive as numbers or strings; store strings (and never "None")."""
-    return "" if value is None else str(value).strip()
-
-
-def parse_video(data: dict[str, Any]) -> KlingVideo:
-    return KlingVideo(
-        id=_str_id(data.get("id")),
-        url=str(data.get("url") or data.get("video_url") or ""),
-        duration=parse_float(data.get("duration")),
-    )
-
-
-def parse_audio(data: dict[str, Any]) -> KlingAudio:
-    return KlingAudio(
-        id=_str_id(data.get("id") or data.get("audio_id")),
-        url=str(data.get("url") or data.get("audio_url") or ""),
-        duration=parse_float(data.get("duration")),
-    )
-
-
-def parse_task(data: dict[str, Any]) -> KlingTask:
-    """A KlingTask from the `data` of a create/query reply, a list item or a callback body."""
-    info = data.get("task_info") if isinstance(data.get("task_info"), dict) else {}
-    result = data.get("task_result") if isinstance(data.get("task_result"), dict) else {}
-    videos = result.get("videos") if isinstance(result.get("videos"), list) else []
-    external = info.get("external_task_id", data.get("external_task_id"))
-    return KlingTask(
-        task_id=_str_id(data.get("task_id") or data.get("id")),
-        status=normalize_status(data.get("task_status") or data.get("status")),
-        status_msg=str(data.get("task_status_msg") or ""),
-        external_task_id=_str_id(external),
-        created_at=parse_timestamp(data.get("created_at")),
-        updated_at=parse_timestamp(data.get("updated_at")),
-        videos=tuple(parse_video(v) for v in videos if isinstance(v, dict)),
-        units=parse_decimal(data.get("final_unit_deduction")),
-    )
-
-
-def _as_code(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def business_error(body: dict[str, Any]) -> tuple[int | None, str] | None:
-    """(code, message) if the envelope reports an error, None if it reports success.
-
-    The code is None when the body says "error" without a business code.
-
-    Kling puts `code` at the top; a gateway may answer `{"code": 500, "data": {"code": 1303,
-    "message": ...}}` or `{"error": {"code": ..., "message": ...}}`: the innermost business
-    code wins because it is the one that says what happened.
-    """
-    code = _as_code(body.get("code"))
-    message = str(body.get("message") or body.get("msg") or "")
-    for key in ("data", "error"):
-        nested = body.get(key)
-        if isinstance(nested, dict) and "task_id" not in nested:
-            inner = _as_code(nested.get("code"))
-            if inner not in (None, 0):
-                code = inner
-                message = str(nested.get("message") or nested.get("msg") or message)
-    if code in (None, 0) and isinstance(body.get("error"), str):
-        return None, body["error"]
-    if code in (None, 0):
-        return None
-    return code, message
-
-
-def classify(
-    code: int | None, message: str, http_status: int | None, *, creating: bool, lookup: bool
-) -> tuple[ErrorKind, bool]:
-    """(kind, outcome_unknown) for an error reply. Branches on the business code, not on HTTP.
-
-    `creating`: the request creates a task (duplicates and unknown outcomes only exist there).
-    `lookup`: the request fetches one task, so "not found" wording means NOT_FOUND.
-    """
-    if code is not None and code > 0:
-        if creating and code not in RETRYABLE_CODES and _DUPLICATE_RE.search(message):
-            return ErrorKind.DUPLICATE, False
-        if code in NOT_FOUND_CODES or (lookup and _NOT_FOUND_RE.search(message)):
-            return ErrorKind.NOT_FOUND, False
-        if code in RETRYABLE_CODES:
-            return ErrorKind.RETRYABLE, creating and code in SERVER_CODES
-        if code in OPERATOR_CODES:
-            return ErrorKind.OPERATOR, False
-        if code in PERMANENT_CODES:
-            return ErrorKind.PERMANENT, False
-        if code >= 5000 or (http_status or 0) >= 500:
-            return ErrorKind.RETRYABLE, creating
-        return ErrorKind.PERMANENT, False
-    # No usable business code: fall back on the HTTP status.
-    status = http_status or 0
-    if status == 404:
-        return ErrorKind.NOT_FOUND, False
-    if status in (401, 403):
-        return ErrorKind.OPERATOR, False
-    if status == 429:
-        return ErrorKind.RETRYABLE, False
-    if 400 <= status < 500:
-        if creating and _DUPLICATE_RE.search(message):
-            return ErrorKind.DUPLICATE, False
-        return ErrorKind.PERMANENT, False
-    return ErrorKind.RETRYABLE, creating
 
 
 _NOT_SENT_ERRORS = (
@@ -421,11 +124,12 @@ class KlingClient:
 
     def _mint_token(self) -> str:
         now = int(self.clock())
-        payload = {"iss": self.access_key, "exp": now + TOKEN_LIFETIME, "nbf": now - 5}
+        expires = now + TOKEN_LIFETIME
+        payload = {"iss": self.access_key, "exp": expires, "nbf": now - 5}
         token = jwt.encode(
             payload, self.secret_key, algorithm="HS256", headers={"alg": "HS256", "typ": "JWT"}
         )
-        self._token, self._token_exp = token, float(payload["exp"])
+        self._token, self._token_exp = token, float(expires)
         return token
 
     def current_token(self) -> str:
@@ -546,7 +250,7 @@ class KlingClient:
                 outcome_unknown=unknown,
             )
 
-        request_id = _str_id(payload.get("request_id")) or response.headers.get("X-Request-Id")
+        request_id = str_id(payload.get("request_id")) or response.headers.get("X-Request-Id")
         logger.debug(
             "Kling %s %s → HTTP %s code %s request %s in %.2f s",
             method,
@@ -649,7 +353,7 @@ class KlingClient:
     def list_tasks(self, *, page: int = 1, page_size: int = 30) -> list[KlingTask]:
         """One page of tasks, newest first (pageNum 1..1000, pageSize 1..500)."""
         data, _ = self._request("GET", CREATE_PATH, params={"pageNum": page, "pageSize": page_size})
-        return [parse_task(item) for item in _list_items(data) if isinstance(item, dict)]
+        return parse_task_list(data)
 
     def find_by_external_id(
         self,
@@ -710,7 +414,9 @@ class KlingClient:
         }
         data, request_id = self._request("POST", TTS_PATH, body=body)
         data = data if isinstance(data, dict) else {}
-        result = data.get("task_result") if isinstance(data.get("task_result"), dict) else {}
+        result = data.get("task_result")
+        if not isinstance(result, dict):
+            result = {}
         audios = [a for a in result.get("audios") or [] if isinstance(a, dict)]
         if audios:
             return parse_audio(audios[0])
@@ -774,14 +480,3 @@ def _encode(value: bytes | str) -> str:
     if isinstance(value, bytes | bytearray):
         return base64.b64encode(value).decode("ascii")
     return value
-
-
-def _list_items(data: Any) -> Iterable[Any]:
-    """The task list: Kling sends a bare list; tolerate a gateway's {"list": [...]} wrapper."""
-    if isinstance(data, list):
-        return data
-    if isinstance(data, dict):
-        for key in ("list", "tasks", "items", "records", "data"):
-            if isinstance(data.get(key), list):
-                return data[key]
-    return []
