@@ -10,9 +10,22 @@ from typing import Any
 from django import template
 from django.urls import get_script_prefix, reverse
 
+from jobs import presenters
 from jobs.models import AvatarJob
 
 register = template.Library()
+
+# The words a job is described in (jobs/presenters.py), for templates.
+for _filter in (
+    presenters.human_duration,
+    presenters.precise_duration,
+    presenters.clock,
+    presenters.seconds_between,
+    presenters.ordinal_place,
+    presenters.stage,
+    presenters.version,
+):
+    register.filter(_filter.__name__, _filter)
 
 
 _PATHS: dict[tuple[str, str], str] = {}
