@@ -60,6 +60,13 @@ QUEUE_AHEAD = RawSQL(  # noqa: S611 - constant SQL, no outside input
 )
 
 
+def attach_queue_place(job: AvatarJob) -> None:
+    """Set `queue_ahead` on one job, counted by the very SQL the cards use (QUEUE_AHEAD)."""
+    if job.status == Status.QUEUED:
+        ahead = AvatarJob.objects.filter(pk=job.pk).annotate(ahead=QUEUE_AHEAD)
+        job.queue_ahead = ahead.values_list("ahead", flat=True).first()  # type: ignore[attr-defined]
+
+
 def card_jobs(team: Team | None = None) -> QuerySet[AvatarJob]:
     """Jobs with what a card shows, in one query (a team's, when given).
 

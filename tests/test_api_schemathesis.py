@@ -4,7 +4,7 @@ documented status codes, content type and schemas (Kling's envelope, with the ta
 error).
 
 The document is loaded when the module is imported (schemathesis' lazy fixture loader does not
-work with pytest 9), from the same function that serves /kling/json; the first test
+work with pytest 9), from the same function that serves /kling/openapi.json; the first test
 checks that the served document is that one. Schemathesis knows the bearer scheme's token, so
 its auth checks (a request without it must get 401) run as well.
 """
@@ -49,7 +49,7 @@ def api_token(transactional_db, django_user_model, settings) -> ApiToken:
 
 
 def test_the_served_document_is_the_one_tested(live_server, transactional_db):
-    served = requests.get(f"{live_server.url}/kling/json", timeout=10).json()
+    served = requests.get(f"{live_server.url}/kling/openapi.json", timeout=10).json()
     assert served == document(live_server.url)
     assert served["openapi"].startswith("3.")
     assert [s["url"] for s in served["servers"]] == [f"{live_server.url}/kling", live_server.url]

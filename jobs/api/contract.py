@@ -1,9 +1,9 @@
 """Kling's contract as this server answers it: business codes, limits, errors, task objects.
 
-Every answer is the envelope `{"code", "message", "request_id", "data"}` (KLING_API.md in the
-steering folder lists the codes); business codes say what went wrong (1001/1002 auth, 1102
-quota, 1201 a parameter, named first in the message as "<field>: ..."); timestamps are
-milliseconds and statuses are `submitted`, `processing`, `succeed`, `failed`.
+Every answer is the envelope `{"code", "message", "request_id", "data"}`; business codes (those
+of Kling's API documentation) say what went wrong (1001/1002 auth, 1102 quota, 1201 a
+parameter, named first in the message as "<field>: ..."); timestamps are milliseconds and
+statuses are `submitted`, `processing`, `succeed`, `failed`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from jobs.media.limits import AUDIO_MAX_BYTES, MB, PORTRAIT_MAX_BYTES
 from jobs.models import AvatarJob
 from jobs.presenters import kling_status
 
-# Kling's business codes used here (KLING_API.md, "Error codes"), with Kling's HTTP statuses.
+# Kling's business codes used here (its documentation's "Error codes"), with their HTTP statuses.
 AUTH_MISSING = 1001
 AUTH_INVALID = 1002
 QUOTA_USED_UP = 1102

@@ -26,12 +26,10 @@ from jobs.api.contract import (
     ApiError,
     bad,
 )
-from jobs.media.audio import validate_audio
+from jobs.media.audio import ValidAudio, validate_audio
 from jobs.media.limits import AUDIO_MAX_BYTES, MB, PORTRAIT_MAX_BYTES, MediaError
-from jobs.media.portraits import validate_portrait
+from jobs.media.portraits import ValidPortrait, validate_portrait
 from jobs.media.sniffing import sniff
-from jobs.models import ApiToken, Asset
-from jobs.services.assets import asset_store
 
 _URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 _BASE64_URLSAFE = str.maketrans("-_", "+/")
@@ -178,7 +176,7 @@ def _file_name(
     return f"{stem}.{ext}"
 
 
-def portrait_from(token: ApiToken, value: str) -> Asset:
+def portrait_from(value: str) -> ValidPortrait:
     data, content_type, path = _input_bytes(
         "image", value, max_bytes=IMAGE_MAX_BYTES, limit=PORTRAIT_MAX_BYTES
     )
@@ -196,10 +194,10 @@ def portrait_from(token: ApiToken, value: str) -> Asset:
         valid = validate_portrait(ContentFile(data, name=name))
     except MediaError as exc:
         raise bad("image", " ".join(exc.messages)) from None
-    return asset_store(team=token.team, user=token.user, valid=valid)
+    return valid
 
 
-def sound_from(token: ApiToken, value: str) -> Asset:
+def sound_from(value: str) -> ValidAudio:
     data, content_type, path = _input_bytes(
         "sound_file", value, max_bytes=SOUND_MAX_BYTES, limit=AUDIO_MAX_BYTES
     )
@@ -217,4 +215,4 @@ def sound_from(token: ApiToken, value: str) -> Asset:
         valid = validate_audio(ContentFile(data, name=name))
     except MediaError as exc:
         raise bad("sound_file", " ".join(exc.messages)) from None
-    return asset_store(team=token.team, user=token.user, valid=valid)
+    return valid

@@ -86,7 +86,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
 
 def document(base_url: str) -> dict[str, Any]:
     """The OpenAPI document, with this server's address in `servers`."""
-    # The limits jobs/api.py enforces (imported here: api.py imports this module).
+    # The limits are those jobs/api/contract.py defines and the endpoints enforce.
     max_audio = settings.KLING_MAX_AUDIO_SECONDS
     task_short = {
         "type": "object",

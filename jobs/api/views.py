@@ -47,6 +47,7 @@ from jobs.api.contract import (
 from jobs.api.inputs import json_body, json_type, portrait_from, shown, sound_from, text_param
 from jobs.api.openapi import document
 from jobs.links import public_base_url, video_signature
+from jobs.media.audio import ValidAudio
 from jobs.media.limits import MediaError
 from jobs.media.prompts import validate_prompt
 from jobs.models import ApiToken, Asset, AvatarJob
@@ -251,7 +252,7 @@ def _create_task(request: HttpRequest, token: ApiToken) -> dict[str, Any]:
             raise bad("callback_url", str(exc)) from None
     _check_watermark(body.get("watermark_info"))
 
-    audio: Asset | None = None
+    audio: Asset | ValidAudio | None = None
     kling_audio_id = ""
     if audio_id:
         try:
@@ -271,9 +272,9 @@ def _create_task(request: HttpRequest, token: ApiToken) -> dict[str, Any]:
                 )
             kling_audio_id = audio_id  # Kling's own id: Kling checks it when the job is sent
 
-    portrait = portrait_from(token, image_value)
+    portrait = portrait_from(image_value)
     if sound_value:
-        audio = sound_from(token, sound_value)
+        audio = sound_from(sound_value)
 
     try:
         job, _created = api_job_create(

@@ -12,7 +12,7 @@ import re
 from enum import StrEnum
 from typing import Any
 
-# Kling's business codes (KLING_API.md, "Error codes").
+# Kling's business codes (its API documentation, "Error codes").
 AUTH_RENEW_CODES = frozenset({1003, 1004})  # token not yet valid / expired: mint a new one once
 OPERATOR_CODES = frozenset({1000, 1001, 1002, 1003, 1004, 1100, 1101, 1102})
 PERMANENT_CODES = frozenset({1103, 1200, 1201, 1202, 1300, 1301, 1304})

@@ -1,7 +1,7 @@
 """What Kling sends back, as small frozen dataclasses instead of raw JSON.
 
 Parsing is tolerant on purpose: Kling and its gateways disagree on timestamps (ms or s), id
-types, duration types and the spelling of "succeed" (see /work/shared/KLING_API.md).
+types, duration types and the spelling of "succeed".
 """
 
 from __future__ import annotations

@@ -94,7 +94,7 @@ MESSAGES = {
 
 
 def http_status_for(code: int) -> int:
-    """The HTTP status Kling pairs with a business code (KLING_API.md's table)."""
+    """The HTTP status Kling pairs with a business code (the table in Kling's API documentation)."""
     if 1000 <= code <= 1004:
         return 401
     if code == 1103:

@@ -2,7 +2,7 @@
 
 The lifecycle itself is drawn in jobs/models.py; each engine (jobs/engines/draft.py,
 jobs/engines/kling.py) moves its jobs along it. The web form, `manage.py generate_avatar` and
-the API all make jobs through `job_create_from_inputs` (or `store_inputs` + `job_create`).
+the API all make jobs through `job_create`, which stores new uploads first (`store_inputs`).
 """
 
 from __future__ import annotations
@@ -63,15 +63,20 @@ def job_create(
     *,
     team: Team,
     user: User,
-    portrait: Asset,
-    audio: Asset | None = None,
+    portrait: Asset | ValidPortrait,
+    audio: Asset | ValidAudio | None = None,
     kling_audio_id: str = "",
     prompt: str = "",
     mode: str = AvatarJob.Mode.DRAFT,
     notify_by_email: bool = False,
 ) -> AvatarJob:
-    """Queue a new job; the worker is woken once the row is committed."""
+    """Queue a new job; the worker is woken once the row is committed.
+
+    The portrait and voice-over are library files, or validated uploads that are stored first
+    (see store_inputs). Call it outside any transaction of your own when it is given uploads.
+    """
     check_mode(mode)
+    portrait, audio = store_inputs(team=team, user=user, portrait=portrait, audio=audio)
     if (audio is None) == (not kling_audio_id):
         raise ValidationError("Give exactly one voice-over: a file or a Kling audio id.")
     if portrait.team_id != team.pk or portrait.kind != Asset.Kind.PORTRAIT:
@@ -117,32 +122,6 @@ def store_inputs(
     if audio is not None and not isinstance(audio, Asset):
         audio = asset_store(team=team, user=user, valid=audio)
     return portrait, audio
-
-
-def job_create_from_inputs(
-    *,
-    team: Team,
-    user: User,
-    portrait: Asset | ValidPortrait,
-    audio: Asset | ValidAudio | None = None,
-    kling_audio_id: str = "",
-    prompt: str = "",
-    mode: str = AvatarJob.Mode.DRAFT,
-    notify_by_email: bool = False,
-) -> AvatarJob:
-    """Store the inputs that are new (see store_inputs), then queue the job (see job_create)."""
-    check_mode(mode)
-    portrait_asset, audio_asset = store_inputs(team=team, user=user, portrait=portrait, audio=audio)
-    return job_create(
-        team=team,
-        user=user,
-        portrait=portrait_asset,
-        audio=audio_asset,
-        kling_audio_id=kling_audio_id,
-        prompt=prompt,
-        mode=mode,
-        notify_by_email=notify_by_email,
-    )
 
 
 def _start(job: AvatarJob) -> None:

@@ -7,9 +7,6 @@ from uuid import UUID
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.db.models import (
-    Q,
-)
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -17,7 +14,7 @@ from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_POST
 
 from jobs.access import get_job
-from jobs.cards import attach_estimates
+from jobs.cards import attach_estimates, attach_queue_place
 from jobs.models import AvatarJob
 from jobs.presenters import timeline
 from jobs.serve import serve_stored_file
@@ -32,12 +29,7 @@ Status = AvatarJob.Status
 def job_detail(request: HttpRequest, code: UUID) -> HttpResponse:
     """The job page; while the job runs, htmx refreshes its `#status` part every few seconds."""
     job, access = get_job(request.user, code)
-    if job.status == Status.QUEUED:
-        job.queue_ahead = (  # type: ignore[attr-defined]
-            AvatarJob.objects.filter(status=Status.QUEUED, created__lt=job.created)
-            .filter(Q(mode="draft") if job.mode == "draft" else ~Q(mode="draft"))
-            .count()
-        )
+    attach_queue_place(job)
     attach_estimates([job])
     context = {
         "job": job,

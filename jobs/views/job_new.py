@@ -8,7 +8,6 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
 from django.forms import BoundField
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -167,30 +166,19 @@ def job_new(request: HttpRequest) -> HttpResponse:
 
 
 def _create_job(form: NewJobForm, access: Access, user: Any) -> AvatarJob:
+    """The job the form asks for: new uploads are stored in the library by job_create."""
     data = form.cleaned_data
-    with transaction.atomic():
-        portrait = (
-            asset_store(team=access.team, user=user, valid=data["portrait"])
-            if data["portrait"]
-            else data["portrait_asset"]
-        )
-        audio: Asset | None
-        if data["kling_audio_id"]:
-            audio = None  # a pasted Kling audio id: the job is sent with no file
-        elif data["audio"]:
-            audio = asset_store(team=access.team, user=user, valid=data["audio"])
-        else:
-            audio = data["audio_asset"]
-        return job_create(
-            team=access.team,
-            user=user,
-            portrait=portrait,
-            audio=audio,
-            kling_audio_id=data["kling_audio_id"],
-            prompt=data["prompt"],
-            mode=data["mode"],
-            notify_by_email=data["notify_by_email"],
-        )
+    return job_create(
+        team=access.team,
+        user=user,
+        portrait=data["portrait"] or data["portrait_asset"],
+        # A pasted Kling audio id: the job is sent with no file.
+        audio=None if data["kling_audio_id"] else (data["audio"] or data["audio_asset"]),
+        kling_audio_id=data["kling_audio_id"],
+        prompt=data["prompt"],
+        mode=data["mode"],
+        notify_by_email=data["notify_by_email"],
+    )
 
 
 @login_required

@@ -15,14 +15,12 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
 
 from jobs.links import absolute
-from jobs.media.audio import validate_audio
+from jobs.media.audio import ValidAudio, validate_audio
 from jobs.media.portraits import validate_portrait
 from jobs.media.prompts import validate_prompt
-from jobs.models import AvatarJob, Membership
-from jobs.services.assets import asset_store
+from jobs.models import Asset, AvatarJob, Membership
 from jobs.services.jobs import check_mode, job_create
 from jobs.services.voiceovers import voiceover_store
 from jobs.tts.script import check_script
@@ -109,26 +107,24 @@ class Command(BaseCommand):
             .first()
         )
         team = membership.team
-        with transaction.atomic():
-            if made is not None:
-                voiceover = voiceover_store(
-                    team=team,
-                    user=user,
-                    text=opts["script"],
-                    voice_id=opts["voice"],
-                    speed=self._speed(opts),
-                    made=made,
-                )
-            else:
-                voiceover = asset_store(team=team, user=user, valid=audio)
-            job = job_create(
+        voiceover: Asset | ValidAudio | None = audio
+        if made is not None:
+            voiceover = voiceover_store(
                 team=team,
                 user=user,
-                portrait=asset_store(team=team, user=user, valid=portrait),
-                audio=voiceover,
-                prompt=prompt,
-                mode=opts["mode"],
+                text=opts["script"],
+                voice_id=opts["voice"],
+                speed=self._speed(opts),
+                made=made,
             )
+        job = job_create(
+            team=team,
+            user=user,
+            portrait=portrait,
+            audio=voiceover,
+            prompt=prompt,
+            mode=opts["mode"],
+        )
         self.stdout.write(absolute(job.get_absolute_url()))
         if opts["wait"]:
             self._wait(job, opts["timeout"])
