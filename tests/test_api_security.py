@@ -17,7 +17,7 @@ import urllib3
 from jobs import netfetch, services
 from jobs.models import ApiToken, AvatarJob, Membership, Team
 from tests.api_servers import Answer, LoopbackServer
-from tests.conftest import make_portrait_bytes
+from tests.helpers import make_portrait_bytes
 
 pytestmark = pytest.mark.django_db
 

@@ -14,8 +14,7 @@ from jobs import services
 from jobs.kling.simulator import KlingSimulator
 from jobs.media import validate_audio, validate_portrait
 from jobs.models import AvatarJob, Team
-from tests.conftest import Worker, subprocess_env
-from tests.test_kling_simulator import fast_config
+from tests.helpers import Worker, fast_config, subprocess_env
 
 JOBS = 100
 SLOTS = 8

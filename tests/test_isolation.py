@@ -20,20 +20,9 @@ from django.urls.converters import IntConverter, UUIDConverter
 from jobs import services
 from jobs.media import validate_portrait
 from jobs.models import ApiToken, Asset, AvatarJob, Membership, ShareLink, Team, TeamInvite
-from tests import test_studio
-from tests.conftest import make_portrait_bytes
-from tests.test_views import login
+from tests.helpers import login, make_portrait_bytes
 
-pytestmark = pytest.mark.django_db
-
-# Fixtures shared with the studio tests (bound here so pytest finds them).
-audio = test_studio.audio
-checked = test_studio.checked
-done = test_studio.done
-failed = test_studio.failed
-fast = test_studio.fast
-portrait = test_studio.portrait
-queued = test_studio.queued
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast")]
 
 
 # --- walking the URL map -----------------------------------------------------------------------

@@ -26,7 +26,7 @@ from jobs.kling.client import (
     parse_timestamp,
 )
 from jobs.kling.simulator import KlingSimulator, sine_wav
-from tests.test_kling_simulator import b64, fast_config, jpeg
+from tests.helpers import b64, fast_config, jpeg
 
 SimFactory = Callable[..., KlingSimulator]
 IMAGE = jpeg()

@@ -18,7 +18,7 @@ from jobs.kling.client import KlingClient
 from jobs.kling.simulator import KlingSimulator
 from jobs.media import validate_audio, validate_portrait
 from jobs.models import AvatarJob, KlingAccount
-from tests.test_kling_simulator import fast_config
+from tests.helpers import fast_config
 
 pytestmark = pytest.mark.django_db
 Status = AvatarJob.Status

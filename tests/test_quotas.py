@@ -9,7 +9,7 @@ from django_q.models import OrmQ
 from jobs import services
 from jobs.media import validate_audio, validate_portrait
 from jobs.models import AvatarJob
-from tests.conftest import make_audio_file
+from tests.helpers import make_audio_file
 
 pytestmark = pytest.mark.django_db
 

@@ -10,100 +10,19 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-from django.core.files.base import ContentFile
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 from django.utils import timezone
 from PIL import Image
 
 from jobs import cards, services, views
-from jobs.media import ValidAudio, ValidPortrait, validate_audio, validate_portrait
+from jobs.media import validate_audio, validate_portrait
 from jobs.models import Asset, AvatarJob
-from tests.conftest import make_audio_file, make_portrait_bytes
-from tests.test_views import login
+from tests.helpers import HTMX, finish, login, make_audio_file, make_portrait_bytes, new_job
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast")]
 
-HTMX = {"HX-Request": "true"}
 S = AvatarJob.Status
-
-
-@pytest.fixture(autouse=True)
-def fast(settings):
-    """Estimates are cached per process: each test starts without them. Passwords are hashed
-    the quick way: the personas' accounts are made for every test."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    cards._estimates.clear()
-    yield
-    cards._estimates.clear()
-
-
-@pytest.fixture(scope="session")
-def checked(tmp_path_factory) -> tuple[ValidPortrait, ValidAudio]:
-    """The two input files, validated once for the whole run (ffmpeg is the slow part)."""
-    folder = tmp_path_factory.mktemp("inputs")
-    (folder / "face.jpg").write_bytes(make_portrait_bytes())
-    audio = make_audio_file(folder / "voice.mp3", 3.0)
-    return validate_portrait(folder / "face.jpg"), validate_audio(audio)
-
-
-@pytest.fixture
-def portrait(team, owner, checked) -> Asset:
-    return services.asset_store(team=team, user=owner, valid=checked[0])
-
-
-@pytest.fixture
-def audio(team, owner, checked) -> Asset:
-    return services.asset_store(team=team, user=owner, valid=checked[1])
-
-
-def new_job(team, user, portrait, audio, **fields) -> AvatarJob:
-    job = services.job_create(
-        team=team, user=user, portrait=portrait, audio=audio, prompt=fields.pop("prompt", "")
-    )
-    if fields:
-        AvatarJob.objects.filter(pk=job.pk).update(**fields)
-        job.refresh_from_db()
-    return job
-
-
-def finish(job: AvatarJob, seconds: float = 12.0) -> AvatarJob:
-    """Mark a job done with a poster and a (stand-in) video, without running the renderer."""
-    poster = io.BytesIO()
-    Image.new("RGB", (64, 80), (90, 120, 200)).save(poster, "JPEG")
-    job.poster.save(f"{job.code}.jpg", ContentFile(poster.getvalue()), save=False)
-    job.video.save(f"{job.code}.mp4", ContentFile(b"\0\0\0\x18ftypmp42" + b"\0" * 64), save=False)
-    now = timezone.now()
-    job.status = S.SUCCEEDED
-    job.processing_at = now - timedelta(seconds=seconds)
-    job.finished_at = now
-    job.duration = 3.0
-    job.save()
-    return job
-
-
-@pytest.fixture
-def queued(team, owner, portrait, audio) -> AvatarJob:
-    return new_job(team, owner, portrait, audio, prompt="wave hello")
-
-
-@pytest.fixture
-def done(team, owner, portrait, audio) -> AvatarJob:
-    return finish(new_job(team, owner, portrait, audio, prompt="a finished one"))
-
-
-@pytest.fixture
-def failed(team, owner, portrait, audio) -> AvatarJob:
-    return new_job(
-        team,
-        owner,
-        portrait,
-        audio,
-        status=S.FAILED,
-        error_code="render_failed",
-        error_message="The voice-over has no sound in it.",
-        finished_at=timezone.now(),
-    )
 
 
 def card_html(page: str, job: AvatarJob) -> str:

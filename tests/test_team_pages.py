@@ -15,18 +15,9 @@ from django_q.models import OrmQ
 
 from jobs import services
 from jobs.models import AvatarJob, KlingAccount, Membership, ShareLink, Team, TeamInvite
-from tests import test_studio
-from tests.test_studio import HTMX, finish, new_job
-from tests.test_views import login
+from tests.helpers import HTMX, finish, login, new_job
 
-pytestmark = pytest.mark.django_db
-
-# Fixtures shared with the studio tests (bound here so pytest finds them).
-audio = test_studio.audio
-checked = test_studio.checked
-done = test_studio.done
-fast = test_studio.fast
-portrait = test_studio.portrait
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast")]
 
 Role = Membership.Role
 

@@ -27,8 +27,7 @@ from jobs.kling.simulator import KlingSimulator
 from jobs.media import AUDIO_MAX_BYTES
 from jobs.models import Asset, AvatarJob
 from jobs.voices import VOICES, get_voice
-from tests.conftest import Worker, subprocess_env
-from tests.test_kling_simulator import fast_config
+from tests.helpers import Worker, fast_config, subprocess_env
 
 pytestmark = pytest.mark.django_db
 

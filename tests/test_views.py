@@ -11,6 +11,7 @@ from django.urls import reverse
 from jobs import services, tasks
 from jobs.media import validate_audio, validate_portrait
 from jobs.models import Asset, AvatarJob
+from tests.helpers import login
 
 pytestmark = pytest.mark.django_db
 
@@ -28,15 +29,6 @@ def job(team, owner, portrait_path, audio_path) -> AvatarJob:
     tasks.advance_job(job.pk)
     job.refresh_from_db()
     return job
-
-
-def login(client, user, team=None):
-    client.force_login(user)
-    if team is not None:  # work in that team rather than the personal one
-        session = client.session
-        session["team"] = str(team.code)
-        session.save()
-    return client
 
 
 def job_urls(job: AvatarJob) -> list[str]:

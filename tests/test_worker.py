@@ -15,7 +15,7 @@ from jobs.engines import draft
 from jobs.ffmpeg import probe
 from jobs.media import validate_audio, validate_portrait
 from jobs.models import AvatarJob
-from tests.conftest import wait_for
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.django_db
 
