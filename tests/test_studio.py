@@ -1,5 +1,6 @@
 """The studio pages and their htmx partials: dashboard and its one poll, new job with early file
-checks, job page and its actions, library. The same access battery runs on every view."""
+checks, job page and its actions, library. Who may open or change what (anonymous visitors,
+outsiders, viewers, members) is checked once for every view, in tests/test_isolation.py."""
 
 from __future__ import annotations
 
@@ -33,88 +34,6 @@ def card_html(page: str, job: AvatarJob) -> str:
 
 def is_fragment(response) -> bool:
     return response.status_code == 200 and "<html" not in response.content.decode()
-
-
-# --- access battery ------------------------------------------------------------------------
-
-
-def read_urls(job: AvatarJob) -> list[str]:
-    return [
-        reverse("jobs:job-detail", args=[job.code]),
-        reverse("jobs:asset-thumb", args=[job.portrait.code]),
-        reverse("jobs:job-new") + f"?from={job.code}",
-        reverse("jobs:job-new") + f"?portrait={job.portrait.code}",
-    ]
-
-
-def write_posts(job: AvatarJob) -> list[tuple[str, dict]]:
-    return [
-        (reverse("jobs:job-cancel", args=[job.code]), {}),
-        (reverse("jobs:job-retry", args=[job.code]), {}),
-        (reverse("jobs:asset-rename", args=[job.audio.code]), {"name": "x.mp3"}),
-        (reverse("jobs:asset-delete", args=[job.audio.code]), {}),
-    ]
-
-
-def test_every_page_works_for_a_member(client, teammate, team, done, queued):
-    login(client, teammate, team)
-    urls = [
-        "/",
-        reverse("jobs:job-cards") + f"?job={queued.code}",
-        reverse("jobs:job-new"),
-        reverse("jobs:library"),
-        reverse("jobs:asset-rename", args=[done.portrait.code]),
-        *read_urls(done),
-    ]
-    for url in urls:
-        assert client.get(url).status_code == 200, url
-
-
-def test_outsiders_get_404_on_every_object(client, outsider, failed):
-    login(client, outsider)
-    for url in read_urls(failed):
-        assert client.get(url).status_code == 404, url
-        assert client.get(url, headers=HTMX).status_code == 404, url
-    for url, data in write_posts(failed):
-        assert client.post(url, data).status_code == 404, url
-        assert client.post(url, data, headers=HTMX).status_code == 404, url
-    assert client.get(reverse("jobs:asset-rename", args=[failed.portrait.code])).status_code == 404
-    # Pages about "my team" show the outsider's own (empty) team, never someone else's job.
-    for url in ["/", reverse("jobs:library")]:
-        response = client.get(url)
-        assert response.status_code == 200 and str(failed.code) not in response.content.decode()
-    # Polling someone else's job code learns nothing: the card is just dropped from the page.
-    body = poll(client, failed).content.decode()
-    assert "<article" not in body and failed.portrait.name not in body
-    failed.refresh_from_db()
-    assert failed.status == S.FAILED and Asset.objects.count() == 2
-
-
-def test_viewers_can_look_but_get_403_on_every_write(client, viewer, team, failed, portrait_path):
-    login(client, viewer, team)
-    assert client.get(reverse("jobs:job-detail", args=[failed.code])).status_code == 200
-    assert client.get(reverse("jobs:library")).status_code == 200
-    assert client.get(reverse("jobs:job-new")).status_code == 403
-    check = reverse("jobs:job-new-check", args=["portrait"])
-    upload = SimpleUploadedFile("face.jpg", portrait_path.read_bytes())
-    assert client.post(check, {"portrait": upload}, headers=HTMX).status_code == 403
-    assert client.get(reverse("jobs:asset-rename", args=[failed.audio.code])).status_code == 403
-    for url, data in write_posts(failed):
-        assert client.post(url, data).status_code == 403, url
-    page = client.get(reverse("jobs:job-detail", args=[failed.code])).content.decode()
-    assert "Retry" not in page and "Duplicate" not in page
-    assert AvatarJob.objects.count() == 1 and Asset.objects.count() == 2
-
-
-def test_anonymous_visitors_are_sent_to_log_in_everywhere(client, done):
-    urls = [
-        reverse("jobs:library"),
-        reverse("jobs:job-cards"),
-        reverse("jobs:asset-thumb", args=[done.portrait.code]),
-    ]
-    for url in urls:
-        response = client.get(url)
-        assert response.status_code == 302 and "/accounts/login/" in response["Location"]
 
 
 # --- dashboard -----------------------------------------------------------------------------
