@@ -500,7 +500,9 @@ def test_library_reuse_prefills_one_file(client, owner, portrait, audio):
 
 def test_job_page_has_player_download_inputs_and_timeline(client, owner, done):
     page = login(client, owner).get(done.get_absolute_url()).content.decode()
+    assert f'src="{reverse("jobs:job-video", args=[done.code])}"' in page  # plays the video
     assert f'poster="{reverse("jobs:job-poster", args=[done.code])}"' in page
+    assert "Download MP4" in page
     assert re.search(r'download="face-draft-\d{8}-\d{4}\.mp4"', page)
     assert "480×600 px" in page and "voice.mp3" in page and "a finished one" in page
     timeline = re.search(r'<ol class="timeline">.*?</ol>', page, re.S).group(0)
@@ -535,7 +537,8 @@ def test_only_failed_jobs_can_be_retried(client, owner, done):
 
 def test_cancel_only_before_the_job_started(client, owner, done, queued):
     login(client, owner)
-    client.post(reverse("jobs:job-cancel", args=[queued.code]))
+    response = client.post(reverse("jobs:job-cancel", args=[queued.code]))
+    assert response.status_code == 302
     queued.refresh_from_db()
     assert queued.status == S.CANCELED
     response = client.post(reverse("jobs:job-cancel", args=[done.code]), follow=True)
@@ -695,6 +698,7 @@ def test_friendly_error_pages(client, owner, settings):
     login(client, owner)
     response = client.get(reverse("jobs:job-detail", args=["00000000-0000-0000-0000-000000000000"]))
     assert response.status_code == 404 and "Back to your jobs" in response.content.decode()
+    assert "belongs to a team you are not in" in response.content.decode()
     from django.template.loader import render_to_string
 
     assert "Nothing you did caused this" in render_to_string("500.html")

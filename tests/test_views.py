@@ -1,5 +1,6 @@
-"""The new-job form with real uploads, canceling, and a rendered job's video on its page and
-served in byte ranges. Who may open or change what is checked in tests/test_isolation.py."""
+"""The new-job form with real uploads, and a rendered job's video served in byte ranges. The
+rest of the studio pages are in tests/test_studio.py; who may open or change what is checked in
+tests/test_isolation.py."""
 
 from __future__ import annotations
 
@@ -30,11 +31,6 @@ def job(team, owner, portrait_path, audio_path) -> AvatarJob:
     tasks.advance_job(job.pk)
     job.refresh_from_db()
     return job
-
-
-def test_first_run_dashboard_explains_the_two_steps(client, owner):
-    page = login(client, owner).get("/").content.decode()
-    assert "Make your first talking avatar" in page and "Upload a portrait" in page
 
 
 def upload(name: str, path: Path, content_type: str = "application/octet-stream"):
@@ -124,27 +120,6 @@ def test_kling_modes_are_refused_without_a_key(client, owner, portrait_path, aud
     assert AvatarJob.objects.count() == 0
 
 
-def test_cancel_a_queued_job(client, owner, team, portrait_path, audio_path):
-    job = services.job_create(
-        team=team,
-        user=owner,
-        portrait=services.asset_store(
-            team=team, user=owner, valid=validate_portrait(portrait_path)
-        ),
-        audio=services.asset_store(team=team, user=owner, valid=validate_audio(audio_path)),
-    )
-    response = login(client, owner).post(reverse("jobs:job-cancel", args=[job.code]))
-    assert response.status_code == 302
-    job.refresh_from_db()
-    assert job.status == AvatarJob.Status.CANCELED
-
-
-def test_the_job_page_plays_the_stored_video(client, owner, job):
-    page = login(client, owner).get(job.get_absolute_url()).content.decode()
-    assert f'src="{reverse("jobs:job-video", args=[job.code])}"' in page
-    assert "Download MP4" in page
-
-
 def test_videos_are_served_with_byte_ranges(client, owner, job):
     url = reverse("jobs:job-video", args=[job.code])
     size = job.video.size
@@ -162,9 +137,3 @@ def test_videos_are_served_with_byte_ranges(client, owner, job):
     download = client.get(url + "?download=1")
     assert download["Content-Disposition"].startswith("attachment; filename=")
     assert download["X-Content-Type-Options"] == "nosniff"
-
-
-def test_unknown_pages_get_a_friendly_404(client, owner):
-    response = login(client, owner).get("/jobs/00000000-0000-0000-0000-000000000000/")
-    assert response.status_code == 404
-    assert "belongs to a team you are not in" in response.content.decode()
