@@ -1,27 +1,28 @@
-"""Shared fixtures: a temporary media root, three personas, small valid media files, and a
-real django-q2 worker process for the tests that need one."""
+"""Shared fixtures: a temporary media root, three personas, small valid media files, a team's
+inputs and jobs (queued, done, failed), and a real django-q2 worker process for the tests that
+need one. The plain helpers they use are in tests/helpers.py."""
 
 from __future__ import annotations
 
-import contextlib
-import io
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from django.conf import settings as django_settings
-from django.db import connection
-from PIL import Image, ImageDraw
+from django.utils import timezone
 
-from jobs.ffmpeg import run_ffmpeg
-from jobs.models import Membership, Team
-
-ROOT = Path(__file__).resolve().parent.parent
+from jobs import cards
+from jobs.media.audio import ValidAudio, validate_audio
+from jobs.media.portraits import ValidPortrait, validate_portrait
+from jobs.models import Asset, AvatarJob, Membership, Team
+from jobs.services.assets import asset_store
+from tests.helpers import (
+    Worker,
+    finish,
+    make_audio_file,
+    make_portrait_bytes,
+    new_job,
+    subprocess_env,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -75,36 +76,6 @@ def outsider(django_user_model):
 # --- small valid media ---------------------------------------------------------------------
 
 
-def make_portrait_bytes(size: tuple[int, int] = (480, 600), fmt: str = "JPEG") -> bytes:
-    image = Image.new("RGB", size, (200, 170, 150))
-    draw = ImageDraw.Draw(image)
-    w, h = size
-    draw.ellipse((w * 0.25, h * 0.15, w * 0.75, h * 0.7), fill=(235, 200, 175))
-    draw.ellipse((w * 0.38, h * 0.35, w * 0.45, h * 0.4), fill=(40, 40, 40))
-    draw.ellipse((w * 0.55, h * 0.35, w * 0.62, h * 0.4), fill=(40, 40, 40))
-    draw.arc((w * 0.4, h * 0.45, w * 0.6, h * 0.58), 20, 160, fill=(120, 40, 40), width=4)
-    out = io.BytesIO()
-    image.save(out, fmt)
-    return out.getvalue()
-
-
-def make_audio_file(path: Path, seconds: float = 3.0, frequency: int = 220) -> Path:
-    run_ffmpeg(
-        [
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            f"sine=frequency={frequency}:duration={seconds}",
-            str(path),
-        ],
-        timeout=30,
-    )
-    return path
-
-
 @pytest.fixture
 def portrait_path(tmp_path: Path) -> Path:
     path = tmp_path / "face.jpg"
@@ -117,61 +88,63 @@ def audio_path(tmp_path: Path) -> Path:
     return make_audio_file(tmp_path / "voice.mp3", 3.0)
 
 
+# --- a team's inputs and jobs, made without the renderer ---------------------------------
+
+
+@pytest.fixture
+def fast(settings):
+    """Estimates are cached per process: each test starts without them. Passwords are hashed
+    the quick way: the personas' accounts are made for every test."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    cards._estimates.clear()
+    yield
+    cards._estimates.clear()
+
+
+@pytest.fixture(scope="session")
+def checked(tmp_path_factory) -> tuple[ValidPortrait, ValidAudio]:
+    """The two input files, validated once for the whole run (ffmpeg is the slow part)."""
+    folder = tmp_path_factory.mktemp("inputs")
+    (folder / "face.jpg").write_bytes(make_portrait_bytes())
+    audio = make_audio_file(folder / "voice.mp3", 3.0)
+    return validate_portrait(folder / "face.jpg"), validate_audio(audio)
+
+
+@pytest.fixture
+def portrait(team, owner, checked) -> Asset:
+    return asset_store(team=team, user=owner, valid=checked[0])
+
+
+@pytest.fixture
+def audio(team, owner, checked) -> Asset:
+    return asset_store(team=team, user=owner, valid=checked[1])
+
+
+@pytest.fixture
+def queued(team, owner, portrait, audio) -> AvatarJob:
+    return new_job(team, owner, portrait, audio, prompt="wave hello")
+
+
+@pytest.fixture
+def done(team, owner, portrait, audio) -> AvatarJob:
+    return finish(new_job(team, owner, portrait, audio, prompt="a finished one"))
+
+
+@pytest.fixture
+def failed(team, owner, portrait, audio) -> AvatarJob:
+    return new_job(
+        team,
+        owner,
+        portrait,
+        audio,
+        status=AvatarJob.Status.FAILED,
+        error_code="render_failed",
+        error_message="The voice-over has no sound in it.",
+        finished_at=timezone.now(),
+    )
+
+
 # --- a real worker ------------------------------------------------------------------------
-
-
-def subprocess_env(media_root: Path, **extra: str) -> dict[str, str]:
-    """Environment for a child process that must see this test's database and media."""
-    db = connection.settings_dict
-    env = dict(os.environ)
-    if db["ENGINE"].endswith("sqlite3"):
-        env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
-    else:
-        env["DATABASE_URL"] = (
-            f"postgres://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:"
-            f"{db['PORT'] or 5432}/{db['NAME']}"
-        )
-    env["MEDIA_ROOT"] = str(media_root)
-    env["DATA_DIR"] = str(django_settings.DATA_DIR)
-    env["Q_CLUSTER_NAME"] = django_settings.Q_CLUSTER["name"]
-    env.update(extra)
-    return env
-
-
-class Worker:
-    """A `manage.py qcluster` child process, stopped (and killable) by its pid."""
-
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.env, self.log = env, log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Worker:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), "qcluster"],
-            env=self.env,
-            cwd=ROOT,
-            stdout=self.log.open("ab"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        return self
-
-    def kill(self) -> None:
-        """SIGKILL the whole cluster (sentinel and its worker processes) like a crash would."""
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-
-    def stop(self) -> None:
-        """Ask the cluster to stop (as Ctrl-C would), then make sure nothing is left."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=10)
-        if self.proc:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)  # any worker left behind
-            self.proc.wait()
 
 
 @pytest.fixture
@@ -180,13 +153,3 @@ def worker(transactional_db, media_root, tmp_path) -> Iterator[Worker]:
     w = Worker(subprocess_env(media_root), tmp_path / "worker.log").start()
     yield w
     w.stop()
-
-
-def wait_for(predicate, timeout: float = 60, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")

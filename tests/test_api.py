@@ -5,7 +5,6 @@ the caller's id, permanent video links, tokens, and callbacks out in order with 
 from __future__ import annotations
 
 import ast
-import base64
 import json
 import time
 from collections.abc import Iterator
@@ -34,8 +33,15 @@ from jobs.services.jobs import job_advance, job_create
 from jobs.services.quotas import quota_set
 from jobs.services.teams import team_create
 from tests.api_servers import LoopbackServer
-from tests.conftest import Worker, make_audio_file, make_portrait_bytes, subprocess_env, wait_for
-from tests.test_kling_simulator import fast_config
+from tests.helpers import (
+    Worker,
+    b64,
+    fast_config,
+    make_audio_file,
+    make_portrait_bytes,
+    subprocess_env,
+    wait_for,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -46,10 +52,6 @@ SEED_AUDIO_ID = "825455158141661278"
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
 
 
 def auth(token: str) -> dict[str, str]:

@@ -21,7 +21,7 @@ from jobs.services.api_tokens import api_token_create, api_token_revoke
 from jobs.services.assets import asset_store
 from jobs.services.jobs import job_create
 from tests.api_servers import Answer, LoopbackServer
-from tests.conftest import make_portrait_bytes
+from tests.helpers import make_portrait_bytes
 
 pytestmark = pytest.mark.django_db
 

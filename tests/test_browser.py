@@ -5,40 +5,26 @@ watch its card finish without a reload, play the video, and see the polling stop
 from __future__ import annotations
 
 import base64
-import contextlib
 import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from django.db import connections
 
 from jobs.models import AvatarJob
-from tests.conftest import make_audio_file
+from tests.helpers import (
+    ARGS,
+    CHROMIUM,
+    CSP_LISTENER,
+    csp_violations,
+    make_audio_file,
+    playwright_session,
+    watch_errors,
+)
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 POLL_PATH = "/jobs/cards/"
-# Counts CSP violations in the page itself: injected by the driver, so the CSP does not apply.
-CSP_LISTENER = """
-window.__csp = [];
-document.addEventListener("securitypolicyviolation", e => {
-    window.__csp.push(location.pathname + ": " + e.violatedDirective + " "
-        + (e.blockedURI || "inline") + " " + (e.sourceFile || "") + ":" + e.lineNumber);
-});
-"""
 
 pytestmark = [
     pytest.mark.browser,
@@ -66,40 +52,6 @@ def dropped(page, path: Path, content_type: str):  # noqa: ANN001, ANN201
         }""",
         [path.name, base64.b64encode(path.read_bytes()).decode(), content_type],
     )
-
-
-def watch_errors(page, errors: list[str]) -> None:  # noqa: ANN001
-    """Script errors, failed loads and CSP violations (console and event) go into `errors`."""
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("console", lambda m: m.type == "error" and not favicon(m) and errors.append(m.text))
-
-
-def favicon(message) -> bool:  # noqa: ANN001
-    # The share page names no icon, so the browser asks for /favicon.ico on its own: not the
-    # page's fault.
-    return message.location.get("url", "").endswith("/favicon.ico")
-
-
-def csp_violations(page) -> list[str]:  # noqa: ANN001
-    return page.evaluate("window.__csp || []")
-
-
-@contextlib.contextmanager
-def playwright_session(monkeypatch) -> Iterator[Any]:  # noqa: ANN001
-    """Playwright's sync API, closing the database connections made while it ran.
-
-    The sync API runs an event loop in this thread and the test's own code in a greenlet,
-    whose context has database connections of its own: left open, they keep the PostgreSQL
-    test database from being dropped at the end of the run.
-    """
-    playwright = pytest.importorskip("playwright.sync_api")
-    # The ORM calls between browser steps are plain synchronous ones.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with playwright.sync_playwright() as p:
-        try:
-            yield p
-        finally:
-            connections.close_all()
 
 
 def test_a_draft_job_from_upload_to_playing_video(

@@ -16,8 +16,7 @@ from jobs.media.portraits import validate_portrait
 from jobs.models import AvatarJob, Team
 from jobs.services.assets import asset_store
 from jobs.services.jobs import job_create
-from tests.conftest import Worker, subprocess_env
-from tests.test_kling_simulator import fast_config
+from tests.helpers import Worker, fast_config, subprocess_env
 
 JOBS = 100
 SLOTS = 8

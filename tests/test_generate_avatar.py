@@ -9,7 +9,7 @@ from django.core.management import CommandError, call_command
 
 from jobs.ffmpeg import probe
 from jobs.models import Asset, AvatarJob
-from tests.conftest import make_audio_file
+from tests.helpers import make_audio_file
 
 pytestmark = pytest.mark.django_db
 
@@ -20,7 +20,7 @@ def run(*args: str):
 
 def test_invalid_input_lists_every_problem_and_creates_nothing(owner, tmp_path, capsys):
     small = tmp_path / "small.png"
-    from tests.conftest import make_portrait_bytes
+    from tests.helpers import make_portrait_bytes
 
     small.write_bytes(make_portrait_bytes((299, 400), "PNG"))
     short = make_audio_file(tmp_path / "short.mp3", 1.5)

@@ -1,10 +1,13 @@
 """One access gate: walk every URL pattern of the project and check the ones that take an object.
 
-For each pattern with parameters, COVERED says which real object fills each parameter and
-whether the view writes. Outsiders must get 404 (GET, and POST for writes) and viewers 403 on
-writes. A new pattern with a parameter that is neither covered nor EXEMPT (with the reason)
-fails the walk, so a view cannot be added without its access checks. ROLE_MATRIX lists every
-write action with what admin, member, viewer and outsider get.
+For each pattern with parameters, COVERED says which real objects fill each parameter and
+whether the view writes. Anonymous visitors are sent to log in, outsiders get 404 (GET, and
+POST for writes, with and without htmx) and change nothing, viewers get 403 on writes and
+members can read. A new pattern with a parameter that is neither covered nor EXEMPT (with the
+reason) fails the walk, so a view cannot be added without its access checks. QUERY_OBJECTS are
+the objects named in a query string instead, and the pages without an object (dashboard,
+library, the poll, the new-job form) get the same personas. ROLE_MATRIX lists every write
+action with what admin, member, viewer and outsider get.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.urls.converters import IntConverter, UUIDConverter
 
@@ -23,20 +27,9 @@ from jobs.services.api_tokens import api_token_create
 from jobs.services.assets import asset_store
 from jobs.services.sharing import share_create
 from jobs.services.teams import invite_create
-from tests import test_studio
-from tests.conftest import make_portrait_bytes
-from tests.test_views import login
+from tests.helpers import HTMX, login, make_portrait_bytes
 
-pytestmark = pytest.mark.django_db
-
-# Fixtures shared with the studio tests (bound here so pytest finds them).
-audio = test_studio.audio
-checked = test_studio.checked
-done = test_studio.done
-failed = test_studio.failed
-fast = test_studio.fast
-portrait = test_studio.portrait
-queued = test_studio.queued
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast")]
 
 
 # --- walking the URL map -----------------------------------------------------------------------
@@ -81,6 +74,7 @@ class World:
             "queued_job": queued,
             "failed_job": failed,
             "asset": done.portrait,
+            "audio": done.audio,  # the voice-over the jobs use
             "unused_asset": asset_store(team=team, user=owner, valid=validate_portrait(face)),
             "share": share_create(job=done, by=owner)[0],
             "invite": invite_create(team=team, by=owner)[0],
@@ -117,19 +111,37 @@ class Covered:
     write: bool  # POST changes something: outsiders 404, viewers 403
     get: bool = True  # answers GET (POST-only views are checked by POST)
     viewer_post: int = 403  # what a viewer's POST gets, where that is not 403
+    also: tuple[dict[str, str], ...] = ()  # other objects checked the same way
+    data: dict[str, Any] = field(default_factory=dict)  # a valid form, POSTed besides an empty one
+
+    def fillings(self) -> list[dict[str, str]]:
+        return [self.kinds, *self.also]
 
 
 TEAM = {"code": "team"}
 COVERED: dict[str, Covered] = {
-    "jobs:job-detail": Covered({"code": "job"}, write=False),
+    "jobs:job-detail": Covered({"code": "job"}, write=False, also=({"code": "failed_job"},)),
     "jobs:job-video": Covered({"code": "job"}, write=False),
     "jobs:job-poster": Covered({"code": "job"}, write=False),
-    "jobs:job-cancel": Covered({"code": "queued_job"}, write=True, get=False),
+    "jobs:job-cancel": Covered(
+        {"code": "queued_job"},
+        write=True,
+        get=False,
+        also=({"code": "failed_job"}, {"code": "job"}),
+    ),
     "jobs:job-retry": Covered({"code": "failed_job"}, write=True, get=False),
-    "jobs:asset-file": Covered({"code": "asset"}, write=False),
+    "jobs:asset-file": Covered({"code": "asset"}, write=False, also=({"code": "audio"},)),
     "jobs:asset-thumb": Covered({"code": "asset"}, write=False),
-    "jobs:asset-rename": Covered({"code": "unused_asset"}, write=True),
-    "jobs:asset-delete": Covered({"code": "unused_asset"}, write=True, get=False),
+    # Used files too: the voice-over (renamed with a valid name) and the portrait.
+    "jobs:asset-rename": Covered(
+        {"code": "unused_asset"},
+        write=True,
+        also=({"code": "audio"}, {"code": "asset"}),
+        data={"name": "x.mp3"},
+    ),
+    "jobs:asset-delete": Covered(
+        {"code": "unused_asset"}, write=True, get=False, also=({"code": "audio"},)
+    ),
     "jobs:share-create": Covered({"code": "job"}, write=True, get=False),
     "jobs:share-revoke": Covered({"code": "share"}, write=True, get=False),
     "jobs:team-detail": Covered(TEAM, write=False),
@@ -205,29 +217,138 @@ def test_no_stale_entries():
     assert not set(COVERED) & set(EXEMPT)
 
 
-def covered_routes() -> list[Route]:
-    return [route for route in walk() if route.name in COVERED]
+def covered_cases() -> list[Any]:
+    """Every covered pattern with every object it is checked with."""
+    cases = []
+    for route in walk():
+        if route.name in COVERED:
+            for n, kinds in enumerate(COVERED[route.name].fillings()):
+                label = route.name if n == 0 else f"{route.name}-{'-'.join(kinds.values())}"
+                cases.append(pytest.param(route, kinds, id=label))
+    return cases
 
 
-@pytest.mark.parametrize("route", covered_routes(), ids=lambda r: r.name)
-def test_outsiders_get_404_and_viewers_403(client, route, world, outsider, viewer, team):
+def sent_to_log_in(response) -> bool:
+    return response.status_code == 302 and response["Location"].startswith("/accounts/login/")
+
+
+def assert_nothing_changed(team: Team) -> None:
+    """The World as it was made: no write refused in it went through."""
+    assert Team.objects.filter(quota_draft_seconds=60).count() == 0
+    assert Membership.objects.filter(team=team).count() == 3
+    assert ShareLink.objects.filter(revoked_at__isnull=False).count() == 0
+    assert TeamInvite.objects.count() == 1 and ApiToken.objects.count() == 1
+    assert Asset.objects.filter(name="renamed.jpg").count() == 0
+    assert Asset.objects.filter(name="x.mp3").count() == 0 and Asset.objects.count() == 3
+    assert AvatarJob.objects.count() == 3
+    assert not AvatarJob.objects.filter(status=AvatarJob.Status.CANCELED).exists()
+    assert AvatarJob.objects.filter(status=AvatarJob.Status.FAILED).count() == 1
+
+
+@pytest.mark.parametrize(("route", "kinds"), covered_cases())
+def test_outsiders_get_404_and_viewers_403(
+    client, route, kinds, world, outsider, viewer, teammate, team
+):
     case = COVERED[route.name]
-    url = reverse(route.name, kwargs=world.kwargs(route, case.kinds))
+    url = reverse(route.name, kwargs=world.kwargs(route, kinds))
+    posts = [{}, case.data] if case.data else [{}]
 
     anonymous = client.post(url) if case.write else client.get(url)
-    assert anonymous.status_code == 302 and "/accounts/login/" in anonymous["Location"]
+    assert sent_to_log_in(anonymous), f"anonymous {url}"
 
     login(client, outsider)
     if case.get:
         assert client.get(url).status_code == 404, f"outsider GET {url}"
+        assert client.get(url, headers=HTMX).status_code == 404, f"outsider htmx GET {url}"
     if case.write:
-        assert client.post(url).status_code == 404, f"outsider POST {url}"
+        for data in posts:
+            assert client.post(url, data).status_code == 404, f"outsider POST {url} {data}"
+            response = client.post(url, data, headers=HTMX)
+            assert response.status_code == 404, f"outsider htmx POST {url} {data}"
+    assert_nothing_changed(team)
 
     login(client, viewer, team)
     if case.write:
-        assert client.post(url).status_code == case.viewer_post, f"viewer POST {url}"
+        if case.get:
+            assert client.get(url).status_code == 403, f"viewer GET {url}"  # the form
+        for data in posts:
+            response = client.post(url, data)
+            assert response.status_code == case.viewer_post, f"viewer POST {url} {data}"
     elif case.get:
         assert client.get(url).status_code == 200, f"viewer GET {url}"  # a working route
+        login(client, teammate, team)
+        assert client.get(url).status_code == 200, f"member GET {url}"
+
+
+# --- objects named in the query string, and the pages without an object ---------------------
+
+# (parameter of the new-job form, kind of object in World): duplicate a job, reuse a file.
+QUERY_OBJECTS = [("from", "job"), ("from", "failed_job"), ("portrait", "asset"), ("audio", "audio")]
+
+
+@pytest.mark.parametrize(("param", "kind"), QUERY_OBJECTS, ids=lambda v: v)
+def test_objects_in_the_query_string(client, param, kind, world, outsider, viewer, teammate, team):
+    url = reverse("jobs:job-new") + f"?{param}={world.objects[kind].code}"
+    assert sent_to_log_in(client.get(url)), url
+    login(client, outsider)
+    assert client.get(url).status_code == 404, f"outsider GET {url}"
+    assert client.get(url, headers=HTMX).status_code == 404, f"outsider htmx GET {url}"
+    login(client, viewer, team)
+    assert client.get(url).status_code == 403, f"viewer GET {url}"
+    login(client, teammate, team)
+    assert client.get(url).status_code == 200, f"member GET {url}"
+
+
+def test_anonymous_visitors_are_sent_to_log_in(client):
+    for url in ["/", reverse("jobs:job-new"), reverse("jobs:library"), reverse("jobs:job-cards")]:
+        assert sent_to_log_in(client.get(url)), url
+
+
+def test_members_open_the_team_pages(client, world, teammate, team):
+    job, queued = world.objects["job"], world.objects["queued_job"]
+    login(client, teammate, team)
+    dashboard = client.get("/")
+    assert dashboard.status_code == 200
+    for kind in ("job", "queued_job", "failed_job"):
+        assert str(world.objects[kind].code) in dashboard.content.decode(), kind
+    urls = [
+        reverse("jobs:job-cards") + f"?job={queued.code}",
+        reverse("jobs:job-new"),
+        reverse("jobs:library"),
+        reverse("jobs:asset-rename", args=[job.portrait.code]),
+    ]
+    for url in urls:
+        assert client.get(url).status_code == 200, url
+
+
+def test_outsiders_see_only_their_own_team(client, world, outsider, team):
+    jobs = [world.objects[kind] for kind in ("job", "queued_job", "failed_job")]
+    login(client, outsider)
+    # Pages about "my team" show the outsider's own (empty) team, never someone else's job.
+    for url in ["/", reverse("jobs:library")]:
+        response = client.get(url)
+        assert response.status_code == 200, url
+        for job in jobs:
+            assert str(job.code) not in response.content.decode(), url
+    # Polling someone else's job code learns nothing: the card is just dropped from the page.
+    for job in jobs:
+        response = client.get(reverse("jobs:job-cards"), {"job": [str(job.code)]}, headers=HTMX)
+        body = response.content.decode()
+        assert "<article" not in body and job.portrait.name not in body
+    assert_nothing_changed(team)
+
+
+def test_viewers_can_look_but_not_use_the_forms(client, world, viewer, team, portrait_path):
+    failed = world.objects["failed_job"]
+    login(client, viewer, team)
+    assert client.get(reverse("jobs:library")).status_code == 200
+    assert client.get(reverse("jobs:job-new")).status_code == 403
+    check = reverse("jobs:job-new-check", args=["portrait"])
+    upload = SimpleUploadedFile("face.jpg", portrait_path.read_bytes())
+    assert client.post(check, {"portrait": upload}, headers=HTMX).status_code == 403
+    page = client.get(reverse("jobs:job-detail", args=[failed.code])).content.decode()
+    assert "Retry" not in page and "Duplicate" not in page
+    assert_nothing_changed(team)
 
 
 # --- the role matrix: every write action, every role -------------------------------------------
@@ -288,12 +409,5 @@ def test_role_matrix(client, action, role, world, owner, teammate, viewer, outsi
     response = client.post(reverse(action.name, kwargs=kwargs), action.data)
     expected = action.expect[ROLES.index(role)]
     assert response.status_code == expected, f"{role} POST {action.name}"
-    refused = expected in (403, 404)
-    if refused:  # and nothing changed
-        assert Team.objects.filter(quota_draft_seconds=60).count() == 0
-        assert Membership.objects.filter(team=team).count() == 3
-        assert ShareLink.objects.filter(revoked_at__isnull=False).count() == 0
-        assert TeamInvite.objects.count() == 1 and ApiToken.objects.count() == 1
-        assert Asset.objects.filter(name="renamed.jpg").count() == 0
-        assert AvatarJob.objects.count() == 3
-        assert not AvatarJob.objects.filter(status=AvatarJob.Status.CANCELED).exists()
+    if expected in (403, 404):  # refused, and nothing changed
+        assert_nothing_changed(team)

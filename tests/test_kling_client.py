@@ -18,7 +18,7 @@ from jobs.kling.client import KlingClient
 from jobs.kling.errors import ErrorKind, KlingError, business_error, classify
 from jobs.kling.replies import KlingTask, normalize_status, parse_task, parse_timestamp
 from jobs.kling.simulator import KlingSimulator, sine_wav
-from tests.test_kling_simulator import b64, fast_config, jpeg
+from tests.helpers import b64, fast_config, jpeg
 
 SimFactory = Callable[..., KlingSimulator]
 IMAGE = jpeg()

@@ -28,7 +28,7 @@ from jobs.media.portraits import validate_portrait
 from jobs.models import AvatarJob, KlingAccount
 from jobs.services.assets import asset_store
 from jobs.services.jobs import job_advance, job_create
-from tests.test_kling_simulator import fast_config
+from tests.helpers import fast_config
 
 pytestmark = pytest.mark.django_db
 Status = AvatarJob.Status

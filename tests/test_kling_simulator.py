@@ -1,24 +1,20 @@
 """The Kling simulator speaks Kling's contract over real loopback HTTP (no mocks).
 
-The helpers at the top (images, audio, a tiny video factory, a loopback receiver) are reused by
-tests/test_kling_client.py.
+Its images, base64 and fast config (a tiny video factory) are in tests/helpers.py, shared with
+tests/test_kling_client.py and the other tests that run the simulator.
 """
 
 from __future__ import annotations
 
-import base64
 import importlib.util
-import io
 import json
 import os
 import select
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -26,74 +22,13 @@ from typing import Any
 import jwt
 import pytest
 import requests
-from PIL import Image
 
-from jobs.ffmpeg import run_ffmpeg
-from jobs.kling.simulator import KlingSimulator, SimulatorConfig, sine_wav
+from jobs.kling.simulator import KlingSimulator, sine_wav
+from tests.helpers import b64, fast_config, jpeg, tiny_video_factory
 
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "sim-api-key"
 CREATE = "/v1/videos/avatar/image2video"
-
-
-# --- helpers shared with test_kling_client.py ----------------------------------------------
-
-
-def jpeg(width: int = 400, height: int = 500, fmt: str = "JPEG") -> bytes:
-    out = io.BytesIO()
-    Image.new("RGB", (width, height), (210, 180, 160)).save(out, fmt)
-    return out.getvalue()
-
-
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-@cache
-def _tiny_mp4() -> bytes:
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "tiny.mp4"
-        run_ffmpeg(
-            [
-                "-v",
-                "error",
-                "-f",
-                "lavfi",
-                "-i",
-                "testsrc=size=64x64:rate=5:duration=1",
-                "-f",
-                "lavfi",
-                "-i",
-                "sine=duration=1",
-                "-c:v",
-                "libx264",
-                "-pix_fmt",
-                "yuv420p",
-                "-c:a",
-                "aac",
-                "-shortest",
-                str(out),
-            ],
-            timeout=60,
-        )
-        return out.read_bytes()
-
-
-def tiny_video_factory(image: bytes, audio: bytes) -> bytes:
-    """A real (1 s, 64 px) MP4 made once per test run: fast stand-in for the draft renderer."""
-    return _tiny_mp4()
-
-
-def fast_config(**changes: Any) -> SimulatorConfig:
-    """Short timings and the tiny video, so a task finishes in about a quarter of a second."""
-    options: dict[str, Any] = {
-        "submitted_seconds": 0.05,
-        "processing_seconds": 0.15,
-        "video_factory": tiny_video_factory,
-        "seed": 7,
-    }
-    options.update(changes)
-    return SimulatorConfig(**options)
 
 
 class Receiver:

@@ -13,7 +13,7 @@ from jobs.models import AvatarJob
 from jobs.services.assets import asset_store
 from jobs.services.jobs import job_cancel, job_create
 from jobs.services.quotas import quota_set, seconds_used, usage_summary
-from tests.conftest import make_audio_file
+from tests.helpers import make_audio_file
 
 pytestmark = pytest.mark.django_db
 

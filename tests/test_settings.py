@@ -10,7 +10,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from avatarsite.env import Env
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 
 def test_bool_accepts_common_spellings():

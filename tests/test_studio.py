@@ -1,5 +1,6 @@
 """The studio pages and their htmx partials: dashboard and its one poll, new job with early file
-checks, job page and its actions, library. The same access battery runs on every view."""
+checks, job page and its actions, library. Who may open or change what (anonymous visitors,
+outsiders, viewers, members) is checked once for every view, in tests/test_isolation.py."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
-from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
@@ -18,98 +18,17 @@ from django.utils import timezone
 from PIL import Image
 
 from jobs import cards
-from jobs.media.audio import ValidAudio, validate_audio
-from jobs.media.portraits import ValidPortrait, validate_portrait
+from jobs.media.audio import validate_audio
+from jobs.media.portraits import validate_portrait
 from jobs.models import Asset, AvatarJob
 from jobs.services.assets import asset_store
-from jobs.services.jobs import job_create
 from jobs.views.dashboard import JOBS_PER_PAGE
 from jobs.views.library import THUMB_SIZE
-from tests.conftest import make_audio_file, make_portrait_bytes
-from tests.test_views import login
+from tests.helpers import HTMX, finish, login, make_audio_file, make_portrait_bytes, new_job
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast")]
 
-HTMX = {"HX-Request": "true"}
 S = AvatarJob.Status
-
-
-@pytest.fixture(autouse=True)
-def fast(settings):
-    """Estimates are cached per process: each test starts without them. Passwords are hashed
-    the quick way: the personas' accounts are made for every test."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    cards._estimates.clear()
-    yield
-    cards._estimates.clear()
-
-
-@pytest.fixture(scope="session")
-def checked(tmp_path_factory) -> tuple[ValidPortrait, ValidAudio]:
-    """The two input files, validated once for the whole run (ffmpeg is the slow part)."""
-    folder = tmp_path_factory.mktemp("inputs")
-    (folder / "face.jpg").write_bytes(make_portrait_bytes())
-    audio = make_audio_file(folder / "voice.mp3", 3.0)
-    return validate_portrait(folder / "face.jpg"), validate_audio(audio)
-
-
-@pytest.fixture
-def portrait(team, owner, checked) -> Asset:
-    return asset_store(team=team, user=owner, valid=checked[0])
-
-
-@pytest.fixture
-def audio(team, owner, checked) -> Asset:
-    return asset_store(team=team, user=owner, valid=checked[1])
-
-
-def new_job(team, user, portrait, audio, **fields) -> AvatarJob:
-    job = job_create(
-        team=team, user=user, portrait=portrait, audio=audio, prompt=fields.pop("prompt", "")
-    )
-    if fields:
-        AvatarJob.objects.filter(pk=job.pk).update(**fields)
-        job.refresh_from_db()
-    return job
-
-
-def finish(job: AvatarJob, seconds: float = 12.0) -> AvatarJob:
-    """Mark a job done with a poster and a (stand-in) video, without running the renderer."""
-    poster = io.BytesIO()
-    Image.new("RGB", (64, 80), (90, 120, 200)).save(poster, "JPEG")
-    job.poster.save(f"{job.code}.jpg", ContentFile(poster.getvalue()), save=False)
-    job.video.save(f"{job.code}.mp4", ContentFile(b"\0\0\0\x18ftypmp42" + b"\0" * 64), save=False)
-    now = timezone.now()
-    job.status = S.SUCCEEDED
-    job.processing_at = now - timedelta(seconds=seconds)
-    job.finished_at = now
-    job.duration = 3.0
-    job.save()
-    return job
-
-
-@pytest.fixture
-def queued(team, owner, portrait, audio) -> AvatarJob:
-    return new_job(team, owner, portrait, audio, prompt="wave hello")
-
-
-@pytest.fixture
-def done(team, owner, portrait, audio) -> AvatarJob:
-    return finish(new_job(team, owner, portrait, audio, prompt="a finished one"))
-
-
-@pytest.fixture
-def failed(team, owner, portrait, audio) -> AvatarJob:
-    return new_job(
-        team,
-        owner,
-        portrait,
-        audio,
-        status=S.FAILED,
-        error_code="render_failed",
-        error_message="The voice-over has no sound in it.",
-        finished_at=timezone.now(),
-    )
 
 
 def card_html(page: str, job: AvatarJob) -> str:
@@ -120,88 +39,6 @@ def card_html(page: str, job: AvatarJob) -> str:
 
 def is_fragment(response) -> bool:
     return response.status_code == 200 and "<html" not in response.content.decode()
-
-
-# --- access battery ------------------------------------------------------------------------
-
-
-def read_urls(job: AvatarJob) -> list[str]:
-    return [
-        reverse("jobs:job-detail", args=[job.code]),
-        reverse("jobs:asset-thumb", args=[job.portrait.code]),
-        reverse("jobs:job-new") + f"?from={job.code}",
-        reverse("jobs:job-new") + f"?portrait={job.portrait.code}",
-    ]
-
-
-def write_posts(job: AvatarJob) -> list[tuple[str, dict]]:
-    return [
-        (reverse("jobs:job-cancel", args=[job.code]), {}),
-        (reverse("jobs:job-retry", args=[job.code]), {}),
-        (reverse("jobs:asset-rename", args=[job.audio.code]), {"name": "x.mp3"}),
-        (reverse("jobs:asset-delete", args=[job.audio.code]), {}),
-    ]
-
-
-def test_every_page_works_for_a_member(client, teammate, team, done, queued):
-    login(client, teammate, team)
-    urls = [
-        "/",
-        reverse("jobs:job-cards") + f"?job={queued.code}",
-        reverse("jobs:job-new"),
-        reverse("jobs:library"),
-        reverse("jobs:asset-rename", args=[done.portrait.code]),
-        *read_urls(done),
-    ]
-    for url in urls:
-        assert client.get(url).status_code == 200, url
-
-
-def test_outsiders_get_404_on_every_object(client, outsider, failed):
-    login(client, outsider)
-    for url in read_urls(failed):
-        assert client.get(url).status_code == 404, url
-        assert client.get(url, headers=HTMX).status_code == 404, url
-    for url, data in write_posts(failed):
-        assert client.post(url, data).status_code == 404, url
-        assert client.post(url, data, headers=HTMX).status_code == 404, url
-    assert client.get(reverse("jobs:asset-rename", args=[failed.portrait.code])).status_code == 404
-    # Pages about "my team" show the outsider's own (empty) team, never someone else's job.
-    for url in ["/", reverse("jobs:library")]:
-        response = client.get(url)
-        assert response.status_code == 200 and str(failed.code) not in response.content.decode()
-    # Polling someone else's job code learns nothing: the card is just dropped from the page.
-    body = poll(client, failed).content.decode()
-    assert "<article" not in body and failed.portrait.name not in body
-    failed.refresh_from_db()
-    assert failed.status == S.FAILED and Asset.objects.count() == 2
-
-
-def test_viewers_can_look_but_get_403_on_every_write(client, viewer, team, failed, portrait_path):
-    login(client, viewer, team)
-    assert client.get(reverse("jobs:job-detail", args=[failed.code])).status_code == 200
-    assert client.get(reverse("jobs:library")).status_code == 200
-    assert client.get(reverse("jobs:job-new")).status_code == 403
-    check = reverse("jobs:job-new-check", args=["portrait"])
-    upload = SimpleUploadedFile("face.jpg", portrait_path.read_bytes())
-    assert client.post(check, {"portrait": upload}, headers=HTMX).status_code == 403
-    assert client.get(reverse("jobs:asset-rename", args=[failed.audio.code])).status_code == 403
-    for url, data in write_posts(failed):
-        assert client.post(url, data).status_code == 403, url
-    page = client.get(reverse("jobs:job-detail", args=[failed.code])).content.decode()
-    assert "Retry" not in page and "Duplicate" not in page
-    assert AvatarJob.objects.count() == 1 and Asset.objects.count() == 2
-
-
-def test_anonymous_visitors_are_sent_to_log_in_everywhere(client, done):
-    urls = [
-        reverse("jobs:library"),
-        reverse("jobs:job-cards"),
-        reverse("jobs:asset-thumb", args=[done.portrait.code]),
-    ]
-    for url in urls:
-        response = client.get(url)
-        assert response.status_code == 302 and "/accounts/login/" in response["Location"]
 
 
 # --- dashboard -----------------------------------------------------------------------------
@@ -668,7 +505,9 @@ def test_library_reuse_prefills_one_file(client, owner, portrait, audio):
 
 def test_job_page_has_player_download_inputs_and_timeline(client, owner, done):
     page = login(client, owner).get(done.get_absolute_url()).content.decode()
+    assert f'src="{reverse("jobs:job-video", args=[done.code])}"' in page  # plays the video
     assert f'poster="{reverse("jobs:job-poster", args=[done.code])}"' in page
+    assert "Download MP4" in page
     assert re.search(r'download="face-draft-\d{8}-\d{4}\.mp4"', page)
     assert "480×600 px" in page and "voice.mp3" in page and "a finished one" in page
     timeline = re.search(r'<ol class="timeline">.*?</ol>', page, re.S).group(0)
@@ -703,7 +542,8 @@ def test_only_failed_jobs_can_be_retried(client, owner, done):
 
 def test_cancel_only_before_the_job_started(client, owner, done, queued):
     login(client, owner)
-    client.post(reverse("jobs:job-cancel", args=[queued.code]))
+    response = client.post(reverse("jobs:job-cancel", args=[queued.code]))
+    assert response.status_code == 302
     queued.refresh_from_db()
     assert queued.status == S.CANCELED
     response = client.post(reverse("jobs:job-cancel", args=[done.code]), follow=True)
@@ -863,6 +703,7 @@ def test_friendly_error_pages(client, owner, settings):
     login(client, owner)
     response = client.get(reverse("jobs:job-detail", args=["00000000-0000-0000-0000-000000000000"]))
     assert response.status_code == 404 and "Back to your jobs" in response.content.decode()
+    assert "belongs to a team you are not in" in response.content.decode()
     from django.template.loader import render_to_string
 
     assert "Nothing you did caused this" in render_to_string("500.html")

@@ -17,18 +17,9 @@ from jobs.models import AvatarJob, KlingAccount, Membership, ShareLink, Team, Te
 from jobs.services.quotas import quota_set
 from jobs.services.sharing import share_create
 from jobs.services.teams import team_create
-from tests import test_studio
-from tests.test_studio import HTMX, finish, new_job
-from tests.test_views import login
+from tests.helpers import HTMX, finish, login, new_job
 
-pytestmark = pytest.mark.django_db
-
-# Fixtures shared with the studio tests (bound here so pytest finds them).
-audio = test_studio.audio
-checked = test_studio.checked
-done = test_studio.done
-fast = test_studio.fast
-portrait = test_studio.portrait
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast")]
 
 Role = Membership.Role
 

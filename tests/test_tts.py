@@ -32,8 +32,7 @@ from jobs.tts.espeak import espeak_wav
 from jobs.tts.script import KLING_TTS_MAX_CHARS, check_audio_id, check_script, split_script
 from jobs.tts.synth import synthesize, voice_sample
 from jobs.voices import VOICES, get_voice
-from tests.conftest import Worker, subprocess_env
-from tests.test_kling_simulator import fast_config
+from tests.helpers import Worker, fast_config, subprocess_env
 
 pytestmark = pytest.mark.django_db
 

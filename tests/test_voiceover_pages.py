@@ -19,9 +19,17 @@ from jobs.media.portraits import validate_portrait
 from jobs.models import Asset, AvatarJob, Team
 from jobs.services.assets import asset_store
 from jobs.voices import LANGUAGES, VOICES
-from tests.conftest import make_audio_file
-from tests.test_kling_simulator import fast_config
-from tests.test_views import login
+from tests.helpers import (
+    ARGS,
+    CHROMIUM,
+    CSP_LISTENER,
+    csp_violations,
+    fast_config,
+    login,
+    make_audio_file,
+    playwright_session,
+    watch_errors,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -365,15 +373,6 @@ def test_a_job_with_a_pasted_audio_id_shows_on_its_pages(client, owner, portrait
 def test_writing_a_voiceover_in_a_real_browser(live_server, owner, portrait, monkeypatch):
     """The live estimate, the language that follows the voice, Listen, and Make: under the
     strict CSP, with no script errors."""
-    from tests.test_browser import (
-        ARGS,
-        CHROMIUM,
-        CSP_LISTENER,
-        csp_violations,
-        playwright_session,
-        watch_errors,
-    )
-
     if not CHROMIUM.exists():
         pytest.skip(f"no browser: {CHROMIUM} is missing")
     with playwright_session(monkeypatch) as p:

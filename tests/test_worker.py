@@ -19,7 +19,7 @@ from jobs.media.portraits import validate_portrait
 from jobs.models import AvatarJob
 from jobs.services.assets import asset_store
 from jobs.services.jobs import job_cancel, job_create, reconcile
-from tests.conftest import wait_for
+from tests.helpers import wait_for
 
 pytestmark = pytest.mark.django_db
 
