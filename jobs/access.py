@@ -9,14 +9,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.models import User as Account
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest
+from django_htmx.middleware import HtmxDetails
 
 from jobs.models import Asset, AvatarJob, Membership, ShareLink, Team
 from jobs.services.teams import personal_team_create
 
-User = AbstractBaseUser | AnonymousUser
+User = Account | AnonymousUser
+
+
+class StudioRequest(HttpRequest):
+    """A request as a signed-in studio view gets it: login_required, django-htmx's middleware."""
+
+    user: Account
+    htmx: HtmxDetails
 
 
 @dataclass(frozen=True)
@@ -48,7 +57,7 @@ def _check(user: User, team: Team, *, write: bool) -> Access:
     return Access(team=team, membership=membership)
 
 
-def memberships(request: HttpRequest) -> list[Membership]:
+def memberships(request: StudioRequest) -> list[Membership]:
     """The user's memberships with their teams, in one query, kept for the rest of the request.
 
     current_team picks from this list and the navigation's team switcher shows it, so a page
@@ -65,7 +74,7 @@ def memberships(request: HttpRequest) -> list[Membership]:
     return cached
 
 
-def current_team(request: HttpRequest) -> Access:
+def current_team(request: StudioRequest) -> Access:
     """The team the user is working in: the one chosen in the session, else the personal one."""
     mine = memberships(request)
     chosen = request.session.get("team")

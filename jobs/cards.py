@@ -21,7 +21,17 @@ from uuid import UUID
 
 from django.contrib.auth import get_user_model
 from django.db import connections
-from django.db.models import Case, DateTimeField, F, IntegerField, Q, QuerySet, UUIDField, When
+from django.db.models import (
+    Case,
+    DateTimeField,
+    F,
+    Field,
+    IntegerField,
+    Q,
+    QuerySet,
+    UUIDField,
+    When,
+)
 from django.db.models.expressions import RawSQL
 
 from jobs.models import Asset, AvatarJob, Membership, Team
@@ -103,7 +113,7 @@ def generating_estimate(team_id: int, mode: str) -> float | None:
         .order_by("-finished_at")
         .values_list("processing_at", "finished_at")[:ESTIMATE_SAMPLE]
     )
-    took = [(end - start).total_seconds() for start, end in rows]
+    took = [(end - start).total_seconds() for start, end in rows if start and end]
     value = statistics.median(took) if took else None
     _estimates[key] = (now + ESTIMATE_TTL, value)
     return value
@@ -211,7 +221,9 @@ def _select(
 
 def _prep(field: str, value: Any) -> Any:
     connection = connections[AvatarJob.objects.db]
-    return AvatarJob._meta.get_field(field).get_db_prep_value(value, connection)
+    column = AvatarJob._meta.get_field(field)
+    assert isinstance(column, Field)
+    return column.get_db_prep_value(value, connection)
 
 
 def page_rows(team_id: int, before: UUID | None, limit: int) -> list[CardRow]:

@@ -1,13 +1,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
 
 from jobs import kling
-from jobs.access import Access, current_team, memberships
+from jobs.access import Access, StudioRequest, current_team, memberships
 from jobs.models import KlingAccount, Membership
 
 
@@ -20,9 +20,10 @@ class Nav:
     kling_pause: KlingAccount | None  # shown to team admins and staff while Kling is paused
 
 
-def _nav(request: HttpRequest) -> Nav | None:
-    if not request.user.is_authenticated:
+def _nav(http_request: HttpRequest) -> Nav | None:
+    if not http_request.user.is_authenticated:
         return None
+    request = cast(StudioRequest, http_request)  # signed in: as the studio's views get it
     access = current_team(request)  # reuses the request's membership list: no extra query
     pause = None
     # Without a Kling key there is nothing to pause (nor a query to make on every page).

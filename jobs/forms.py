@@ -26,7 +26,7 @@ PORTRAIT_ACCEPT = "image/jpeg,image/png,.jpg,.jpeg,.png"
 AUDIO_ACCEPT = "audio/mpeg,audio/wav,audio/x-wav,audio/mp4,audio/aac,.mp3,.wav,.m4a,.aac"
 
 # A short name and one line of explanation each, shown on the mode's radio button.
-MODE_HELP = {
+MODE_HELP: dict[str, tuple[str, str]] = {
     AvatarJob.Mode.DRAFT: ("Draft", "Free and offline: a quick preview rendered on this server."),
     AvatarJob.Mode.STD: ("Standard", "Kling animates the face. Good quality, uses Kling credits."),
     AvatarJob.Mode.PRO: ("Pro", "Kling's best: finer motion and detail, costs more credits."),
@@ -90,8 +90,13 @@ class NewJobForm(forms.Form):
     def __init__(self, *args: Any, team: Team, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.team = team
-        self.fields["portrait_asset"].queryset = Asset.objects.for_team(team).portraits()
-        self.fields["audio_asset"].queryset = Asset.objects.for_team(team).voiceovers()
+        for name, assets in (
+            ("portrait_asset", Asset.objects.for_team(team).portraits()),
+            ("audio_asset", Asset.objects.for_team(team).voiceovers()),
+        ):
+            field = self.fields[name]
+            assert isinstance(field, forms.ModelChoiceField)
+            field.queryset = assets
 
     def clean_portrait(self) -> Any:
         upload = self.cleaned_data.get("portrait")
@@ -114,7 +119,7 @@ class NewJobForm(forms.Form):
         return mode
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         if (
             not data.get("portrait")
             and not data.get("portrait_asset")
@@ -197,7 +202,7 @@ class JobFilterForm(forms.Form):
             (
                 name,
                 str(field.label),
-                [(v, str(text), v == values.get(name, "")) for v, text in field.choices],
+                [(v, str(text), v == values.get(name, "")) for v, text in _choices(field)],
             )
             for name, field in self.fields.items()
             if isinstance(field, forms.ChoiceField)
@@ -259,7 +264,7 @@ class VoiceoverForm(forms.Form):
     )
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        data = super().clean() or {}
         if "speed" in self.errors:
             return data
         if data.get("speed") is None:
@@ -362,3 +367,9 @@ class TokenForm(forms.Form):
         label="Token name",
         help_text="What will use it, e.g. “ComfyUI on the edit PC”. Jobs it makes show this name.",
     )
+
+
+def _choices(field: forms.Field) -> list[tuple[Any, Any]]:
+    """A choice field's (value, label) pairs."""
+    assert isinstance(field, forms.ChoiceField)
+    return list(field.choices)  # type: ignore[arg-type]  # flat choices: no optgroups here

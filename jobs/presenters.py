@@ -15,7 +15,7 @@ from jobs.models import AvatarJob
 Status = AvatarJob.Status
 
 # Our lifecycle seen through Kling's four statuses.
-_KLING_STATUS = {
+_KLING_STATUS: dict[str, str] = {
     AvatarJob.Status.QUEUED: "submitted",
     AvatarJob.Status.SUBMITTING: "submitted",
     AvatarJob.Status.SUBMITTED: "processing",
@@ -49,7 +49,8 @@ def timeline(job: AvatarJob) -> list[Step]:
     stages.append(("processing", "Generating", job.processing_at))
     if job.uses_kling:
         stages.append(("downloading", "Saving", job.downloading_at))
-    end_label = {Status.FAILED: "Failed", Status.CANCELED: "Canceled"}.get(job.status, "Done")
+    end_labels: dict[str, str] = {Status.FAILED: "Failed", Status.CANCELED: "Canceled"}
+    end_label = end_labels.get(job.status, "Done")
     stages.append((Status.SUCCEEDED, end_label, job.finished_at))
     order = [status for status, _, _ in stages]
     current = order.index(job.status) if job.status in order else len(order) - 1
@@ -73,7 +74,7 @@ S = AvatarJob.Status
 
 # The five stages a card shows, in order; several statuses can share one stage.
 STAGES = ("Queued", "Sending", "Generating", "Saving", "Done")
-_STAGE_OF = {
+_STAGE_OF: dict[str, int] = {
     S.QUEUED: 1,
     S.SUBMITTING: 2,
     S.SUBMITTED: 3,

@@ -88,7 +88,7 @@ def document(base_url: str) -> dict[str, Any]:
     """The OpenAPI document, with this server's address in `servers`."""
     # The limits are those jobs/api/contract.py defines and the endpoints enforce.
     max_audio = settings.KLING_MAX_AUDIO_SECONDS
-    task_short = {
+    task_short: dict[str, Any] = {
         "type": "object",
         "required": ["task_id", "task_status", "task_info", "created_at", "updated_at"],
         "properties": {
@@ -231,7 +231,7 @@ def document(base_url: str) -> dict[str, Any]:
             "external_task_id": "",
         },
     }
-    bearer = [{"bearerAuth": []}]
+    bearer: list[dict[str, list[str]]] = [{"bearerAuth": []}]
     return {
         "openapi": "3.1.0",
         "info": {

@@ -19,6 +19,7 @@ from uuid import UUID
 
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 from django.utils.crypto import constant_time_compare
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
@@ -176,7 +177,7 @@ def openapi_json(request: HttpRequest) -> JsonResponse:
     return JsonResponse(document(public_base_url(request)))
 
 
-def video_file(request: HttpRequest, code: UUID, signature: str) -> HttpResponse:
+def video_file(request: HttpRequest, code: UUID, signature: str) -> HttpResponseBase:
     """A result video by its signed link: no session needed, seekable (byte ranges)."""
     job = AvatarJob.objects.filter(code=code, status=AvatarJob.Status.SUCCEEDED).first()
     if job is None or not job.video or not constant_time_compare(signature, video_signature(job)):
@@ -216,22 +217,8 @@ def _create_task(request: HttpRequest, token: ApiToken) -> dict[str, Any]:
         return task_object(existing, base_url=base_url, full=False)
 
     # The cheap checks first: nothing is downloaded for a request that is refused anyway.
-    mode = text_param(body, "mode", max_chars=40) or AvatarJob.Mode.STD  # Kling's default
-    if mode not in AvatarJob.Mode.values:
-        raise bad("mode", f"{shown(mode)} is not a mode: use std, pro or draft (free, offline)")
-    try:
-        check_mode(mode)
-    except ValidationError as exc:
-        # Not 1103 ("no permission for this model"): the caller fixes it by changing this
-        # parameter (draft always works), so it is reported like any other bad parameter.
-        raise bad("mode", " ".join(exc.messages)) from None
-    prompt_value = body.get("prompt")
-    if prompt_value is not None and not isinstance(prompt_value, str):
-        raise bad("prompt", f"must be a string, not {json_type(prompt_value)}")
-    try:
-        prompt = validate_prompt(prompt_value)
-    except MediaError as exc:
-        raise bad("prompt", " ".join(exc.messages)) from None
+    mode = _mode_param(body)
+    prompt = _prompt_param(body)
     image_value = text_param(body, "image")
     if not image_value:
         raise bad("image", "is required: an http(s) URL or the bare base64 of a .jpg or .png file")
@@ -255,22 +242,7 @@ def _create_task(request: HttpRequest, token: ApiToken) -> dict[str, Any]:
     audio: Asset | ValidAudio | None = None
     kling_audio_id = ""
     if audio_id:
-        try:
-            audio_id = check_audio_id(audio_id)  # the shape the studio's form accepts
-        except ValidationError as exc:
-            raise bad("audio_id", " ".join(exc.messages)) from None
-        # The team's own text voice-over: the engine sends Kling its id while it is fresh
-        # and our stored copy after that, and drafts can use the copy.
-        audio = api_voiceover(team=token.team, audio_id=audio_id)
-        if audio is None:
-            if mode == AvatarJob.Mode.DRAFT:
-                raise bad(
-                    "audio_id",
-                    f"{shown(audio_id)} is not a voice-over this team has, so a draft cannot use "
-                    "it: send the audio as sound_file, or use mode std or pro (Kling then uses "
-                    "its own audio id).",
-                )
-            kling_audio_id = audio_id  # Kling's own id: Kling checks it when the job is sent
+        audio, kling_audio_id = _audio_by_id(token, audio_id, mode)
 
     portrait = portrait_from(image_value)
     if sound_value:
@@ -293,6 +265,50 @@ def _create_task(request: HttpRequest, token: ApiToken) -> dict[str, Any]:
             raise ApiError(QUOTA_USED_UP, f"quota: {text}") from None
         raise bad("mode" if getattr(exc, "code", None) == "mode" else "request", text) from None
     return task_object(job, base_url=base_url, full=False)
+
+
+def _mode_param(body: dict[str, Any]) -> str:
+    mode = text_param(body, "mode", max_chars=40) or AvatarJob.Mode.STD  # Kling's default
+    if mode not in AvatarJob.Mode.values:
+        raise bad("mode", f"{shown(mode)} is not a mode: use std, pro or draft (free, offline)")
+    try:
+        check_mode(mode)
+    except ValidationError as exc:
+        # Not 1103 ("no permission for this model"): the caller fixes it by changing this
+        # parameter (draft always works), so it is reported like any other bad parameter.
+        raise bad("mode", " ".join(exc.messages)) from None
+    return mode
+
+
+def _prompt_param(body: dict[str, Any]) -> str:
+    prompt_value = body.get("prompt")
+    if prompt_value is not None and not isinstance(prompt_value, str):
+        raise bad("prompt", f"must be a string, not {json_type(prompt_value)}")
+    try:
+        return validate_prompt(prompt_value)
+    except MediaError as exc:
+        raise bad("prompt", " ".join(exc.messages)) from None
+
+
+def _audio_by_id(token: ApiToken, audio_id: str, mode: str) -> tuple[Asset | None, str]:
+    """(the team's voice-over Kling knows by this id, or None; else the id to send Kling)."""
+    try:
+        audio_id = check_audio_id(audio_id)  # the shape the studio's form accepts
+    except ValidationError as exc:
+        raise bad("audio_id", " ".join(exc.messages)) from None
+    # The team's own text voice-over: the engine sends Kling its id while it is fresh
+    # and our stored copy after that, and drafts can use the copy.
+    audio = api_voiceover(team=token.team, audio_id=audio_id)
+    if audio is not None:
+        return audio, ""
+    if mode == AvatarJob.Mode.DRAFT:
+        raise bad(
+            "audio_id",
+            f"{shown(audio_id)} is not a voice-over this team has, so a draft cannot use "
+            "it: send the audio as sound_file, or use mode std or pro (Kling then uses "
+            "its own audio id).",
+        )
+    return None, audio_id  # Kling's own id: Kling checks it when the job is sent
 
 
 def _check_watermark(value: Any) -> None:

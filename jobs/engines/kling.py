@@ -218,7 +218,8 @@ def _submit(job: AvatarJob) -> None:
             return  # another worker holds this step (its create may be in flight)
         if job.error_code == "outcome_unknown":
             # Still to be resolved by a lookup, which would fail the same way: after the pause.
-            release(job, (account.paused_until - timezone.now()).total_seconds())
+            until = account.paused_until or timezone.now()
+            release(job, (until - timezone.now()).total_seconds())
             return
         job.transition(
             Status.QUEUED,
@@ -295,7 +296,7 @@ def _create_payload(job: AvatarJob) -> dict[str, Any]:
     }
     if job.kling_audio_id:
         payload["audio_id"] = job.kling_audio_id
-    else:
+    elif job.audio is not None:
         # A fresh Kling TTS id when the voice-over has one; our stored copy otherwise.
         payload.update(audio_for_kling(job.audio))
     return payload

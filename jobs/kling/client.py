@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, BinaryIO
+from typing import Any, Protocol
 from urllib.parse import quote
 
 import jwt
@@ -73,6 +73,12 @@ def _was_sent(exc: BaseException) -> bool:
 
 
 # --- the client -----------------------------------------------------------------------------
+
+
+class Writable(Protocol):
+    """Where a download goes: a binary file, or anything with its write()."""
+
+    def write(self, data: bytes, /) -> int: ...
 
 
 class KlingClient:
@@ -429,7 +435,7 @@ class KlingClient:
             request_id=request_id,
         )
 
-    def download(self, url: str, dest: BinaryIO, *, max_bytes: int, timeout: float) -> int:
+    def download(self, url: str, dest: Writable, *, max_bytes: int, timeout: float) -> int:
         """Stream `url` into `dest`; return the number of bytes written.
 
         No Authorization header is sent: result URLs are pre-signed CDN links and our token

@@ -106,7 +106,7 @@ def validate_portrait(upload: Upload, *, name: str | None = None) -> ValidPortra
         if orientation in (5, 6, 7, 8):
             width, height = height, width  # stored sideways: the user sees it the other way
         _check_dimensions(width, height)  # from the header alone: nothing decoded yet
-        kept = _jpeg_as_is(image, data, orientation) if kind == "jpeg" else None
+        kept = _jpeg_as_is(image, data, orientation) if isinstance(image, JpegImageFile) else None
         if kept is None:
             try:
                 image.load()
@@ -208,17 +208,17 @@ def _check_dimensions(width: int, height: int) -> None:
             "Use a larger photo."
         )
     # Integer comparisons, so exactly 1:2.5 passes: h/w > 2.5  <=>  2h > 5w.
-    limit = f"1:{PORTRAIT_MAX_RATIO} (tall) and {PORTRAIT_MAX_RATIO}:1 (wide)"
+    allowed = f"1:{PORTRAIT_MAX_RATIO} (tall) and {PORTRAIT_MAX_RATIO}:1 (wide)"
     if 2 * height > 5 * width:
         ratio = beside(height / width, PORTRAIT_MAX_RATIO)
         problems.append(
-            f"Portrait is {size}, 1:{ratio} (too tall): the shape must be between {limit}. "
+            f"Portrait is {size}, 1:{ratio} (too tall): the shape must be between {allowed}. "
             "Crop it closer to a square."
         )
     elif 2 * width > 5 * height:
         ratio = beside(width / height, PORTRAIT_MAX_RATIO)
         problems.append(
-            f"Portrait is {size}, {ratio}:1 (too wide): the shape must be between {limit}. "
+            f"Portrait is {size}, {ratio}:1 (too wide): the shape must be between {allowed}. "
             "Crop it closer to a square."
         )
     if problems:
@@ -309,60 +309,90 @@ def _stripped_jpeg(data: bytes) -> bytes | None:
     """
     if data[:2] != b"\xff\xd8":
         return None
-    view = memoryview(data)
-    out: list[bytes | memoryview] = [b"\xff\xd8"]
+    kept = _JpegSegments(data)
     pos, end = 2, len(data)
-    seen: set[int] = set()  # frame, JFIF and Adobe segments: one of each at most
-    scans = 0
     while pos < end:
-        if data[pos] != 0xFF:
-            return None  # stray bytes between segments
-        while pos < end and data[pos] == 0xFF:
-            pos += 1  # fill bytes before a marker
-        if pos == end:
+        at = _next_marker(data, pos)
+        if at is None:
             return None
-        marker = data[pos]
+        marker = data[at]
         if marker == _EOI:
-            if not scans:
-                return None
-            out.append(b"\xff\xd9")
-            return b"".join(out)
-        length = int.from_bytes(data[pos + 1 : pos + 3])
-        if length < 2 or pos + 1 + length > end:
+            return kept.finish()
+        length = int.from_bytes(data[at + 1 : at + 3])
+        if length < 2 or at + 1 + length > end:
             return None
-        body, pos = view[pos + 3 : pos + 1 + length], pos + 1 + length
+        after = kept.add(marker, at + 1 + length, length)
+        if after is None:
+            return None
+        pos = after
+    return None  # no end marker
+
+
+def _next_marker(data: bytes, pos: int) -> int | None:
+    """Where the marker byte of the segment at `pos` is; None on stray bytes or a cut file."""
+    if data[pos] != 0xFF:
+        return None  # stray bytes between segments
+    while pos < len(data) and data[pos] == 0xFF:
+        pos += 1  # fill bytes before a marker
+    return None if pos == len(data) else pos
+
+
+class _JpegSegments:
+    """The segments _stripped_jpeg keeps, added one by one; `add` returns None to give up."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.view = data, memoryview(data)
+        self.out: list[bytes | memoryview] = [b"\xff\xd8"]
+        self.seen: set[int] = set()  # frame, JFIF and Adobe segments: one of each at most
+        self.scans = 0
+
+    def finish(self) -> bytes | None:
+        if not self.scans:
+            return None
+        return b"".join([*self.out, b"\xff\xd9"])
+
+    def add(self, marker: int, pos: int, length: int) -> int | None:
+        """Keep (or drop) the segment that ends at `pos`; the position after it, or None."""
+        body = self.view[pos - length + 2 : pos]
         if marker in _FRAMES:
-            if seen & _FRAMES or scans or length < 8 or body[0] != 8:  # one 8-bit frame
+            if self.seen & _FRAMES or self.scans or length < 8 or body[0] != 8:  # one 8-bit frame
                 return None
-            seen.add(marker)
-            out += (bytes((0xFF, marker)), view[pos - length : pos])
+            self.seen.add(marker)
+            self.out += (bytes((0xFF, marker)), self.view[pos - length : pos])
         elif marker in _TABLES:
-            out += (bytes((0xFF, marker)), view[pos - length : pos])
+            self.out += (bytes((0xFF, marker)), self.view[pos - length : pos])
         elif marker == _SOS:
-            if not seen & _FRAMES:
-                return None
-            scan_end = _scan_end(data, pos)
-            if scan_end is None:
-                return None  # the data runs to the end of the file: it was cut short
-            out += (b"\xff\xda", view[pos - length : scan_end])
-            pos = scan_end
-            scans += 1
+            return self._scan(pos, length)
         elif marker == _APP0:
             if body[:5] == b"JFIF\0" and len(body) >= 14:  # what libjpeg takes for JFIF
-                if _APP0 in seen:
+                if not self._once(_APP0):
                     return None
-                seen.add(_APP0)
-                out += (b"\xff\xe0\x00\x10", body[:12], b"\0\0")  # no thumbnail
+                self.out += (b"\xff\xe0\x00\x10", body[:12], b"\0\0")  # no thumbnail
             # other APP0 segments (JFXX thumbnails) are dropped
         elif marker == _APP14:
             if body[:5] == b"Adobe" and len(body) >= 12:  # what libjpeg takes for Adobe
-                if _APP14 in seen:
+                if not self._once(_APP14):
                     return None
-                seen.add(_APP14)
-                out += (b"\xff\xee\x00\x0e", body[:12])
+                self.out += (b"\xff\xee\x00\x0e", body[:12])
         elif marker not in _METADATA:
             return None  # arithmetic coding, lossless, hierarchical, DNL, reserved...
-    return None  # no end marker
+        return pos
+
+    def _once(self, marker: int) -> bool:
+        if marker in self.seen:
+            return False
+        self.seen.add(marker)
+        return True
+
+    def _scan(self, pos: int, length: int) -> int | None:
+        if not self.seen & _FRAMES:
+            return None
+        scan_end = _scan_end(self.data, pos)
+        if scan_end is None:
+            return None  # the data runs to the end of the file: it was cut short
+        self.out += (b"\xff\xda", self.view[pos - length : scan_end])
+        self.scans += 1
+        return scan_end
 
 
 def _scan_end(data: bytes, start: int) -> int | None:

@@ -81,38 +81,58 @@ def id3_end(data: bytes) -> int:
 def sniff(data: bytes) -> str:
     """Name a file's format from its bytes: a key of _KINDS, or "unknown"."""
     head = data[:64]
+    return (
+        _sniff_image(head)
+        or _sniff_container(head)
+        or _sniff_audio(data)
+        or (_sniff_text(data[:4096]))
+    )
+
+
+def _sniff_image(head: bytes) -> str | None:
     if head.startswith(b"\xff\xd8\xff"):
         return "jpeg"
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
         return "png"
     if head[:6] in (b"GIF87a", b"GIF89a"):
         return "gif"
-    riff = {b"WAVE": "wav", b"WEBP": "webp", b"AVI ": "avi"}
-    if head[:4] in (b"RIFF", b"RF64", b"BW64") and head[8:12] in riff:
-        return riff[head[8:12]]
     if head[:2] == b"BM" and head[6:10] == b"\0\0\0\0":
         return "bmp"
     if head[:4] in (b"II*\0", b"MM\0*"):
         return "tiff"
+    return None
+
+
+_SIGNATURES = {
+    b"OggS": "ogg",
+    b"fLaC": "flac",
+    b"\x1aE\xdf\xa3": "webm",
+    b"#!AM": "amr",
+    b"%PDF": "pdf",
+    b"PK\x03\x04": "zip",
+}
+_RIFF = {b"WAVE": "wav", b"WEBP": "webp", b"AVI ": "avi"}
+
+
+def _sniff_container(head: bytes) -> str | None:
+    if head[:4] in (b"RIFF", b"RF64", b"BW64") and head[8:12] in _RIFF:
+        return _RIFF[head[8:12]]
     if head[4:8] == b"ftyp":
         brand = head[8:12]
         if brand in _HEIF_BRANDS:
             return "heic"
         return "avif" if brand in (b"avif", b"avis") else "mp4"
-    signatures = {
-        b"OggS": "ogg",
-        b"fLaC": "flac",
-        b"\x1aE\xdf\xa3": "webm",
-        b"#!AM": "amr",
-        b"%PDF": "pdf",
-        b"PK\x03\x04": "zip",
-    }
-    if head[:4] in signatures:
-        return signatures[head[:4]]
+    if head[:4] in _SIGNATURES:
+        return _SIGNATURES[head[:4]]
     if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
         return "aiff"
     if head[:16] == _ASF_GUID:
         return "wma"
+    return None
+
+
+def _sniff_audio(data: bytes) -> str | None:
+    head = data[:64]
     if head[:3] == b"ID3":
         # ID3 tags front MP3 files, and sometimes raw AAC.
         return "aac" if _is_adts(data[id3_end(data) :][:8]) else "mp3"
@@ -120,7 +140,7 @@ def sniff(data: bytes) -> str:
         return "aac"
     if _is_mpeg_audio(head):
         return "mp3"
-    return _sniff_text(data[:4096])
+    return None
 
 
 def _sniff_text(head: bytes) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
@@ -29,7 +29,7 @@ class ApiTokenRefused(Exception):
     """An API token that cannot be used; str() says why, in words for the caller."""
 
 
-def api_token_create(*, user: AbstractBaseUser, team: Team, name: str = "") -> tuple[ApiToken, str]:
+def api_token_create(*, user: User, team: Team, name: str = "") -> tuple[ApiToken, str]:
     """A new token for one team; the token is returned once and only its hash is kept."""
     membership = Membership.objects.filter(user=user, team=team).first()
     if membership is None or not membership.can_write:
@@ -83,7 +83,7 @@ def api_token_authenticate(raw: str) -> ApiToken:
     return token
 
 
-def api_tokens_visible(*, user: AbstractBaseUser, team: Team, is_admin: bool) -> Any:
+def api_tokens_visible(*, user: User, team: Team, is_admin: bool) -> Any:
     """The tokens a person may see on the tokens page: their own, or all the team's for admins."""
     tokens = ApiToken.objects.filter(team=team).select_related("user")
     return tokens if is_admin else tokens.filter(user=user)

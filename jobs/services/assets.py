@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import IntegrityError, transaction
@@ -17,9 +17,7 @@ from jobs.models import (
 )
 
 
-def asset_store(
-    *, team: Team, user: AbstractBaseUser | None, valid: ValidPortrait | ValidAudio
-) -> Asset:
+def asset_store(*, team: Team, user: User | None, valid: ValidPortrait | ValidAudio) -> Asset:
     """Store a validated file in the team's library, or return the copy it already has.
 
     The same bytes uploaded twice are stored once (by checksum, per team and kind).

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from types import ModuleType
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User as Account
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
 from django.db import transaction
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 # How long a queued job may wait for its wake-up message before the reconciler re-drives it.
 QUEUE_GRACE = timedelta(seconds=60)
 
-User = AbstractBaseUser | None
+User = Account | None
 
 
 def engine_for(job: AvatarJob) -> ModuleType:

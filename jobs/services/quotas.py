@@ -80,7 +80,7 @@ def usage_summary(*, team: Team, now: Any = None) -> dict[str, Any]:
         )
         .order_by("created_by__username", "mode")
     )
-    modes = {
+    modes: dict[str, dict[str, Any]] = {
         mode: {
             "used": seconds_used(team=team, mode=mode, now=now),
             "limit": team.quota_seconds(mode),

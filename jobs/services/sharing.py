@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db.models import F
 from django.utils import timezone
@@ -23,7 +23,7 @@ from jobs.models import (
 def share_create(
     *,
     job: AvatarJob,
-    by: AbstractBaseUser,
+    by: User,
     expires_at: Any = None,
     allow_download: bool = False,
 ) -> tuple[ShareLink, str]:

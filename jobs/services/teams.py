@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Q
@@ -21,7 +21,7 @@ from jobs.models import (
 
 
 @transaction.atomic
-def personal_team_create(*, user: AbstractBaseUser) -> Team:
+def personal_team_create(*, user: User) -> Team:
     name = user.get_username()
     team = Team.objects.create(name=f"{name}'s team", personal=True)
     Membership.objects.create(user=user, team=team, role=Membership.Role.ADMIN)
@@ -32,7 +32,7 @@ Role = Membership.Role
 
 
 @transaction.atomic
-def team_create(*, name: str, user: AbstractBaseUser) -> Team:
+def team_create(*, name: str, user: User) -> Team:
     name = name.strip()
     if not name:
         raise ValidationError("Give the team a name.")
@@ -94,7 +94,7 @@ INVITE_DAYS = 7
 
 
 def invite_create(
-    *, team: Team, by: AbstractBaseUser, role: str = Role.MEMBER, days: int = INVITE_DAYS
+    *, team: Team, by: User, role: str = Role.MEMBER, days: int = INVITE_DAYS
 ) -> tuple[TeamInvite, str]:
     """A single-use invite link; the token is returned once and only its hash is kept."""
     if role not in Role.values:
@@ -115,7 +115,7 @@ def invite_find(token: str) -> TeamInvite | None:
 
 
 @transaction.atomic
-def invite_accept(*, token: str, user: AbstractBaseUser) -> Membership:
+def invite_accept(*, token: str, user: User) -> Membership:
     invite = invite_find(token)
     if invite is None:
         raise ValidationError("This invite link is not valid. Ask for a new one.")

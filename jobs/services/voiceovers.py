@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from jobs import kling
@@ -17,7 +17,7 @@ from jobs.tts.synth import ENGINE_ESPEAK, ENGINE_KLING, Synthesized, synthesize
 def voiceover_store(
     *,
     team: Team,
-    user: AbstractBaseUser | None,
+    user: User | None,
     text: str,
     voice_id: str,
     speed: float,
@@ -48,7 +48,7 @@ def voiceover_store(
 def voiceover_create(
     *,
     team: Team,
-    user: AbstractBaseUser | None,
+    user: User | None,
     text: str,
     voice_id: str,
     speed: float = 1.0,

@@ -11,7 +11,7 @@ from django.db.models import (
     Q,
     Subquery,
 )
-from django.http import Http404, HttpRequest, HttpResponse, QueryDict
+from django.http import Http404, HttpResponse, QueryDict
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
@@ -19,7 +19,7 @@ from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import require_GET
 from django_htmx.http import HttpResponseClientRedirect
 
-from jobs.access import current_team
+from jobs.access import StudioRequest, current_team
 from jobs.cards import attach_estimates, card_jobs, filtered_poll_rows, page_rows, poll_rows
 from jobs.forms import JobFilterForm
 from jobs.models import AvatarJob, Membership
@@ -51,7 +51,7 @@ def _filter_query(filters: JobFilterForm) -> QueryDict:
 
 @login_required
 @require_GET
-def dashboard(request: HttpRequest) -> HttpResponse:
+def dashboard(request: StudioRequest) -> HttpResponse:
     """The team's jobs as cards, newest first, in pages of JOBS_PER_PAGE (keyset paginated).
 
     htmx asks for `#results` when the filters change and for `#page` (the next cards) when the
@@ -112,7 +112,7 @@ def _asked_cards(values: list[str]) -> dict[UUID, str]:
 
 @login_required
 @require_GET
-def job_cards(request: HttpRequest) -> HttpResponse:
+def job_cards(request: StudioRequest) -> HttpResponse:
     """The dashboard's one poll: the page's running cards that changed, swapped out of band.
 
     The page sends its team, its running cards as `code:version` (`job`), its filters, and
@@ -127,8 +127,12 @@ def job_cards(request: HttpRequest) -> HttpResponse:
     since = _parse_since(request.GET.get("since", ""))
     named = parse_codes([request.GET.get("team", "")])
     # A page that names no team polls the current one.
-    current = None if named else current_team(request).team
-    team: UUID | int = named[0] if named else current.pk
+    team: UUID | int
+    if named:
+        team = team_code = named[0]
+    else:
+        current = current_team(request).team
+        team, team_code = current.pk, current.code
     filters = JobFilterForm(request.GET)
     limit = len(asked) + JOBS_PER_PAGE
     if filters.values():
@@ -154,7 +158,7 @@ def job_cards(request: HttpRequest) -> HttpResponse:
     fresh = [row.card() for row in made]
     updated_cards = [row.card() for row in changed]
     context = {
-        "team_code": named[0] if named else current.code,
+        "team_code": team_code,
         "updated": updated_cards,
         "fresh": fresh,
         "finished": [job for job in updated_cards if not job.is_active],

@@ -7,13 +7,14 @@ from uuid import UUID
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_POST
 
-from jobs.access import get_job
+from jobs.access import StudioRequest, get_job
 from jobs.cards import attach_estimates, attach_queue_place
 from jobs.models import AvatarJob
 from jobs.presenters import timeline
@@ -26,7 +27,7 @@ Status = AvatarJob.Status
 
 @login_required
 @require_GET
-def job_detail(request: HttpRequest, code: UUID) -> HttpResponse:
+def job_detail(request: StudioRequest, code: UUID) -> HttpResponse:
     """The job page; while the job runs, htmx refreshes its `#status` part every few seconds."""
     job, access = get_job(request.user, code)
     attach_queue_place(job)
@@ -44,7 +45,7 @@ def job_detail(request: HttpRequest, code: UUID) -> HttpResponse:
 
 @login_required
 @require_POST
-def job_cancel(request: HttpRequest, code: UUID) -> HttpResponse:
+def job_cancel(request: StudioRequest, code: UUID) -> HttpResponse:
     job, _ = get_job(request.user, code, write=True)
     if job_services.job_cancel(job=job):
         messages.success(request, "Job canceled. Nothing was sent to Kling.")
@@ -55,7 +56,7 @@ def job_cancel(request: HttpRequest, code: UUID) -> HttpResponse:
 
 @login_required
 @require_POST
-def job_retry(request: HttpRequest, code: UUID) -> HttpResponse:
+def job_retry(request: StudioRequest, code: UUID) -> HttpResponse:
     job, _ = get_job(request.user, code, write=True)
     try:
         new = job_services.job_retry(job=job, user=request.user)
@@ -73,7 +74,7 @@ def _download_name(job: AvatarJob, ext: str) -> str:
 
 @login_required
 @require_GET
-def job_video(request: HttpRequest, code: UUID) -> HttpResponse:
+def job_video(request: StudioRequest, code: UUID) -> HttpResponseBase:
     job, _ = get_job(request.user, code)
     if not job.video:
         return render(request, "404.html", {"reason": "This job has no video yet."}, status=404)
@@ -88,7 +89,7 @@ def job_video(request: HttpRequest, code: UUID) -> HttpResponse:
 
 @login_required
 @require_GET
-def job_poster(request: HttpRequest, code: UUID) -> HttpResponse:
+def job_poster(request: StudioRequest, code: UUID) -> HttpResponseBase:
     job, _ = get_job(request.user, code)
     if not job.poster:
         return render(request, "404.html", {"reason": "This job has no poster yet."}, status=404)

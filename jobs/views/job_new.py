@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any
 
 from django.contrib import messages
@@ -15,11 +17,11 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from jobs import kling
-from jobs.access import Access, current_team, get_asset, get_job
+from jobs.access import Access, StudioRequest, current_team, get_asset, get_job
 from jobs.forms import MODE_HELP, NewJobForm
-from jobs.media.audio import validate_audio
+from jobs.media.audio import ValidAudio, validate_audio
 from jobs.media.limits import MediaError
-from jobs.media.portraits import validate_portrait
+from jobs.media.portraits import ValidPortrait, validate_portrait
 from jobs.models import Asset, AvatarJob
 from jobs.services.assets import asset_store
 from jobs.services.jobs import job_create
@@ -28,7 +30,10 @@ from jobs.views.dashboard import parse_codes
 LIBRARY_PICKS = 12  # library files offered on the new-job page, newest first
 
 
-VALIDATORS = {"portrait": validate_portrait, "audio": validate_audio}
+VALIDATORS: dict[str, Callable[[Any], ValidPortrait | ValidAudio]] = {
+    "portrait": validate_portrait,
+    "audio": validate_audio,
+}
 
 
 @dataclass
@@ -39,7 +44,7 @@ class FilePick:
     field: BoundField  # the upload field (its id, label, help text)
     selected: Asset | None
     library: list[Asset]
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = dataclass_field(default_factory=list)
 
     @property
     def asset_name(self) -> str:
@@ -129,7 +134,7 @@ def _new_job_context(
         "access": access,
         "form": form,
         "picks": [
-            file_pick(form, kind, selected.get(kind), list(errors.get(kind, [])))
+            file_pick(form, kind, selected.get(kind), [str(e) for e in errors.get(kind, [])])
             for kind in ("portrait", "audio")
         ],
         "modes": modes,
@@ -140,7 +145,7 @@ def _new_job_context(
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def job_new(request: HttpRequest) -> HttpResponse:
+def job_new(request: StudioRequest) -> HttpResponse:
     access = current_team(request)
     if not access.can_write:
         return render(request, "jobs/read_only.html", {"access": access}, status=403)
@@ -183,7 +188,7 @@ def _create_job(form: NewJobForm, access: Access, user: Any) -> AvatarJob:
 
 @login_required
 @require_POST
-def job_new_check(request: HttpRequest, kind: str) -> HttpResponse:
+def job_new_check(request: StudioRequest, kind: str) -> HttpResponse:
     """Check one file the moment it is chosen, with the very checks the final submit runs.
 
     Also answers a pick from the library (`<kind>_asset`, no file) with its preview. A file

@@ -21,13 +21,14 @@ from django.db.models import (
     Subquery,
 )
 from django.db.models.functions import Coalesce
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotModified, QueryDict
+from django.http import Http404, HttpResponse, HttpResponseNotModified, QueryDict
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from PIL import Image, ImageOps
 
-from jobs.access import Access, current_team, get_asset
+from jobs.access import Access, StudioRequest, current_team, get_asset
 from jobs.forms import AssetRenameForm
 from jobs.models import Asset, AvatarJob, Team
 from jobs.serve import serve_stored_file
@@ -77,7 +78,7 @@ def _library_page_of(asset: Asset) -> QueryDict:
 
 @login_required
 @require_GET
-def library(request: HttpRequest) -> HttpResponse:
+def library(request: StudioRequest) -> HttpResponse:
     access = current_team(request)
     return render(request, "jobs/library.html", _library_context(access, request.GET))
 
@@ -88,7 +89,7 @@ def _asset_with_uses(asset: Asset) -> Asset:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def asset_rename(request: HttpRequest, code: UUID) -> HttpResponse:
+def asset_rename(request: StudioRequest, code: UUID) -> HttpResponse:
     """Rename a library file: inline with htmx, or the library page in edit mode without it."""
     asset, access = get_asset(request.user, code, write=True)
     if request.htmx and request.method == "GET" and "cancel" in request.GET:
@@ -122,7 +123,7 @@ def asset_rename(request: HttpRequest, code: UUID) -> HttpResponse:
 
 @login_required
 @require_POST
-def asset_delete(request: HttpRequest, code: UUID) -> HttpResponse:
+def asset_delete(request: StudioRequest, code: UUID) -> HttpResponse:
     asset, access = get_asset(request.user, code, write=True)
     try:
         assets.asset_delete(asset=asset)
@@ -141,7 +142,7 @@ def asset_delete(request: HttpRequest, code: UUID) -> HttpResponse:
 
 @login_required
 @require_GET
-def asset_file(request: HttpRequest, code: UUID) -> HttpResponse:
+def asset_file(request: StudioRequest, code: UUID) -> HttpResponseBase:
     asset, _ = get_asset(request.user, code)
     return serve_stored_file(
         request,
@@ -157,9 +158,9 @@ def _thumb_name(asset: Asset) -> str:
 
 
 def _make_thumb(asset: Asset) -> bytes:
-    with asset.file.open("rb") as fh, Image.open(fh) as image:
-        image.draft("RGB", (THUMB_SIZE, THUMB_SIZE))  # JPEG: decode at 1/2..1/8 scale, fast
-        image = ImageOps.exif_transpose(image).convert("RGB")
+    with asset.file.open("rb") as fh, Image.open(fh) as opened:
+        opened.draft("RGB", (THUMB_SIZE, THUMB_SIZE))  # JPEG: decode at 1/2..1/8 scale, fast
+        image = ImageOps.exif_transpose(opened).convert("RGB")
         image.thumbnail((THUMB_SIZE, THUMB_SIZE))
         out = io.BytesIO()
         image.save(out, "JPEG", quality=82, optimize=True, progressive=True)
@@ -168,7 +169,7 @@ def _make_thumb(asset: Asset) -> bytes:
 
 @login_required
 @require_GET
-def asset_thumb(request: HttpRequest, code: UUID) -> HttpResponse:
+def asset_thumb(request: StudioRequest, code: UUID) -> HttpResponse:
     """A small JPEG of a portrait for cards and the library (portraits can be 10 MB).
 
     Made on first request and kept in storage; the checksum makes a strong ETag.

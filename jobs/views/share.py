@@ -13,11 +13,12 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from jobs.access import get_job, get_share
+from jobs.access import StudioRequest, get_job, get_share
 from jobs.forms import (
     ShareForm,
 )
@@ -43,7 +44,7 @@ def _link(token: str, *, count_view: bool = False) -> ShareLink:
     return link
 
 
-def _private(response: HttpResponse) -> HttpResponse:
+def _private(response: HttpResponseBase) -> HttpResponseBase:
     for name, value in PRIVATE_HEADERS.items():
         response[name] = value
     return response
@@ -55,7 +56,7 @@ def share_title(link: ShareLink) -> str:
 
 
 @require_GET
-def share_page(request: HttpRequest, token: str) -> HttpResponse:
+def share_page(request: HttpRequest, token: str) -> HttpResponseBase:
     link = _link(token, count_view=True)
     context = {
         "link": link,
@@ -69,7 +70,7 @@ def share_page(request: HttpRequest, token: str) -> HttpResponse:
 
 
 @require_GET
-def share_video(request: HttpRequest, token: str) -> HttpResponse:
+def share_video(request: HttpRequest, token: str) -> HttpResponseBase:
     link = _link(token)
     download = "download" in request.GET
     if download and not link.allow_download:
@@ -82,7 +83,7 @@ def share_video(request: HttpRequest, token: str) -> HttpResponse:
 
 
 @require_GET
-def share_poster(request: HttpRequest, token: str) -> HttpResponse:
+def share_poster(request: HttpRequest, token: str) -> HttpResponseBase:
     link = _link(token)
     response = serve_stored_file(
         request, link.job.poster, content_type="image/jpeg", filename="poster.jpg"
@@ -93,7 +94,7 @@ def share_poster(request: HttpRequest, token: str) -> HttpResponse:
 # --- share links -------------------------------------------------------------------------------
 
 
-def _share_response(request: HttpRequest, context: dict[str, Any]) -> HttpResponse:
+def _share_response(request: StudioRequest, context: dict[str, Any]) -> HttpResponse:
     # htmx swaps the panel on the job page; without JavaScript the panel is a page of its own.
     template = "jobs/_share.html" if request.htmx else "teams/job_share.html"
     return no_store(render(request, template, context))
@@ -101,7 +102,7 @@ def _share_response(request: HttpRequest, context: dict[str, Any]) -> HttpRespon
 
 @login_required
 @require_POST
-def share_create(request: HttpRequest, code: UUID) -> HttpResponse:
+def share_create(request: StudioRequest, code: UUID) -> HttpResponse:
     """Make a share link for a finished video; its address is shown in this answer only."""
     job, access = get_job(request.user, code, write=True)
     form = ShareForm(request.POST)
@@ -127,7 +128,7 @@ def share_create(request: HttpRequest, code: UUID) -> HttpResponse:
 
 @login_required
 @require_POST
-def share_revoke(request: HttpRequest, code: UUID) -> HttpResponse:
+def share_revoke(request: StudioRequest, code: UUID) -> HttpResponse:
     link, access = get_share(request.user, code, write=True)
     sharing.share_revoke(link=link)
     if request.htmx:

@@ -14,7 +14,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from jobs.access import Access, get_team, membership_for
+from jobs.access import Access, StudioRequest, get_team, membership_for
 from jobs.forms import (
     ROLE_HELP,
     InviteForm,
@@ -46,7 +46,7 @@ def _team_url(access: Access) -> str:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def team_create(request: HttpRequest) -> HttpResponse:
+def team_create(request: StudioRequest) -> HttpResponse:
     form = TeamCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
@@ -62,7 +62,7 @@ def team_create(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def team_switch(request: HttpRequest) -> HttpResponse:
+def team_switch(request: StudioRequest) -> HttpResponse:
     """Work in another of the user's teams (kept in the session); other teams are 404."""
     try:
         code = UUID(request.POST.get("team", ""))
@@ -100,14 +100,14 @@ def _team_context(access: Access, **extra: Any) -> dict[str, Any]:
 
 @login_required
 @require_GET
-def team_detail(request: HttpRequest, code: UUID) -> HttpResponse:
+def team_detail(request: StudioRequest, code: UUID) -> HttpResponse:
     access = get_team(request.user, code)
     return render(request, "teams/team_detail.html", _team_context(access))
 
 
 @login_required
 @require_POST
-def member_add(request: HttpRequest, code: UUID) -> HttpResponse:
+def member_add(request: StudioRequest, code: UUID) -> HttpResponse:
     access = get_team(request.user, code, admin=True)
     form = MemberAddForm(request.POST)
     if form.is_valid():
@@ -135,7 +135,7 @@ def _team_membership(access: Access, member: UUID) -> Membership:
 
 @login_required
 @require_POST
-def member_role(request: HttpRequest, code: UUID, member: UUID) -> HttpResponse:
+def member_role(request: StudioRequest, code: UUID, member: UUID) -> HttpResponse:
     access = get_team(request.user, code, admin=True)
     membership = _team_membership(access, member)
     form = RoleForm(request.POST)
@@ -154,7 +154,7 @@ def member_role(request: HttpRequest, code: UUID, member: UUID) -> HttpResponse:
 
 @login_required
 @require_POST
-def member_remove(request: HttpRequest, code: UUID, member: UUID) -> HttpResponse:
+def member_remove(request: StudioRequest, code: UUID, member: UUID) -> HttpResponse:
     access = get_team(request.user, code, admin=True)
     membership = _team_membership(access, member)
     if membership.user_id == request.user.pk:
@@ -182,14 +182,14 @@ def _leave(request: HttpRequest, access: Access) -> HttpResponse:
 
 @login_required
 @require_POST
-def team_leave(request: HttpRequest, code: UUID) -> HttpResponse:
+def team_leave(request: StudioRequest, code: UUID) -> HttpResponse:
     """Anyone may leave a team, viewers too; only the last admin may not."""
     return _leave(request, get_team(request.user, code))
 
 
 @login_required
 @require_POST
-def invite_create(request: HttpRequest, code: UUID) -> HttpResponse:
+def invite_create(request: StudioRequest, code: UUID) -> HttpResponse:
     access = get_team(request.user, code, admin=True)
     form = InviteForm(request.POST)
     extra: dict[str, Any] = {"invite_form": form}
@@ -211,7 +211,7 @@ def invite_create(request: HttpRequest, code: UUID) -> HttpResponse:
 
 @login_required
 @require_POST
-def invite_revoke(request: HttpRequest, code: UUID, invite: UUID) -> HttpResponse:
+def invite_revoke(request: StudioRequest, code: UUID, invite: UUID) -> HttpResponse:
     """Delete an unused invite: its link stops working at once."""
     access = get_team(request.user, code, admin=True)
     found = access.team.invites.filter(code=invite, used_at__isnull=True).first()
@@ -229,7 +229,7 @@ def _invite_refused(request: HttpRequest, reason: str, status: int) -> HttpRespo
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def invite_accept(request: HttpRequest, token: str) -> HttpResponse:
+def invite_accept(request: StudioRequest, token: str) -> HttpResponse:
     """The page an invite link opens: who invites you, as what, and an Accept button."""
     invite = invite_find(token)
     if invite is None:
@@ -259,7 +259,7 @@ def invite_accept(request: HttpRequest, token: str) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def team_settings(request: HttpRequest, code: UUID) -> HttpResponse:
+def team_settings(request: StudioRequest, code: UUID) -> HttpResponse:
     """Monthly limits per mode, for the team's admins."""
     access = get_team(request.user, code, admin=True)
     team = access.team
@@ -280,7 +280,7 @@ def _units(value: Any) -> str:
 
 @login_required
 @require_GET
-def team_usage(request: HttpRequest, code: UUID) -> HttpResponse:
+def team_usage(request: StudioRequest, code: UUID) -> HttpResponse:
     """This month's generated seconds per member and mode, Kling's units, and what is left."""
     access = get_team(request.user, code)
     summary = usage_summary(team=access.team)

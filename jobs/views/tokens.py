@@ -8,12 +8,12 @@ from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from jobs.access import current_team, membership_for
+from jobs.access import StudioRequest, current_team, membership_for
 from jobs.forms import TokenForm
 from jobs.links import public_base_url
 from jobs.models import ApiToken, Membership
@@ -21,7 +21,7 @@ from jobs.services.api_tokens import api_token_create, api_token_revoke, api_tok
 
 
 @login_required
-def tokens(request: HttpRequest) -> HttpResponse:
+def tokens(request: StudioRequest) -> HttpResponse:
     """List the team's tokens (admins see everyone's), create one (shown once), revoke."""
     access = current_team(request)
     form = TokenForm(request.POST or None)
@@ -59,7 +59,7 @@ def tokens(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_POST
-def token_revoke(request: HttpRequest, code: UUID) -> HttpResponse:
+def token_revoke(request: StudioRequest, code: UUID) -> HttpResponse:
     """Revoke a token: its owner can, and so can the team's admins; others get 404."""
     token = ApiToken.objects.select_related("team").filter(code=code).first()
     if token is None:
@@ -74,7 +74,7 @@ def token_revoke(request: HttpRequest, code: UUID) -> HttpResponse:
 
 
 @login_required
-def docs(request: HttpRequest) -> HttpResponse:
+def docs(request: StudioRequest) -> HttpResponse:
     """How to call the API from scripts, with this server's own address in every example."""
     access = current_team(request)
     base_url = public_base_url(request)

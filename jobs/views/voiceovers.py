@@ -26,14 +26,15 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.storage import default_storage
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
 from jobs import kling
-from jobs.access import Access, current_team
+from jobs.access import Access, StudioRequest, current_team
 from jobs.forms import NewJobForm, VoiceoverForm
 from jobs.media.limits import PROMPT_MAX_CHARS, MediaError
 from jobs.media.portraits import validate_portrait
@@ -169,7 +170,7 @@ class Writer:
 # --- writing a voice-over ----------------------------------------------------------------------
 
 
-def _posted_voiceover(request: HttpRequest, access: Access) -> Asset | None:
+def _posted_voiceover(request: StudioRequest, access: Access) -> Asset | None:
     """The voice-over picked on the page when the writer was posted, to keep it on a refusal."""
     try:
         code = UUID(request.POST.get("audio_asset", ""))
@@ -178,7 +179,7 @@ def _posted_voiceover(request: HttpRequest, access: Access) -> Asset | None:
     return Asset.objects.for_team(access.team).voiceovers().filter(code=code).first()
 
 
-def _carried(request: HttpRequest, access: Access) -> dict[str, str]:
+def _carried(request: StudioRequest, access: Access) -> dict[str, str]:
     """The rest of the new-job form, posted along without JavaScript, to keep across the trip.
 
     A portrait chosen but not yet checked is checked and stored now, as the final submit
@@ -231,7 +232,7 @@ def _make(writer: Writer, access: Access, user: Any) -> Asset | None:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def voiceover_new(request: HttpRequest) -> HttpResponse:
+def voiceover_new(request: StudioRequest) -> HttpResponse:
     """Make a voice-over from a script: for the new job (?for=job) or the library (?for=library)."""
     where = WHERE_LIBRARY if request.GET.get("for") == WHERE_LIBRARY else WHERE_JOB
     access = current_team(request)
@@ -251,8 +252,8 @@ def voiceover_new(request: HttpRequest) -> HttpResponse:
     if not request.htmx:
         carried = _carried(request, access) if where == WHERE_JOB else {}
         if made is None:
-            context = {"writer": writer, "carried": carried, "access": access}
-            return render(request, "jobs/voiceover_new.html", context)
+            page = {"writer": writer, "carried": carried, "access": access}
+            return render(request, "jobs/voiceover_new.html", page)
         messages.success(request, f"Made {made.name} ({made.duration:.1f} s).")
         if where == WHERE_LIBRARY:
             return redirect(f"{reverse('jobs:library')}#asset-{made.code}")
@@ -264,8 +265,8 @@ def voiceover_new(request: HttpRequest) -> HttpResponse:
     if where == WHERE_JOB:
         selected = made or _posted_voiceover(request, access)
         pick = file_pick(NewJobForm(team=access.team), "audio", selected)
-        context = {"pick": pick, "access": access, "voiceover_writer": writer}
-        return render(request, "jobs/job_new.html#file-field", context)
+        answer = {"pick": pick, "access": access, "voiceover_writer": writer}
+        return render(request, "jobs/job_new.html#file-field", answer)
 
     context: dict[str, Any] = {"writer": writer, "access": access}
     if made is not None:
@@ -283,7 +284,7 @@ def voiceover_new(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_GET
-def voice_sample(request: HttpRequest, voice_id: str) -> HttpResponse:
+def voice_sample(request: StudioRequest, voice_id: str) -> HttpResponseBase:
     """A short sample of a voice ("Hello, this is Anchor."), made once and then reused.
 
     Kling's voice when Kling is configured, else (or with ?offline=1, for drafts) the offline

@@ -106,6 +106,7 @@ class Command(BaseCommand):
             .order_by("-team__personal", "created")
             .first()
         )
+        assert membership is not None  # every account has a personal team
         team = membership.team
         voiceover: Asset | ValidAudio | None = audio
         if made is not None:
