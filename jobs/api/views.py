@@ -197,7 +197,7 @@ def _list_tasks(request: HttpRequest, token: ApiToken) -> list[dict[str, Any]]:
 
 def _page_param(request: HttpRequest, name: str, *, default: int, maximum: int) -> int:
     raw = request.GET.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     value = raw.strip()
     if not _PAGE_VALUE.match(value) or not 1 <= int(value) <= maximum:
