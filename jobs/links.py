@@ -14,7 +14,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.http import HttpRequest
 from django.urls import reverse
-from django.utils.crypto import constant_time_compare, salted_hmac
+from django.utils.crypto import salted_hmac
 
 from jobs.models import AvatarJob
 
@@ -72,8 +72,3 @@ def callback_url(job: AvatarJob) -> str | None:
     if not callbacks_enabled():
         return None
     return absolute(reverse("kling-callback", args=[job.code, callback_secret(job)]))
-
-
-def signature_ok(given: str, expected: str) -> bool:
-    """Compare a link's signature in constant time."""
-    return constant_time_compare(given, expected)
