@@ -323,3 +323,14 @@ def test_a_member_sees_share_and_revoke_only_on_their_own(client, world):
     assert "Create share link" not in body
     assert reverse("jobs:share-revoke", args=[own_link.code]) in body
     assert reverse("jobs:share-revoke", args=[admins_link.code]) not in body
+
+
+def test_a_member_sees_rename_and_delete_only_on_files_they_uploaded(client, world):
+    theirs = asset_store(team=world.team, user=world.users["admin"], valid=world.checked[0])
+    mine = asset_store(team=world.team, user=world.users["member"], valid=world.checked[1])
+    login(client, world.users["member"], world.team)
+    body = client.get(reverse("jobs:library")).content.decode()
+    assert reverse("jobs:asset-rename", args=[mine.code]) in body
+    assert reverse("jobs:asset-delete", args=[mine.code]) in body
+    assert reverse("jobs:asset-rename", args=[theirs.code]) not in body
+    assert reverse("jobs:asset-delete", args=[theirs.code]) not in body
