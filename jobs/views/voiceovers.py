@@ -236,10 +236,9 @@ def voiceover_new(request: StudioRequest) -> HttpResponse:
     """Make a voice-over from a script: for the new job (?for=job) or the library (?for=library)."""
     where = WHERE_LIBRARY if request.GET.get("for") == WHERE_LIBRARY else WHERE_JOB
     access = current_team(request)
-    if not access.may("voiceover_create"):
-        if request.htmx:
-            authorize(access, "voiceover_create")
+    if not access.may("voiceover_create") and not request.htmx:
         return render(request, "jobs/read_only.html", {"access": access}, status=403)
+    authorize(access, "voiceover_create")  # with htmx: the plain 403
     if request.method == "GET":
         writer = Writer(VoiceoverForm(), where)
         return render(request, "jobs/voiceover_new.html", {"writer": writer, "carried": {}})
