@@ -89,9 +89,7 @@ def video_link_open(code: UUID, signature: str) -> VideoLink | None:
     Says nothing about whether the token is still good: the caller checks that.
     """
     try:
-        value = _video_signer().unsign(
-            f"{code}:{signature}", max_age=VIDEO_LINK_MAX_AGE.total_seconds()
-        )
+        value = _video_signer().unsign(f"{code}:{signature}", max_age=VIDEO_LINK_MAX_AGE)
     except signing.SignatureExpired:
         raise VideoLinkExpired from None
     except signing.BadSignature:

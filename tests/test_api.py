@@ -81,6 +81,7 @@ def seed_body(name: str) -> dict[str, Any]:
             return json.loads(text[start : end + 1])
     raise AssertionError(f"no JSON body in {name}")
 
+
 # Where the studio says it is, in tests that need PUBLIC_BASE_URL: nothing listens there.
 STUDIO = "http://127.0.0.1:8000"
 
