@@ -90,7 +90,12 @@ AXES_COOLOFF_TIME = 1  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_RESET_ON_SUCCESS = True
-AXES_IPWARE_PROXY_COUNT = env.int("PROXY_COUNT", 0, minimum=0, maximum=5)
+# The lock is on (username, client address). Behind reverse proxies the client address comes
+# from X-Forwarded-For: PROXY_COUNT says how many proxies append to it (0: no proxy, the header
+# is ignored), TRUSTED_PROXIES optionally which peers may send it (avatarsite/client_ip.py).
+PROXY_COUNT = env.int("PROXY_COUNT", 0, minimum=0, maximum=5)
+TRUSTED_PROXIES = env.networks("TRUSTED_PROXIES")
+AXES_CLIENT_IP_CALLABLE = "avatarsite.client_ip.client_ip"
 
 # Content Security Policy: nothing inline, nothing from elsewhere.
 CONTENT_SECURITY_POLICY = {
@@ -282,8 +287,9 @@ KLING_JOB_DEADLINE_SECONDS = env.int("KLING_JOB_DEADLINE_SECONDS", 7200, minimum
 # The Kling-compatible API fetches image/sound URLs and calls callback URLs that callers give:
 # only public addresses, unless this is set (local testing against loopback servers).
 ALLOW_PRIVATE_URLS = env.bool("ALLOW_PRIVATE_URLS", False)
-# Or trust only these private networks (comma-separated CIDRs, e.g. an internal file server).
-PRIVATE_URL_ALLOWLIST = env.list("PRIVATE_URL_ALLOWLIST", [])
+# Or trust only these private networks (comma-separated CIDRs, e.g. an internal file server);
+# parsed here, so a typo stops start-up instead of failing each request that fetches a URL.
+PRIVATE_URL_ALLOWLIST = env.networks("PRIVATE_URL_ALLOWLIST")
 
 # The worker. The database is the truth and the queue only a wake-up call, so a lost
 # message costs a delay (the reconciler re-drives the job), never the job.

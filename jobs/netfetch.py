@@ -15,7 +15,8 @@ or a name that resolves to 127.0.0.1, so every request here:
 - caps time and size while streaming, so a slow or endless answer costs seconds, not a worker.
 
 `settings.ALLOW_PRIVATE_URLS` turns the address check off (local testing against loopback
-servers); `settings.PRIVATE_URL_ALLOWLIST` (a list of CIDR strings, optional) trusts a few
+servers); `settings.PRIVATE_URL_ALLOWLIST` (ip_network objects, parsed from the environment at
+start-up by avatarsite/settings.py; optional) trusts a few
 private networks while the check stays on, e.g. an office asset server.
 """
 
@@ -146,8 +147,7 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
 
 
 def _allowlist() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    networks = settings.PRIVATE_URL_ALLOWLIST
-    return [ipaddress.ip_network(n, strict=False) for n in networks]
+    return list(settings.PRIVATE_URL_ALLOWLIST)  # already parsed (and checked) at start-up
 
 
 def _allowed(address: str, allow_private: bool) -> str | None:
