@@ -6,10 +6,11 @@ left were written by the client itself and prove nothing. With PROXY_COUNT=0 (th
 the header is ignored, so sending one cannot escape a lockout. TRUSTED_PROXIES, when set,
 also requires the direct peer to be one of those networks before the header is believed.
 
-django-ipware (which axes uses when installed) counts proxies differently: its count excludes
-the proxy that talks to Django, and in strict mode a header of any other length is dropped,
-so a single nginx with `proxy_set_header X-Forwarded-For $remote_addr` would lock everyone
-together; hence this callable, which axes asks before ipware.
+django-ipware was tried for this and left out: its proxy count excludes the proxy that talks to
+Django, a count of 0 means "trust the left-most entry" (which the client writes), and a header
+of any other length gives no address at all. A single nginx with `proxy_add_x_forwarded_for`
+therefore either locks everyone together or lets a forged header escape the lock; this
+callable, which axes asks first, follows the plain rule above instead.
 """
 
 from __future__ import annotations
