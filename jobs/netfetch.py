@@ -456,7 +456,7 @@ def post_json(
     data = json.dumps(body, separators=(",", ":")).encode()
     status: int | None = None
     try:
-        with deadline(timeout):
+        with deadline(timeout) as limit:
             target = check_url(url, allow_private=allow_private)
             response, pool = _open(
                 target,
@@ -465,7 +465,10 @@ def post_json(
                 headers={"Content-Type": "application/json", "Accept": "*/*"},
                 body=data,
             )
-            status = response.status
+            # Headers cut short by the deadline end like complete ones: only count an answer
+            # that was in before the time ran out.
+            if not limit.expired:
+                status = response.status
             try:
                 with contextlib.suppress(Urllib3Error, OSError):
                     response.read(CHUNK)  # the status line is what counts, not the rest
