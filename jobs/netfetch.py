@@ -436,7 +436,7 @@ def _host_of(url: str) -> str:
 
 
 def _too_slow(host: str, seconds: float) -> str:
-    return f"the server at {host} did not finish answering within {seconds:g} s"
+    return f"the server at {host} took longer than {seconds:g} s to finish answering"
 
 
 def post_json(
