@@ -476,6 +476,7 @@ def post_json(
                 response.release_conn()
                 pool.close()
     except DeadlineExceeded:
-        if status is None:
-            raise FetchError(_too_slow(host, timeout)) from None
+        pass  # an answer that was in before the time ran out still counts
+    if status is None:
+        raise FetchError(_too_slow(host, timeout))
     return status
