@@ -293,8 +293,14 @@ PRIVATE_URL_ALLOWLIST = env.networks("PRIVATE_URL_ALLOWLIST")
 
 # The worker. The database is the truth and the queue only a wake-up call, so a lost
 # message costs a delay (the reconciler re-drives the job), never the job.
+# Two clusters share one queue backend: the jobs cluster (the default) and API_CALLBACK_CLUSTER,
+# which only delivers callbacks out, so a slow receiver never delays job work. `manage.py
+# qcluster` runs the jobs cluster; with Q_CLUSTER_NAME=callbacks in its environment it runs the
+# callbacks one (django-q2 then applies ALT_CLUSTERS["callbacks"]); `run_studio` starts both.
+# "name" is the same for both: django-q2 signs task payloads with it.
+API_CALLBACK_CLUSTER = "callbacks"
 Q_CLUSTER = {
-    "name": env.str("Q_CLUSTER_NAME", "avatarsite"),
+    "name": "avatarsite",
     "workers": env.int("Q_WORKERS", 2, minimum=1, maximum=64),
     "timeout": 900,  # a task may run this long (a 5-minute draft render with room to spare)
     "retry": 960,  # redeliver an unacknowledged task after this; must exceed the timeout
@@ -310,6 +316,15 @@ Q_CLUSTER = {
     # while idle.
     "poll": env.int("Q_POLL_MS", 50, minimum=10, maximum=5000) / 1000,
     "label": "Task queue",
+    "ALT_CLUSTERS": {
+        API_CALLBACK_CLUSTER: {
+            "workers": env.int("Q_CALLBACK_WORKERS", 2, minimum=1, maximum=64),
+            # One delivery takes at most a few seconds (callbacks.CALLBACK_TIMEOUT, four rounds).
+            "timeout": 120,
+            "retry": 180,
+            "label": "Callback queue",
+        }
+    },
 }
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL

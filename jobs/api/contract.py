@@ -27,6 +27,7 @@ BAD_REQUEST = 1200
 BAD_PARAMETER = 1201
 BAD_METHOD = 1202
 NOT_FOUND = 1203
+TOO_MANY_REQUESTS = 1302
 SERVER_ERROR = 5000
 HTTP_STATUS = {
     AUTH_MISSING: 401,
@@ -37,6 +38,7 @@ HTTP_STATUS = {
     BAD_PARAMETER: 400,
     BAD_METHOD: 405,
     NOT_FOUND: 404,
+    TOO_MANY_REQUESTS: 429,
     SERVER_ERROR: 500,
 }
 
@@ -47,7 +49,11 @@ IMAGE_MAX_BYTES = PORTRAIT_MAX_BYTES + MARGIN_BYTES
 SOUND_MAX_BYTES = AUDIO_MAX_BYTES + MARGIN_BYTES
 # Both files as base64 (4 bytes per 3) and room for the other fields.
 BODY_MAX_BYTES = (IMAGE_MAX_BYTES + SOUND_MAX_BYTES) * 4 // 3 + 256 * 1024
-FETCH_SECONDS = 20.0
+FETCH_SECONDS = 20.0  # wall-clock time for one URL fetch, redirects included
+# URL fetches one token may have running at once, across all web processes: each holds a web
+# thread for up to FETCH_SECONDS, so a caller pointing many creates at a slow server would
+# otherwise take every thread and stall the site for everyone.
+FETCH_SLOTS_PER_TOKEN = 2
 PAGE_NUM_MAX = 1000
 PAGE_SIZE_MAX = 500
 PAGE_SIZE_DEFAULT = 30

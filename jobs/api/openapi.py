@@ -77,8 +77,9 @@ def _errors(*statuses: int) -> dict[str, Any]:
         "405": _error_response("1202: the method is not allowed on this path.", [1202]),
         "429": _error_response(
             "1102: the team's monthly quota for this mode is used up (the message says what is "
-            "left).",
-            [1102],
+            "left); 1302: this token already has 2 creates fetching files from URLs (retry "
+            "with backoff, or send the files as base64).",
+            [1102, 1302],
         ),
         "500": _error_response("5000: an internal error (logged with the request id).", [5000]),
     }

@@ -45,7 +45,15 @@ from jobs.api.contract import (
     error_response,
     task_object,
 )
-from jobs.api.inputs import json_body, json_type, portrait_from, shown, sound_from, text_param
+from jobs.api.inputs import (
+    fetch_slot,
+    json_body,
+    json_type,
+    portrait_from,
+    shown,
+    sound_from,
+    text_param,
+)
 from jobs.api.openapi import document
 from jobs.links import (
     VIDEO_LINK_MAX_AGE,
@@ -287,9 +295,10 @@ def _create_task(request: HttpRequest, token: ApiToken) -> dict[str, Any]:
     if audio_id:
         audio, kling_audio_id = _audio_by_id(token, audio_id, mode)
 
-    portrait = portrait_from(image_value)
-    if sound_value:
-        audio = sound_from(sound_value)
+    with fetch_slot(token.pk, image_value, sound_value):
+        portrait = portrait_from(image_value)
+        if sound_value:
+            audio = sound_from(sound_value)
 
     try:
         job, _created = api_job_create(
