@@ -146,46 +146,37 @@ def _capped_connect_timeout(conn: HTTPConnection) -> None:
 # --- urllib3 connections and pools that register their sockets -------------------------------
 
 
-class DeadlineHTTPConnection(HTTPConnection):
-    """An HTTPConnection whose sockets the current deadline (if any) can shut down."""
+def _watch(sock: socket.socket | None) -> None:
+    limit = _current.get()
+    if limit is not None:
+        limit.watch(sock)
+
+
+class _Watched(HTTPConnection):
+    """Registers its sockets with the current deadline (if any): new ones before TLS, and
+    again on every request, since a reused keep-alive connection connects no more."""
 
     def _new_conn(self) -> socket.socket:
         _capped_connect_timeout(self)
         sock = super()._new_conn()
-        limit = _current.get()
-        if limit is not None:
-            limit.watch(sock)
+        _watch(sock)
         return sock
 
     def request(self, *args: Any, **kwargs: Any) -> None:
-        limit = _current.get()
-        if limit is not None:
-            limit.watch(self.sock)  # a reused keep-alive connection
+        _watch(self.sock)
         super().request(*args, **kwargs)
 
 
-class DeadlineHTTPSConnection(HTTPSConnection):
-    """An HTTPSConnection whose raw socket is registered before the TLS handshake."""
+class DeadlineHTTPConnection(_Watched, HTTPConnection):
+    """An HTTPConnection whose sockets the current deadline (if any) can shut down."""
 
-    def _new_conn(self) -> socket.socket:
-        _capped_connect_timeout(self)
-        sock = super()._new_conn()
-        limit = _current.get()
-        if limit is not None:
-            limit.watch(sock)
-        return sock
+
+class DeadlineHTTPSConnection(_Watched, HTTPSConnection):
+    """An HTTPSConnection whose raw socket is registered before the TLS handshake."""
 
     def connect(self) -> None:
         super().connect()
-        limit = _current.get()
-        if limit is not None:
-            limit.watch(self.sock)  # the TLS socket wraps the raw one; shut it down too
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        limit = _current.get()
-        if limit is not None:
-            limit.watch(self.sock)
-        super().request(*args, **kwargs)
+        _watch(self.sock)  # the TLS socket wraps the raw one; shut it down too
 
 
 class DeadlineHTTPConnectionPool(HTTPConnectionPool):
