@@ -7,7 +7,8 @@ from typing import Any
 
 from django import forms
 from django.contrib.auth import get_user_model
-from django.contrib.auth.forms import UserCreationForm
+from django.contrib.auth.forms import UserCreationForm, UsernameField
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.utils import timezone
@@ -389,9 +390,10 @@ class SignupForm(UserCreationForm):
         error_messages={"required": "Type your email address: it is how you reset a password."},
     )
 
-    class Meta(UserCreationForm.Meta):
-        model = get_user_model()
+    class Meta:
+        model = User
         fields = ("username", "email")
+        field_classes = {"username": UsernameField}
 
     def clean_email(self) -> str:
         email = self.cleaned_data["email"].strip()

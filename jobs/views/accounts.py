@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from urllib.parse import urlencode, urlsplit
 
-from axes.helpers import get_client_ip_address
+from axes.helpers import get_client_ip_address  # type: ignore[import-untyped]
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
@@ -16,6 +16,7 @@ from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import Resolver404, resolve, reverse
 from django.views.decorators.http import require_http_methods
@@ -52,7 +53,7 @@ def _invite_from_next(next_url: str) -> tuple[TeamInvite, str] | None:
 
 
 @require_http_methods(["GET", "POST"])
-def login(request: HttpRequest) -> HttpResponse:
+def login(request: HttpRequest) -> HttpResponseBase:
     """Django's login, saying which team invites you when you come from an invite link."""
     extra: dict[str, object] = {}
     found = _invite_from_next(request.POST.get("next") or request.GET.get("next") or "")
@@ -75,7 +76,9 @@ def invite_signup(request: HttpRequest, token: str) -> HttpResponse:
     """A newcomer makes an account from an invite link and is in the team at once."""
     invite = invite_find(token)
     if invite is None:
-        return invite_refused(request, "This invite link does not work: it was revoked, or is incomplete.", 404)
+        return invite_refused(
+            request, "This invite link does not work: it was revoked, or is incomplete.", 404
+        )
     if not invite.is_usable:
         used = "was already used" if invite.used_at else "has expired"
         return invite_refused(request, f"This invite link {used}.", 410)
@@ -141,7 +144,7 @@ def _over_limit(key: str, limit: int) -> bool:
 
 
 @require_http_methods(["GET", "POST"])
-def password_reset(request: HttpRequest) -> HttpResponse:
+def password_reset(request: HttpRequest) -> HttpResponseBase:
     """Django's password reset, at most a few requests an hour per client and per email."""
     if request.method == "POST":
         address = get_client_ip_address(request) or "unknown"

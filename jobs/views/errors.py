@@ -31,7 +31,7 @@ class MethodNotAllowedMiddleware:
         response = self.get_response(request)
         if (
             response.status_code != 405
-            or getattr(response, "content", b"")
+            or (isinstance(response, HttpResponse) and response.content)
             or request.headers.get("HX-Request")
             or request.method == "HEAD"
         ):

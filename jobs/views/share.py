@@ -78,8 +78,8 @@ def share_page(request: HttpRequest, token: str) -> HttpResponseBase:
     link = share_open(token, count_view=True)
     if link is None:
         # 404 like the video and poster (and as the job page's "revoked" message says).
-        context = {"gone": _gone_reason(token)}
-        page = render(request, "share/share_page.html", context, status=404)
+        gone = {"gone": _gone_reason(token)}
+        page = render(request, "share/share_page.html", gone, status=404)
         return _private(page)
     context = {
         "link": link,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from django.contrib import messages
@@ -11,6 +11,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -30,8 +31,10 @@ from jobs.services import teams
 from jobs.services.quotas import quota_set, usage_summary
 from jobs.services.teams import invite_find, member_set_role
 
+ResponseT = TypeVar("ResponseT", bound=HttpResponseBase)
 
-def no_store(response: HttpResponse) -> HttpResponse:
+
+def no_store(response: ResponseT) -> ResponseT:
     """The page holds a secret (an invite or share link): keep it out of caches and history.
 
     Its Referer goes only to this site (same-origin), never to others. Not no-referrer: a page
@@ -254,7 +257,9 @@ def invite_accept(request: StudioRequest, token: str) -> HttpResponse:
     """
     invite = invite_find(token)
     if invite is None:
-        return invite_refused(request, "This invite link does not work: it was revoked, or is incomplete.", 404)
+        return invite_refused(
+            request, "This invite link does not work: it was revoked, or is incomplete.", 404
+        )
     if not request.user.is_authenticated:
         if not invite.is_usable:
             used = "was already used" if invite.used_at else "has expired"
