@@ -22,7 +22,8 @@ from django.utils.html import escape
 
 from jobs.models import Membership, ShareLink, Team, TeamInvite
 from jobs.services.sharing import share_create, share_revoke
-from jobs.services.teams import invite_create, signup_with_invite, team_create
+from jobs.services import teams as team_services
+from jobs.services.teams import invite_create, team_create
 from tests.helpers import finish, login, new_job
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast")]
@@ -279,9 +280,13 @@ def test_sign_up_refuses_a_taken_username_or_email(studio, invite_url, outsider)
 
 def test_a_used_invite_leaves_no_account_behind(studio, owner, outsider):
     _, token = invite_create(team=studio, by=owner)
-    signup_with_invite(token=token, username="first", email="f@x.org", password=STRONG)
+    team_services.signup_with_invite(
+        token=token, username="first", email="f@x.org", password=STRONG
+    )
     with pytest.raises(ValidationError):
-        signup_with_invite(token=token, username="second", email="s@x.org", password=STRONG)
+        team_services.signup_with_invite(
+            token=token, username="second", email="s@x.org", password=STRONG
+        )
     assert not get_user_model().objects.filter(username="second").exists()
     assert not Team.objects.filter(name="second's team").exists()
 
