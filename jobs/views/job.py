@@ -46,7 +46,7 @@ def job_detail(request: StudioRequest, code: UUID) -> HttpResponse:
 @login_required
 @require_POST
 def job_cancel(request: StudioRequest, code: UUID) -> HttpResponse:
-    job, _ = get_job(request.user, code, write=True)
+    job, _ = get_job(request.user, code, action="cancel")
     if job_services.job_cancel(job=job):
         messages.success(request, "Job canceled. Nothing was sent to Kling.")
     else:
@@ -57,7 +57,7 @@ def job_cancel(request: StudioRequest, code: UUID) -> HttpResponse:
 @login_required
 @require_POST
 def job_retry(request: StudioRequest, code: UUID) -> HttpResponse:
-    job, _ = get_job(request.user, code, write=True)
+    job, _ = get_job(request.user, code, action="retry")
     try:
         new = job_services.job_retry(job=job, user=request.user)
     except ValidationError as exc:
@@ -75,7 +75,7 @@ def _download_name(job: AvatarJob, ext: str) -> str:
 @login_required
 @require_GET
 def job_video(request: StudioRequest, code: UUID) -> HttpResponseBase:
-    job, _ = get_job(request.user, code)
+    job, _ = get_job(request.user, code, action="download")
     if not job.video:
         return render(request, "404.html", {"reason": "This job has no video yet."}, status=404)
     return serve_stored_file(

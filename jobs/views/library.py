@@ -91,7 +91,7 @@ def _asset_with_uses(asset: Asset) -> Asset:
 @require_http_methods(["GET", "POST"])
 def asset_rename(request: StudioRequest, code: UUID) -> HttpResponse:
     """Rename a library file: inline with htmx, or the library page in edit mode without it."""
-    asset, access = get_asset(request.user, code, write=True)
+    asset, access = get_asset(request.user, code, action="library_rename")
     if request.htmx and request.method == "GET" and "cancel" in request.GET:
         context = {"asset": _asset_with_uses(asset), "access": access}  # the tile as it was
         return render(request, "jobs/library.html#asset", context)
@@ -124,7 +124,7 @@ def asset_rename(request: StudioRequest, code: UUID) -> HttpResponse:
 @login_required
 @require_POST
 def asset_delete(request: StudioRequest, code: UUID) -> HttpResponse:
-    asset, access = get_asset(request.user, code, write=True)
+    asset, access = get_asset(request.user, code, action="library_delete")
     try:
         assets.asset_delete(asset=asset)
     except ValidationError as exc:
@@ -143,7 +143,7 @@ def asset_delete(request: StudioRequest, code: UUID) -> HttpResponse:
 @login_required
 @require_GET
 def asset_file(request: StudioRequest, code: UUID) -> HttpResponseBase:
-    asset, _ = get_asset(request.user, code)
+    asset, _ = get_asset(request.user, code, action="download")
     return serve_stored_file(
         request,
         asset.file,

@@ -127,7 +127,7 @@ def _share_response(request: StudioRequest, context: dict[str, Any]) -> HttpResp
 @require_POST
 def share_create(request: StudioRequest, code: UUID) -> HttpResponse:
     """Make a share link for a finished video; its address is shown in this answer only."""
-    job, access = get_job(request.user, code, write=True)
+    job, access = get_job(request.user, code, action="share")
     form = ShareForm(request.POST)
     context: dict[str, Any] = {"job": job, "access": access, "share_form": form}
     if form.is_valid():
@@ -152,7 +152,7 @@ def share_create(request: StudioRequest, code: UUID) -> HttpResponse:
 @login_required
 @require_POST
 def share_revoke(request: StudioRequest, code: UUID) -> HttpResponse:
-    link, access = get_share(request.user, code, write=True)
+    link, access = get_share(request.user, code, action="revoke_share")
     sharing.share_revoke(link=link)
     if request.htmx:
         context = {"job": link.job, "access": access, "share_form": ShareForm()}

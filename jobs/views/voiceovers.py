@@ -24,7 +24,7 @@ from uuid import UUID
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.core.files.storage import default_storage
 from django.http import Http404, HttpResponse
 from django.http.response import HttpResponseBase
@@ -34,7 +34,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
 from jobs import kling
-from jobs.access import Access, StudioRequest, current_team
+from jobs.access import Access, StudioRequest, authorize, current_team
 from jobs.forms import NewJobForm, VoiceoverForm
 from jobs.media.limits import PROMPT_MAX_CHARS, MediaError
 from jobs.media.portraits import validate_portrait
@@ -236,10 +236,9 @@ def voiceover_new(request: StudioRequest) -> HttpResponse:
     """Make a voice-over from a script: for the new job (?for=job) or the library (?for=library)."""
     where = WHERE_LIBRARY if request.GET.get("for") == WHERE_LIBRARY else WHERE_JOB
     access = current_team(request)
-    if not access.can_write:
-        if request.htmx:
-            raise PermissionDenied("Your role in this team can only view.")
+    if not access.may("voiceover_create") and not request.htmx:
         return render(request, "jobs/read_only.html", {"access": access}, status=403)
+    authorize(access, "voiceover_create")  # with htmx: the plain 403
     if request.method == "GET":
         writer = Writer(VoiceoverForm(), where)
         return render(request, "jobs/voiceover_new.html", {"writer": writer, "carried": {}})
