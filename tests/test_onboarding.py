@@ -21,8 +21,8 @@ from django.utils import timezone
 from django.utils.html import escape
 
 from jobs.models import Membership, ShareLink, Team, TeamInvite
-from jobs.services.sharing import share_create, share_revoke
 from jobs.services import teams as team_services
+from jobs.services.sharing import share_create, share_revoke
 from jobs.services.teams import invite_create, team_create
 from tests.helpers import finish, login, new_job
 
