@@ -144,6 +144,9 @@ def test_a_post_only_address_opened_by_get_gets_a_styled_405(client, owner, team
         assert "This address is not a page" in page(response)
         assert "Back to your jobs" in page(response)
         assert "'unsafe-inline'" not in response["Content-Security-Policy"]
+    # A machine asking for JSON keeps the plain answer.
+    plain = client.get(reverse("jobs:team-switch"), HTTP_ACCEPT="application/json")
+    assert plain.status_code == 405 and plain.content == b""
 
 
 def test_bad_request_and_server_error_pages_are_styled(client):

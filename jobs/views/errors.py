@@ -34,6 +34,7 @@ class MethodNotAllowedMiddleware:
             or (isinstance(response, HttpResponse) and response.content)
             or request.headers.get("HX-Request")
             or request.method == "HEAD"
+            or not request.accepts("text/html")  # machines (callbacks, openapi.json)
         ):
             return response
         page = render(request, "405.html", {"allowed": response.get("Allow", "")}, status=405)
