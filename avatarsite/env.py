@@ -7,6 +7,7 @@ value looks like, so a typo stops start-up instead of silently falling back.
 from __future__ import annotations
 
 import builtins
+import ipaddress
 import os
 from collections.abc import Mapping
 from urllib.parse import urlparse
@@ -70,6 +71,21 @@ class Env:
         if value is None or value == "":
             return list(default)
         return [item.strip() for item in value.split(",") if item.strip()]
+
+    def networks(
+        self, name: builtins.str
+    ) -> builtins.list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        """Comma-separated IP networks (CIDRs, or single addresses), e.g. 10.0.0.0/8, ::1."""
+        networks = []
+        for item in self.list(name, []):
+            try:
+                networks.append(ipaddress.ip_network(item, strict=False))
+            except ValueError:
+                raise ImproperlyConfigured(
+                    f"{name}: {item!r} is not an IP network: give CIDRs like 10.1.0.0/16 or "
+                    "addresses like 192.168.1.5, separated by commas."
+                ) from None
+        return networks
 
     def url(
         self,

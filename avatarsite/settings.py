@@ -92,7 +92,12 @@ AXES_COOLOFF_TIME = 1  # hours
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_RESET_ON_SUCCESS = True
-AXES_IPWARE_PROXY_COUNT = env.int("PROXY_COUNT", 0, minimum=0, maximum=5)
+# The lock is on (username, client address). Behind reverse proxies the client address comes
+# from X-Forwarded-For: PROXY_COUNT says how many proxies append to it (0: no proxy, the header
+# is ignored), TRUSTED_PROXIES optionally which peers may send it (avatarsite/client_ip.py).
+PROXY_COUNT = env.int("PROXY_COUNT", 0, minimum=0, maximum=5)
+TRUSTED_PROXIES = env.networks("TRUSTED_PROXIES")
+AXES_CLIENT_IP_CALLABLE = "avatarsite.client_ip.client_ip"
 
 # Content Security Policy: nothing inline, nothing from elsewhere.
 CONTENT_SECURITY_POLICY = {
@@ -289,13 +294,20 @@ KLING_JOB_DEADLINE_SECONDS = env.int("KLING_JOB_DEADLINE_SECONDS", 7200, minimum
 # The Kling-compatible API fetches image/sound URLs and calls callback URLs that callers give:
 # only public addresses, unless this is set (local testing against loopback servers).
 ALLOW_PRIVATE_URLS = env.bool("ALLOW_PRIVATE_URLS", False)
-# Or trust only these private networks (comma-separated CIDRs, e.g. an internal file server).
-PRIVATE_URL_ALLOWLIST = env.list("PRIVATE_URL_ALLOWLIST", [])
+# Or trust only these private networks (comma-separated CIDRs, e.g. an internal file server);
+# parsed here, so a typo stops start-up instead of failing each request that fetches a URL.
+PRIVATE_URL_ALLOWLIST = env.networks("PRIVATE_URL_ALLOWLIST")
 
 # The worker. The database is the truth and the queue only a wake-up call, so a lost
 # message costs a delay (the reconciler re-drives the job), never the job.
+# Two clusters share one queue backend: the jobs cluster (the default) and API_CALLBACK_CLUSTER,
+# which only delivers callbacks out, so a slow receiver never delays job work. `manage.py
+# qcluster` runs the jobs cluster; with Q_CLUSTER_NAME=callbacks in its environment it runs the
+# callbacks one (django-q2 then applies ALT_CLUSTERS["callbacks"]); `run_studio` starts both.
+# "name" is the same for both: django-q2 signs task payloads with it.
+API_CALLBACK_CLUSTER = "callbacks"
 Q_CLUSTER = {
-    "name": env.str("Q_CLUSTER_NAME", "avatarsite"),
+    "name": "avatarsite",
     "workers": env.int("Q_WORKERS", 2, minimum=1, maximum=64),
     "timeout": 900,  # a task may run this long (a 5-minute draft render with room to spare)
     "retry": 960,  # redeliver an unacknowledged task after this; must exceed the timeout
@@ -311,6 +323,15 @@ Q_CLUSTER = {
     # while idle.
     "poll": env.int("Q_POLL_MS", 50, minimum=10, maximum=5000) / 1000,
     "label": "Task queue",
+    "ALT_CLUSTERS": {
+        API_CALLBACK_CLUSTER: {
+            "workers": env.int("Q_CALLBACK_WORKERS", 2, minimum=1, maximum=64),
+            # One delivery takes at most a few seconds (callbacks.CALLBACK_TIMEOUT, four rounds).
+            "timeout": 120,
+            "retry": 180,
+            "label": "Callback queue",
+        }
+    },
 }
 if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL

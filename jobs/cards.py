@@ -57,12 +57,15 @@ CARD_FIELDS = (
     "error_message",
 )
 
-# How many jobs wait before a queued one for the same engine (drafts and Kling jobs queue
-# apart); NULL for the others, whose rows never run the count. Written as SQL because the
-# same thing as Subquery/Case expressions took Django longer to build than SQLite to run.
+# How many of the team's own jobs wait before a queued one for the same engine (drafts and
+# Kling jobs queue apart); NULL for the others, whose rows never run the count. Other teams'
+# jobs share the slots but are not counted: a team must not learn how busy others are.
+# Written as SQL because the same thing as Subquery/Case expressions took Django longer to
+# build than SQLite to run.
 QUEUE_AHEAD = RawSQL(  # noqa: S611 - constant SQL, no outside input
     "CASE WHEN jobs_avatarjob.status = 'queued' THEN ("
     "SELECT COUNT(*) FROM jobs_avatarjob AS ahead WHERE ahead.status = 'queued'"
+    " AND ahead.team_id = jobs_avatarjob.team_id"
     " AND ahead.created < jobs_avatarjob.created"
     " AND (ahead.mode = 'draft') = (jobs_avatarjob.mode = 'draft')) END",
     [],

@@ -6,23 +6,32 @@ PUBLIC_BASE_URL when it is set, else the address the request came in on, else (a
 no request) the address `make run` serves on.
 
 Signed links carry an HMAC of the job's code made with SECRET_KEY and a purpose of their own
-(`_signature`), so a link for one purpose never opens another.
+(`_signature`), so a link for one purpose never opens another. The API's video links also carry
+the API token they were listed to and the time they were made: they expire after
+VIDEO_LINK_MAX_AGE, and the view re-checks the token on every request (jobs/api/views.py).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import timedelta
+from uuid import UUID
+
 from django.conf import settings
+from django.core import signing
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.crypto import salted_hmac
 
-from jobs.models import AvatarJob
+from jobs.models import ApiToken, AvatarJob
 
 # The worker's fallback without PUBLIC_BASE_URL: where `make run` serves the studio.
 DEV_SERVER_URL = "http://127.0.0.1:8000"
 
 _VIDEO_PURPOSE = "avatarsite.api-video"
 _CALLBACK_PURPOSE = "avatarsite.kling-callback"
+# A listed video link works this long; asking for the task again gives a fresh one.
+VIDEO_LINK_MAX_AGE = timedelta(days=1)
 
 
 def public_base_url(request: HttpRequest | None = None) -> str:
@@ -51,14 +60,50 @@ def _signature(purpose: str, job: AvatarJob) -> str:
     return salted_hmac(purpose, str(job.code)).hexdigest()[:32]
 
 
-def video_signature(job: AvatarJob) -> str:
-    """The secret part of a result's link: works without a session, for as long as the job lives."""
-    return _signature(_VIDEO_PURPOSE, job)
+def _video_signer() -> signing.TimestampSigner:
+    return signing.TimestampSigner(salt=_VIDEO_PURPOSE)
 
 
-def video_url(job: AvatarJob, *, base_url: str) -> str:
-    """The API's link to a finished job's video (`/kling/files/<code>/<signature>/video.mp4`)."""
-    path = reverse("api:video-file", args=[job.code, video_signature(job)])
+def video_signature(job: AvatarJob, token: ApiToken) -> str:
+    """The secret part of a result's link: `<token id>:<time>:<HMAC of code, token id, time>`.
+
+    The job's code is signed but not repeated: it is already in the link's path.
+    """
+    signed = _video_signer().sign(f"{job.code}:{token.pk}")
+    return signed.removeprefix(f"{job.code}:")
+
+
+class VideoLinkExpired(Exception):
+    """A genuine video link past VIDEO_LINK_MAX_AGE."""
+
+
+@dataclass(frozen=True)
+class VideoLink:
+    code: UUID
+    token_id: int
+
+
+def video_link_open(code: UUID, signature: str) -> VideoLink | None:
+    """What a video link names, if its signature is ours; VideoLinkExpired once it is too old.
+
+    Says nothing about whether the token is still good: the caller checks that.
+    """
+    try:
+        value = _video_signer().unsign(f"{code}:{signature}", max_age=VIDEO_LINK_MAX_AGE)
+    except signing.SignatureExpired:
+        raise VideoLinkExpired from None
+    except signing.BadSignature:
+        return None
+    signed_code, _, token_id = value.partition(":")
+    if signed_code != str(code) or not token_id.isdigit():
+        return None
+    return VideoLink(code=code, token_id=int(token_id))
+
+
+def video_url(job: AvatarJob, *, token: ApiToken, base_url: str) -> str:
+    """The API's link to a finished job's video (`/kling/files/<code>/<signature>/video.mp4`),
+    for the caller holding `token`, valid for VIDEO_LINK_MAX_AGE."""
+    path = reverse("api:video-file", args=[job.code, video_signature(job, token)])
     return f"{base_url}{path}"
 
 

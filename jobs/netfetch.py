@@ -12,10 +12,13 @@ or a name that resolves to 127.0.0.1, so every request here:
   and TLS SNI/certificate check keep the name), so DNS cannot answer differently the second time;
 - never follows redirects by itself: `fetch` follows up to MAX_REDIRECTS hops, checking each
   new URL like the first; `post_json` follows none;
-- caps time and size while streaming, so a slow or endless answer costs seconds, not a worker.
+- caps size while streaming, and gives every request a wall-clock deadline enforced at the
+  socket (jobs/deadline.py: connect, TLS, status line, headers and body in all), so a slow,
+  trickling or endless answer costs seconds, not a worker.
 
 `settings.ALLOW_PRIVATE_URLS` turns the address check off (local testing against loopback
-servers); `settings.PRIVATE_URL_ALLOWLIST` (a list of CIDR strings, optional) trusts a few
+servers); `settings.PRIVATE_URL_ALLOWLIST` (ip_network objects, parsed from the environment at
+start-up by avatarsite/settings.py; optional) trusts a few
 private networks while the check stays on, e.g. an office asset server.
 """
 
@@ -26,7 +29,6 @@ import ipaddress
 import json
 import socket
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -36,6 +38,14 @@ import urllib3
 from django.conf import settings
 from requests.utils import requote_uri
 from urllib3.exceptions import HTTPError as Urllib3Error
+
+from jobs.deadline import (
+    DeadlineExceeded,
+    DeadlineHTTPConnectionPool,
+    DeadlineHTTPSConnectionPool,
+    current,
+    deadline,
+)
 
 MAX_URL_CHARS = 2000
 MAX_REDIRECTS = 3
@@ -146,8 +156,7 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
 
 
 def _allowlist() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    networks = settings.PRIVATE_URL_ALLOWLIST
-    return [ipaddress.ip_network(n, strict=False) for n in networks]
+    return list(settings.PRIVATE_URL_ALLOWLIST)  # already parsed (and checked) at start-up
 
 
 def _allowed(address: str, allow_private: bool) -> str | None:
@@ -182,12 +191,14 @@ def _resolve(host: str, port: int) -> list[str]:
 
     thread = threading.Thread(target=lookup, name="netfetch-dns", daemon=True)
     thread.start()
-    thread.join(DNS_TIMEOUT)
+    limit = current()
+    wait = DNS_TIMEOUT if limit is None else min(DNS_TIMEOUT, limit.left())
+    thread.join(wait)
     if "addresses" in result:
         return result["addresses"]
     if "error" in result:
         raise UrlRefused(f"the host {host} could not be found")
-    raise UrlRefused(f"looking up the host {host} took longer than {DNS_TIMEOUT:g} s")
+    raise UrlRefused(f"looking up the host {host} took longer than {wait:g} s")
 
 
 def check_url(url: str, *, allow_private: bool | None = None) -> Target:
@@ -260,7 +271,7 @@ def _split_url(url: str) -> tuple[str, str, int, str]:
 def _pool(target: Target, address: str, timeout: urllib3.Timeout) -> urllib3.HTTPConnectionPool:
     """A one-connection pool to `address` that still speaks to `target.host` (Host, SNI, cert)."""
     if target.scheme == "https":
-        return urllib3.HTTPSConnectionPool(
+        return DeadlineHTTPSConnectionPool(
             address,
             target.port,
             timeout=timeout,
@@ -271,7 +282,7 @@ def _pool(target: Target, address: str, timeout: urllib3.Timeout) -> urllib3.HTT
             cert_reqs="CERT_REQUIRED",
             ca_certs=CA_BUNDLE or certifi.where(),
         )
-    return urllib3.HTTPConnectionPool(
+    return DeadlineHTTPConnectionPool(
         address, target.port, timeout=timeout, retries=False, maxsize=1
     )
 
@@ -323,10 +334,8 @@ def _network_error(exc: BaseException | None) -> str:
     return f"the request failed ({exc.__class__.__name__ if exc else 'no address'})"
 
 
-def _read_capped(
-    response: urllib3.BaseHTTPResponse, *, max_bytes: int, deadline: float, total: float
-) -> bytes:
-    """The body, refusing to hold more than max_bytes or to go on past the deadline."""
+def _read_capped(response: urllib3.BaseHTTPResponse, *, max_bytes: int) -> bytes:
+    """The body, refusing to hold more than max_bytes (the deadline around it cuts it short)."""
     length = response.headers.get("Content-Length", "")
     if length.isdigit() and int(length) > max_bytes:
         raise TooLarge(f"the file is {_mb(int(length))}: the limit is {_mb(max_bytes)}")
@@ -334,10 +343,6 @@ def _read_capped(
     size = 0
     try:
         while True:
-            if time.monotonic() > deadline:
-                raise FetchError(f"the download took longer than {total:g} s")
-            # read1: whatever has arrived (up to CHUNK), so a trickling server meets the
-            # deadline check between reads instead of holding one read open for minutes.
             chunk = response.read1(CHUNK)
             if not chunk:
                 break
@@ -367,16 +372,38 @@ def fetch(
 ) -> Fetched:
     """GET a file from a caller's URL, checked and pinned at every hop; raise on any problem.
 
-    Raises UrlRefused (the URL or a redirect target may not be used) or FetchError (it could
-    not be downloaded); both carry a sentence for the caller.
+    `total_timeout` is wall-clock time for everything, redirects included (DNS, connect, TLS,
+    headers, body), enforced at the socket. Raises UrlRefused (the URL or a redirect target may
+    not be used) or FetchError (it could not be downloaded); both carry a sentence for the caller.
     """
-    started = time.monotonic()
-    deadline = started + total_timeout
-    current = url
+    hosts = [_host_of(url)]
+    try:
+        with deadline(total_timeout):
+            return _fetch_hops(
+                url,
+                hosts,
+                max_bytes=max_bytes,
+                allow_private=allow_private,
+                max_redirects=max_redirects,
+            )
+    except DeadlineExceeded:
+        raise FetchError(_too_slow(hosts[-1], total_timeout)) from None
+
+
+def _fetch_hops(
+    url: str,
+    hosts: list[str],
+    *,
+    max_bytes: int,
+    allow_private: bool | None,
+    max_redirects: int,
+) -> Fetched:
+    """`fetch` inside its deadline; appends each hop's host to `hosts` (for the error)."""
+    current_url = url
+    timeout = urllib3.Timeout(connect=CONNECT_TIMEOUT, read=READ_TIMEOUT)
     for _hop in range(max_redirects + 1):
-        target = check_url(current, allow_private=allow_private)
-        left = max(deadline - time.monotonic(), 0.5)
-        timeout = urllib3.Timeout(connect=min(CONNECT_TIMEOUT, left), read=min(READ_TIMEOUT, left))
+        target = check_url(current_url, allow_private=allow_private)
+        hosts.append(target.host)
         response, pool = _open(
             target,
             "GET",
@@ -388,19 +415,28 @@ def fetch(
                 location = response.headers.get("Location", "")
                 if not location:
                     raise FetchError(f"the server answered HTTP {response.status} with no Location")
-                current = urljoin(target.url, location)
+                current_url = urljoin(target.url, location)
                 continue
             if response.status != 200:
                 raise FetchError(f"the server answered HTTP {response.status} {response.reason}")
-            content = _read_capped(
-                response, max_bytes=max_bytes, deadline=deadline, total=total_timeout
-            )
+            content = _read_capped(response, max_bytes=max_bytes)
             content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
             return Fetched(content=content, content_type=content_type, url=target.url)
         finally:
             response.release_conn()
             pool.close()
     raise FetchError(f"the URL redirected more than {max_redirects} times")
+
+
+def _host_of(url: str) -> str:
+    try:
+        return urlsplit(str(url).strip()).hostname or "the URL"
+    except ValueError:
+        return "the URL"
+
+
+def _too_slow(host: str, seconds: float) -> str:
+    return f"the server at {host} took longer than {seconds:g} s to finish answering"
 
 
 def post_json(
@@ -412,22 +448,35 @@ def post_json(
 ) -> int:
     """POST `body` as JSON to a caller's URL (no redirects followed); return the HTTP status.
 
-    Raises UrlRefused or FetchError like `fetch`. Only the first 64 KB of the answer is read:
-    a callback receiver has nothing to tell us.
+    `timeout` is wall-clock time for the whole exchange, enforced at the socket. Raises
+    UrlRefused or FetchError like `fetch`. Only the first 64 KB of the answer is read: a
+    callback receiver has nothing to tell us.
     """
-    target = check_url(url, allow_private=allow_private)
+    host = _host_of(url)
     data = json.dumps(body, separators=(",", ":")).encode()
-    response, pool = _open(
-        target,
-        "POST",
-        timeout=urllib3.Timeout(connect=min(CONNECT_TIMEOUT, timeout), read=timeout),
-        headers={"Content-Type": "application/json", "Accept": "*/*"},
-        body=data,
-    )
+    status: int | None = None
     try:
-        with contextlib.suppress(Urllib3Error, OSError):
-            response.read(CHUNK)  # the status line is what counts; the rest is not waited for
-        return response.status
-    finally:
-        response.release_conn()
-        pool.close()
+        with deadline(timeout) as limit:
+            target = check_url(url, allow_private=allow_private)
+            response, pool = _open(
+                target,
+                "POST",
+                timeout=urllib3.Timeout(connect=min(CONNECT_TIMEOUT, timeout), read=timeout),
+                headers={"Content-Type": "application/json", "Accept": "*/*"},
+                body=data,
+            )
+            # Headers cut short by the deadline end like complete ones: only count an answer
+            # that was in before the time ran out.
+            if not limit.expired:
+                status = response.status
+            try:
+                with contextlib.suppress(Urllib3Error, OSError):
+                    response.read(CHUNK)  # the status line is what counts, not the rest
+            finally:
+                response.release_conn()
+                pool.close()
+    except DeadlineExceeded:
+        pass  # an answer that was in before the time ran out still counts
+    if status is None:
+        raise FetchError(_too_slow(host, timeout))
+    return status

@@ -1,6 +1,7 @@
 """Serve stored files to people who passed the access gate, with HTTP range support.
 
-Media is never exposed on a public URL; video players need byte ranges to seek.
+Media is never exposed on a public URL; video players need byte ranges to seek. HEAD gets the
+same headers as GET and no body (players and link checkers ask before they fetch).
 """
 
 from __future__ import annotations
@@ -13,8 +14,43 @@ from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpRe
 from django.http.response import HttpResponseBase
 from django.utils.http import content_disposition_header
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_RANGE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$")  # ASCII digits only: \d takes any script's
 CHUNK = 64 * 1024
+# Longer than any file's size can be: a position with more digits is past every end, and
+# int() of a 5,000-digit string would raise (Python's int-from-text limit) before we compared.
+_MAX_DIGITS = 18
+# Media behind a login or token: browsers may keep it a few minutes, shared caches never, so a
+# member who loses access stops getting it soon.
+PRIVATE_CACHE = "private, max-age=300"
+
+
+def _position(digits: str) -> int | None:
+    """A byte position from the header; None for one too long to be in any file."""
+    digits = digits.lstrip("0") or "0"
+    return None if len(digits) > _MAX_DIGITS else int(digits)
+
+
+def byte_range(header: str, size: int) -> tuple[int, int] | None | bool:
+    """The (start, end) a Range header asks for, inclusive; None to send the whole file (no
+    header, or one we ignore as RFC 9110 allows: malformed, several ranges); False when the
+    range cannot be satisfied (answer 416)."""
+    match = _RANGE.match(header.strip())
+    if not match or not (match[1] or match[2]):
+        return None
+    if match[1]:
+        start = _position(match[1])
+        if start is None or start >= size:
+            return False
+        last = _position(match[2]) if match[2] else None
+        end = size - 1 if last is None else min(last, size - 1)
+        if start > end:
+            return False
+        return start, end
+    suffix = _position(match[2])  # a suffix range: the last N bytes
+    if suffix == 0 or size == 0:
+        return False
+    start = 0 if suffix is None else max(size - suffix, 0)
+    return start, size - 1
 
 
 def _read_range(fh: IO[bytes], start: int, length: int) -> Iterator[bytes]:
@@ -37,35 +73,43 @@ def serve_stored_file(
     content_type: str,
     filename: str,
     attachment: bool = False,
+    cache_control: str = PRIVATE_CACHE,
 ) -> HttpResponseBase:
-    """Answer with the stored file, the whole of it or the one byte range asked for."""
+    """Answer with the stored file, the whole of it or the one byte range asked for.
+
+    `cache_control` defaults to a short private lifetime; share links pass their own.
+    """
     size = field.size
-    fh = field.open("rb")
-    match = _RANGE.match(request.headers.get("Range", "").strip())
+    wanted = byte_range(request.headers.get("Range", ""), size)
     response: HttpResponseBase
-    if match and (match[1] or match[2]):
-        if match[1]:
-            start = int(match[1])
-            end = min(int(match[2]), size - 1) if match[2] else size - 1
-        else:  # a suffix range: the last N bytes
-            start, end = max(size - int(match[2]), 0), size - 1
-        if start >= size or start > end:
-            fh.close()
-            response = HttpResponse(status=416)
-            response["Content-Range"] = f"bytes */{size}"
-            return response
-        response = StreamingHttpResponse(
-            _read_range(fh, start, end - start + 1), status=206, content_type=content_type
-        )
+    if wanted is False:
+        response = HttpResponse(status=416)
+        response["Content-Range"] = f"bytes */{size}"
+        return response
+    head = request.method == "HEAD"
+    fh = None if head else field.open("rb")
+    if head:
+        field.close()  # a caller may hand over an open file
+    if isinstance(wanted, tuple):
+        start, end = wanted
+        if fh is None:
+            response = HttpResponse(status=206, content_type=content_type)
+        else:
+            response = StreamingHttpResponse(
+                _read_range(fh, start, end - start + 1), status=206, content_type=content_type
+            )
         response["Content-Range"] = f"bytes {start}-{end}/{size}"
         response["Content-Length"] = str(end - start + 1)
     else:
-        response = FileResponse(fh, content_type=content_type)
+        if fh is None:
+            response = HttpResponse(content_type=content_type)
+        else:
+            response = FileResponse(fh, content_type=content_type)
         response["Content-Length"] = str(size)
     response["Accept-Ranges"] = "bytes"
     disposition = content_disposition_header(attachment, filename)
     if disposition:  # None only for an inline file with no name
         response["Content-Disposition"] = disposition
     response["X-Content-Type-Options"] = "nosniff"
-    response["Cache-Control"] = "private, max-age=3600"
+    response["Cache-Control"] = cache_control
     return response

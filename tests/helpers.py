@@ -196,34 +196,48 @@ class Worker:
     def __init__(self, env: dict[str, str], log: Path) -> None:
         self.env, self.log = env, log
         self.proc: subprocess.Popen[bytes] | None = None
+        self.callbacks_proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Worker:
-        self.proc = subprocess.Popen(
+        self.proc = self._qcluster(self.env)
+        # Callbacks out run on their own cluster, as run_studio runs it.
+        callbacks = {
+            "Q_CALLBACK_WORKERS": "1",
+            **self.env,
+            "Q_CLUSTER_NAME": django_settings.API_CALLBACK_CLUSTER,
+        }
+        self.callbacks_proc = self._qcluster(callbacks)
+        return self
+
+    def _qcluster(self, env: dict[str, str]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
             [sys.executable, str(ROOT / "manage.py"), "qcluster"],
-            env=self.env,
+            env=env,
             cwd=ROOT,
             stdout=self.log.open("ab"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        return self
 
     def kill(self) -> None:
         """SIGKILL the whole cluster (sentinel and its worker processes) like a crash would."""
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        for proc in (self.proc, self.callbacks_proc):
+            if proc and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
 
     def stop(self) -> None:
-        """Ask the cluster to stop (as Ctrl-C would), then make sure nothing is left."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
+        """Ask the clusters to stop (as Ctrl-C would), then make sure nothing is left."""
+        procs = [p for p in (self.proc, self.callbacks_proc) if p is not None]
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        for proc in procs:
             with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=10)
-        if self.proc:
+                proc.wait(timeout=10)
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)  # any worker left behind
-            self.proc.wait()
+                os.killpg(proc.pid, signal.SIGKILL)  # any worker left behind
+            proc.wait()
 
 
 def wait_for(predicate, timeout: float = 60, interval: float = 0.2):

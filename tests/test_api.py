@@ -82,6 +82,10 @@ def seed_body(name: str) -> dict[str, Any]:
     raise AssertionError(f"no JSON body in {name}")
 
 
+# Where the studio says it is, in tests that need PUBLIC_BASE_URL: nothing listens there.
+STUDIO = "http://127.0.0.1:8000"
+
+
 @pytest.fixture(autouse=True)
 def fast_passwords(settings) -> None:
     """The personas' passwords are never checked here (force_login): skip PBKDF2's 0.45 s each."""
@@ -625,6 +629,7 @@ def test_portal_pages_need_a_login(client):
 
 def test_callbacks_report_each_status_once_in_order(client, sim, token, files, settings):
     settings.ALLOW_PRIVATE_URLS = True
+    settings.PUBLIC_BASE_URL = STUDIO  # callbacks are refused without it
     with LoopbackServer() as receiver:
         body = draft_body(files, mode="std", callback_url=f"{receiver.url}/hook")
         task_id = post(client, token, body).json()["data"]["task_id"]
@@ -642,13 +647,14 @@ def test_callbacks_report_each_status_once_in_order(client, sim, token, files, s
     assert {b["task_id"] for b in bodies} == {task_id}
     last = bodies[-1]
     assert "code" not in last  # the bare task object, as Kling sends it
-    assert last["task_result"]["videos"][0]["url"].startswith("http://127.0.0.1:8000/kling/files/")
+    assert last["task_result"]["videos"][0]["url"].startswith(f"{STUDIO}/kling/files/")
     assert Decimal(last["final_unit_deduction"]) > 0
     assert AvatarJob.objects.get(pk=job.pk).client_callback_status == "succeed"
 
 
 def test_a_failing_receiver_is_retried_with_growing_backoff(client, token, files, settings):
     settings.ALLOW_PRIVATE_URLS = True
+    settings.PUBLIC_BASE_URL = STUDIO  # callbacks are refused without it
     with LoopbackServer() as receiver:
         receiver.post_statuses = [500, 503]
         body = draft_body(files, callback_url=f"{receiver.url}/hook")
@@ -671,6 +677,7 @@ def test_a_failing_receiver_is_retried_with_growing_backoff(client, token, files
 
 def test_a_receiver_that_never_answers_is_given_up_on(client, token, files, settings):
     settings.ALLOW_PRIVATE_URLS = True
+    settings.PUBLIC_BASE_URL = STUDIO  # callbacks are refused without it
     with LoopbackServer() as receiver:
         receiver.post_statuses = [500] * 20
         body = draft_body(files, callback_url=f"{receiver.url}/hook")
@@ -682,6 +689,7 @@ def test_a_receiver_that_never_answers_is_given_up_on(client, token, files, sett
 
 def test_callbacks_do_not_follow_redirects(client, token, files, settings):
     settings.ALLOW_PRIVATE_URLS = True
+    settings.PUBLIC_BASE_URL = STUDIO  # callbacks are refused without it
     with LoopbackServer() as receiver:
         receiver.redirect("/hook", f"{receiver.url}/elsewhere", status=307)
         body = draft_body(files, callback_url=f"{receiver.url}/hook")
@@ -697,6 +705,7 @@ def test_a_worker_sends_callbacks_in_order_and_the_link_works(
     """Drafts through a real qcluster: the receiver hears about each status once, in order,
     ending with `succeed` and a link to our copy that works."""
     settings.ALLOW_PRIVATE_URLS = True
+    settings.PUBLIC_BASE_URL = live_server.url  # the server the create goes to, as the worker
     env = subprocess_env(media_root, ALLOW_PRIVATE_URLS="1", PUBLIC_BASE_URL=live_server.url)
     with running_worker(env, tmp_path / "worker.log"), LoopbackServer() as receiver:
         session = requests.Session()

@@ -4,6 +4,7 @@ redirect to, loopback, private, link-local or metadata addresses are never conne
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import shutil
 import ssl
@@ -243,7 +244,7 @@ def test_allow_private_urls_lets_loopback_through(settings):
 
 def test_the_allowlist_trusts_only_the_networks_it_names(settings):
     settings.ALLOW_PRIVATE_URLS = False
-    settings.PRIVATE_URL_ALLOWLIST = ["127.0.0.1/32"]
+    settings.PRIVATE_URL_ALLOWLIST = [ipaddress.ip_network("127.0.0.1/32")]
     assert netfetch.check_url("http://127.0.0.1/").addresses == ("127.0.0.1",)
     with pytest.raises(netfetch.UrlRefused):
         netfetch.check_url("http://169.254.169.254/")
@@ -382,7 +383,7 @@ def test_a_redirect_to_an_inside_address_is_refused(client, token, settings, loc
     """The first hop is a trusted loopback server (allowlisted, as an operator could), which
     answers 302 to an inside address: the second hop is checked like the first."""
     settings.ALLOW_PRIVATE_URLS = False
-    settings.PRIVATE_URL_ALLOWLIST = ["127.0.0.1/32"]
+    settings.PRIVATE_URL_ALLOWLIST = [ipaddress.ip_network("127.0.0.1/32")]
     with LoopbackServer() as server:
         url = server.redirect("/face.jpg", location)
         answer = post(client, draft(image=url), bearer(token)).json()

@@ -1,8 +1,10 @@
-"""`make run`'s last step starts the web server and the worker; SIGINT stops both."""
+"""`make run`'s last step starts the web server and the workers (jobs and callbacks clusters);
+SIGINT stops them all."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -64,6 +66,9 @@ def test_run_studio_serves_and_stops_on_ctrl_c(tmp_path):
     text = out.decode()
     assert f"avatarsite is running: http://127.0.0.1:{port}/" in text
     assert "Stopped." in text
+    # Two django-q2 clusters: the jobs one and the callbacks one (ALT_CLUSTERS).
+    running = re.findall(r"Q Cluster \S+ \[(\w+)\] running\.", text)
+    assert sorted(running) == ["avatarsite", "callbacks"], text
     assert proc.returncode == 0
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/", timeout=2)

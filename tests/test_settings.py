@@ -48,6 +48,9 @@ def test_bad_values_name_the_variable(environ, call, fragment):
         ("PUBLIC_BASE_URL", "example.com", "PUBLIC_BASE_URL='example.com'"),
         ("DATABASE_URL", "nonsense://x", "DATABASE_URL"),
         ("Q_POLL_MS", "1", "Q_POLL_MS=1 is too small: the minimum is 10"),
+        ("PRIVATE_URL_ALLOWLIST", "10.0.0.0/8,intranet", "PRIVATE_URL_ALLOWLIST: 'intranet'"),
+        ("TRUSTED_PROXIES", "10.0.0.300", "TRUSTED_PROXIES: '10.0.0.300'"),
+        ("PROXY_COUNT", "one", "PROXY_COUNT='one'"),
     ],
 )
 def test_start_up_stops_with_a_message(name, value, fragment, tmp_path):

@@ -98,11 +98,18 @@ def test_only_finished_jobs_can_be_shared(team, owner, portrait_path, audio_path
         share_create(job=job, by=owner, expires_at=timezone.now() - timedelta(1))
 
 
-def test_the_creator_is_emailed_once_when_asked(job):
+@pytest.fixture
+def public_address(settings) -> str:
+    """PUBLIC_BASE_URL set before the job is made (emails link only when it is set)."""
+    settings.PUBLIC_BASE_URL = "https://studio.example.com"
+    return settings.PUBLIC_BASE_URL
+
+
+def test_the_creator_is_emailed_once_when_asked(public_address, job):
     assert len(mail.outbox) == 1
     message = mail.outbox[0]
     assert message.to == ["alice@example.com"] and "ready" in message.subject
-    assert job.get_absolute_url() in message.body
+    assert f"{public_address}{job.get_absolute_url()}" in message.body
     tasks.advance_job(job.pk)
     job_notify(job_id=job.pk)
     assert len(mail.outbox) == 1

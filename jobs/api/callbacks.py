@@ -6,13 +6,14 @@ caller was told (`AvatarJob.client_callback_status`). Each delivery sends the jo
 is *now*, so a status that was overtaken while a delivery was failing is skipped rather than
 sent late and out of order: a receiver sees statuses only move forward, each once.
 
-How it runs (never sleeping inside a task):
+How it runs (never sleeping inside a task), on its own django-q2 cluster
+(settings.API_CALLBACK_CLUSTER), so a slow receiver never delays job work:
 
 - `api_callback_if_changed` is cheap and is called after every worker step and when an API job
   is created; when the status moved on it enqueues `deliver` (deduplicated for a few seconds).
 - `deliver` holds a short per-job lock so two deliveries never race each other out of order,
   POSTs through `jobs.netfetch` (same address checks as fetching: public addresses only unless
-  ALLOW_PRIVATE_URLS, pinned to the checked IP, no redirects, a short timeout), and records
+  ALLOW_PRIVATE_URLS, pinned to the checked IP, no redirects, a 5 s deadline), and records
   what the caller now knows with a conditional UPDATE.
 - A failed delivery schedules its own retry as a one-off django-q2 Schedule named after the
   job, with exponential backoff (10 s, 20 s, 40 s ... about 20 minutes in all; django-q2's
@@ -27,6 +28,7 @@ import logging
 import random
 from datetime import timedelta
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
@@ -41,11 +43,13 @@ from jobs.presenters import kling_status
 
 log = logging.getLogger(__name__)
 
-CALLBACK_TIMEOUT = 5.0  # seconds to connect and to answer: a receiver only has to say "got it"
+# Wall-clock seconds for one delivery (DNS, connect, TLS, the answer), enforced at the socket:
+# a receiver only has to say "got it".
+CALLBACK_TIMEOUT = 5.0
 MAX_ATTEMPTS = 8
 FIRST_RETRY_SECONDS = 10.0
 MAX_RETRY_SECONDS = 30 * 60.0
-LOCK_SECONDS = 60  # longer than one delivery can take (DNS 5 s + connect 5 s + answer 5 s)
+LOCK_SECONDS = 60  # longer than one delivery can take (CALLBACK_TIMEOUT, four rounds)
 DEDUP_SECONDS = 30
 
 
@@ -79,7 +83,11 @@ def api_callback_if_changed(*, job_id: int) -> bool:
         return False
     try:
         async_task(
-            "jobs.tasks.deliver_callback", job_id, task_name=f"api-callback-{job_id}", group="api"
+            "jobs.tasks.deliver_callback",
+            job_id,
+            task_name=f"api-callback-{job_id}",
+            group="api",
+            cluster=settings.API_CALLBACK_CLUSTER,
         )
     except Exception:
         cache.delete(key)
@@ -165,6 +173,7 @@ def schedule_retry(*, job_id: int, attempt: int) -> Schedule:
             func="jobs.tasks.deliver_callback",
             kwargs=repr({"job_id": job_id, "attempt": attempt}),
             schedule_type=Schedule.ONCE,
+            cluster=settings.API_CALLBACK_CLUSTER,
             repeats=-1,  # a ONCE schedule with negative repeats is deleted once it has run
             next_run=timezone.now() + timedelta(seconds=retry_delay(attempt)),
         )

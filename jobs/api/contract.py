@@ -15,26 +15,30 @@ from django.http import JsonResponse
 
 from jobs.links import video_url
 from jobs.media.limits import AUDIO_MAX_BYTES, MB, PORTRAIT_MAX_BYTES
-from jobs.models import AvatarJob
+from jobs.models import ApiToken, AvatarJob
 from jobs.presenters import kling_status
 
 # Kling's business codes used here (its documentation's "Error codes"), with their HTTP statuses.
 AUTH_MISSING = 1001
 AUTH_INVALID = 1002
 QUOTA_USED_UP = 1102
+NO_PERMISSION = 1103
 BAD_REQUEST = 1200
 BAD_PARAMETER = 1201
 BAD_METHOD = 1202
 NOT_FOUND = 1203
+TOO_MANY_REQUESTS = 1302
 SERVER_ERROR = 5000
 HTTP_STATUS = {
     AUTH_MISSING: 401,
     AUTH_INVALID: 401,
     QUOTA_USED_UP: 429,
+    NO_PERMISSION: 403,
     BAD_REQUEST: 400,
     BAD_PARAMETER: 400,
     BAD_METHOD: 405,
     NOT_FOUND: 404,
+    TOO_MANY_REQUESTS: 429,
     SERVER_ERROR: 500,
 }
 
@@ -45,7 +49,11 @@ IMAGE_MAX_BYTES = PORTRAIT_MAX_BYTES + MARGIN_BYTES
 SOUND_MAX_BYTES = AUDIO_MAX_BYTES + MARGIN_BYTES
 # Both files as base64 (4 bytes per 3) and room for the other fields.
 BODY_MAX_BYTES = (IMAGE_MAX_BYTES + SOUND_MAX_BYTES) * 4 // 3 + 256 * 1024
-FETCH_SECONDS = 20.0
+FETCH_SECONDS = 20.0  # wall-clock time for one URL fetch, redirects included
+# URL fetches one token may have running at once, across all web processes: each holds a web
+# thread for up to FETCH_SECONDS, so a caller pointing many creates at a slow server would
+# otherwise take every thread and stall the site for everyone.
+FETCH_SLOTS_PER_TOKEN = 2
 PAGE_NUM_MAX = 1000
 PAGE_SIZE_MAX = 500
 PAGE_SIZE_DEFAULT = 30
@@ -84,8 +92,14 @@ def _units(value: Decimal | None) -> str:
     return text if text not in ("", "-0") else "0"
 
 
-def task_object(job: AvatarJob, *, base_url: str, full: bool = True) -> dict[str, Any]:
-    """A job as Kling shows a task: short in a create reply, full in queries and callbacks."""
+def task_object(
+    job: AvatarJob, *, base_url: str, full: bool = True, token: ApiToken | None = None
+) -> dict[str, Any]:
+    """A job as Kling shows a task: short in a create reply, full in queries and callbacks.
+
+    The video link is signed for `token` (the caller's; a callback's is the job's own token)
+    and stops working when the token does; without a token there is no link to give.
+    """
     data: dict[str, Any] = {
         "task_id": str(job.code),
         "task_status": kling_status(job.status),
@@ -96,11 +110,12 @@ def task_object(job: AvatarJob, *, base_url: str, full: bool = True) -> dict[str
     if not full:
         return data
     videos = []
-    if job.status == AvatarJob.Status.SUCCEEDED and job.video:
+    token = token or job.api_token
+    if job.status == AvatarJob.Status.SUCCEEDED and job.video and token is not None:
         videos.append(
             {
                 "id": str(job.code),
-                "url": video_url(job, base_url=base_url),
+                "url": video_url(job, token=token, base_url=base_url),
                 "duration": f"{job.duration or 0:.3f}",
             }
         )

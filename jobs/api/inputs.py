@@ -10,9 +10,12 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from django.core.cache import cache
 from django.core.files.base import ContentFile
 from django.http import HttpRequest
 
@@ -21,8 +24,10 @@ from jobs.api.contract import (
     BAD_REQUEST,
     BODY_MAX_BYTES,
     FETCH_SECONDS,
+    FETCH_SLOTS_PER_TOKEN,
     IMAGE_MAX_BYTES,
     SOUND_MAX_BYTES,
+    TOO_MANY_REQUESTS,
     ApiError,
     bad,
 )
@@ -114,6 +119,40 @@ def shown(value: str, limit: int = 40) -> str:
 
 
 # --- inputs: URL or bare base64, then the same validation as the studio's forms --------------
+
+
+def _is_url(value: str) -> bool:
+    return bool(value) and value[:5].lower() != "data:" and bool(_URL_SCHEME.match(value))
+
+
+@contextmanager
+def fetch_slot(token_id: int, *values: str) -> Iterator[None]:
+    """Hold one of the token's FETCH_SLOTS_PER_TOKEN URL-fetch slots while the block runs, if
+    any of `values` is a URL; refuse with 1302 (HTTP 429) when all are taken.
+
+    The slots are cache keys (shared by every web process); each expires a little after the
+    longest its fetches can take, so a process killed mid-fetch cannot keep it for good.
+    """
+    fetches = sum(1 for value in values if _is_url(value))
+    if not fetches:
+        yield
+        return
+    expiry = int(FETCH_SECONDS * fetches) + 10
+    for slot in range(FETCH_SLOTS_PER_TOKEN):
+        key = f"api-fetch-slot:{token_id}:{slot}"
+        if cache.add(key, 1, timeout=expiry):
+            break
+    else:
+        raise ApiError(
+            TOO_MANY_REQUESTS,
+            f"image, sound_file: this token already has {FETCH_SLOTS_PER_TOKEN} requests "
+            "fetching files from URLs; wait for one of them to be answered and try again, or "
+            "send the files as bare base64.",
+        )
+    try:
+        yield
+    finally:
+        cache.delete(key)
 
 
 def _input_bytes(field: str, value: str, *, max_bytes: int, limit: int) -> tuple[bytes, str, str]:

@@ -19,6 +19,7 @@ from jobs.api.contract import (
     PAGE_SIZE_DEFAULT,
     PAGE_SIZE_MAX,
 )
+from jobs.links import VIDEO_LINK_MAX_AGE
 from jobs.media.limits import AUDIO_MAX_BYTES, MB, PORTRAIT_MAX_BYTES, PROMPT_MAX_CHARS
 from jobs.tts.script import AUDIO_ID_SHAPE
 
@@ -76,8 +77,9 @@ def _errors(*statuses: int) -> dict[str, Any]:
         "405": _error_response("1202: the method is not allowed on this path.", [1202]),
         "429": _error_response(
             "1102: the team's monthly quota for this mode is used up (the message says what is "
-            "left).",
-            [1102],
+            "left); 1302: this token already has 2 creates fetching files from URLs (retry "
+            "with backoff, or send the files as base64).",
+            [1102, 1302],
         ),
         "500": _error_response("5000: an internal error (logged with the request id).", [5000]),
     }
@@ -85,6 +87,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
 
 
 def document(base_url: str) -> dict[str, Any]:
+    link_hours = int(VIDEO_LINK_MAX_AGE.total_seconds() // 3600)
     """The OpenAPI document, with this server's address in `servers`."""
     # The limits are those jobs/api/contract.py defines and the endpoints enforce.
     max_audio = settings.KLING_MAX_AUDIO_SECONDS
@@ -128,9 +131,13 @@ def document(base_url: str) -> dict[str, Any]:
                                 "id": {"type": "string"},
                                 "url": {
                                     "type": "string",
-                                    "description": "Our stored copy: works without a session "
-                                    "and keeps working after Kling's 30-day purge; supports "
-                                    "byte ranges.",
+                                    "description": "Our stored copy (kept after Kling's "
+                                    "30-day purge): a signed link that needs no session, "
+                                    f"supports byte ranges and HEAD, and works for {link_hours} "
+                                    "hours and only while the API token that listed it is "
+                                    "live and its owner is in the team (else 403, code 1103, "
+                                    "or 404, code 1203). Query the task again for a fresh "
+                                    "link.",
                                 },
                                 "duration": {
                                     "type": "string",
@@ -203,7 +210,8 @@ def document(base_url: str) -> dict[str, Any]:
                     "maxLength": CALLBACK_URL_MAX_CHARS,
                     "description": "Receives the bare task object (POST, JSON) on every status "
                     "change; public addresses only; redirects are not followed; retried with "
-                    "backoff.",
+                    "backoff. Refused (1201) while the studio's admin has not set "
+                    "PUBLIC_BASE_URL: the links in callbacks would have no address to point at.",
                 }
             ),
             "external_task_id": _nullable(

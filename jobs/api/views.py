@@ -18,11 +18,10 @@ from typing import Any
 from uuid import UUID
 
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.http.response import HttpResponseBase
-from django.utils.crypto import constant_time_compare
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_safe
 
 from jobs import netfetch
 from jobs.api.contract import (
@@ -33,6 +32,7 @@ from jobs.api.contract import (
     BAD_PARAMETER,
     CALLBACK_URL_MAX_CHARS,
     EXTERNAL_ID_MAX_CHARS,
+    NO_PERMISSION,
     NOT_FOUND,
     PAGE_NUM_MAX,
     PAGE_SIZE_DEFAULT,
@@ -45,14 +45,28 @@ from jobs.api.contract import (
     error_response,
     task_object,
 )
-from jobs.api.inputs import json_body, json_type, portrait_from, shown, sound_from, text_param
+from jobs.api.inputs import (
+    fetch_slot,
+    json_body,
+    json_type,
+    portrait_from,
+    shown,
+    sound_from,
+    text_param,
+)
 from jobs.api.openapi import document
-from jobs.links import public_base_url, video_signature
+from jobs.links import (
+    VIDEO_LINK_MAX_AGE,
+    VideoLinkExpired,
+    callbacks_enabled,
+    public_base_url,
+    video_link_open,
+)
 from jobs.media.audio import ValidAudio
 from jobs.media.limits import MediaError
 from jobs.media.prompts import validate_prompt
 from jobs.models import ApiToken, Asset, AvatarJob
-from jobs.serve import serve_stored_file
+from jobs.serve import PRIVATE_CACHE, serve_stored_file
 from jobs.services.api_tasks import (
     api_job_create,
     api_task_by_external_id,
@@ -60,7 +74,7 @@ from jobs.services.api_tasks import (
     api_task_page,
     api_voiceover,
 )
-from jobs.services.api_tokens import ApiTokenRefused, api_token_authenticate
+from jobs.services.api_tokens import ApiTokenRefused, api_token_authenticate, api_token_can_read
 from jobs.services.jobs import check_mode
 from jobs.tts.script import check_audio_id
 
@@ -159,7 +173,7 @@ def image2video_task(request: HttpRequest, token: ApiToken, task_ref: str) -> An
             f"task_id: no task {shown(task_ref)} in this team (looked up as a task_id and as an "
             "external_task_id).",
         )
-    return task_object(job, base_url=public_base_url(request))
+    return task_object(job, base_url=public_base_url(request), token=token)
 
 
 @csrf_exempt
@@ -177,13 +191,43 @@ def openapi_json(request: HttpRequest) -> JsonResponse:
     return JsonResponse(document(public_base_url(request)))
 
 
+@require_safe
 def video_file(request: HttpRequest, code: UUID, signature: str) -> HttpResponseBase:
-    """A result video by its signed link: no session needed, seekable (byte ranges)."""
-    job = AvatarJob.objects.filter(code=code, status=AvatarJob.Status.SUCCEEDED).first()
-    if job is None or not job.video or not constant_time_compare(signature, video_signature(job)):
-        raise Http404("No such video.")
+    """A result video by its signed link: no session needed, seekable (byte ranges).
+
+    The link works for VIDEO_LINK_MAX_AGE and only while the token it was listed to does: every
+    request checks again that the token is not revoked and its owner is still in the team.
+    """
+    try:
+        link = video_link_open(code, signature)
+        if link is None:
+            raise ApiError(NOT_FOUND, "This video link is not valid: query the task for its link.")
+        job = AvatarJob.objects.filter(code=code, status=AvatarJob.Status.SUCCEEDED).first()
+        if job is None or not job.video:
+            raise ApiError(NOT_FOUND, "This video does not exist (any more).")
+        token = ApiToken.objects.select_related("user").filter(pk=link.token_id).first()
+        if token is None or token.team_id != job.team_id or not api_token_can_read(token):
+            raise ApiError(
+                NO_PERMISSION,
+                "This video link no longer works: the API token it was given to was revoked or "
+                "its owner left the team.",
+            )
+    except VideoLinkExpired:
+        hours = int(VIDEO_LINK_MAX_AGE.total_seconds() // 3600)
+        error = ApiError(
+            NO_PERMISSION,
+            f"This video link has expired (links work for {hours} hours): query the task "
+            "again for a fresh link.",
+        )
+        return error_response(error, str(uuid.uuid4()))
+    except ApiError as exc:
+        return error_response(exc, str(uuid.uuid4()))
     return serve_stored_file(
-        request, job.video, content_type="video/mp4", filename=f"{job.code}.mp4"
+        request,
+        job.video,
+        content_type="video/mp4",
+        filename=f"{job.code}.mp4",
+        cache_control=PRIVATE_CACHE,
     )
 
 
@@ -192,7 +236,7 @@ def _list_tasks(request: HttpRequest, token: ApiToken) -> list[dict[str, Any]]:
     size = _page_param(request, "pageSize", default=PAGE_SIZE_DEFAULT, maximum=PAGE_SIZE_MAX)
     base_url = public_base_url(request)
     jobs = api_task_page(team=token.team, page=page, size=size)
-    return [task_object(job, base_url=base_url) for job in jobs]
+    return [task_object(job, base_url=base_url, token=token) for job in jobs]
 
 
 def _page_param(request: HttpRequest, name: str, *, default: int, maximum: int) -> int:
@@ -237,6 +281,13 @@ def _create_task(request: HttpRequest, token: ApiToken) -> dict[str, Any]:
             netfetch.check_url(callback_url)
         except netfetch.UrlRefused as exc:
             raise bad("callback_url", str(exc)) from None
+        if not callbacks_enabled():
+            # Without it the callbacks' video links would point at the loopback address.
+            raise bad(
+                "callback_url",
+                "this studio cannot send callbacks yet: its admin must set PUBLIC_BASE_URL "
+                "(the address callers reach it on). Leave callback_url out and query the task.",
+            )
     _check_watermark(body.get("watermark_info"))
 
     audio: Asset | ValidAudio | None = None
@@ -244,9 +295,10 @@ def _create_task(request: HttpRequest, token: ApiToken) -> dict[str, Any]:
     if audio_id:
         audio, kling_audio_id = _audio_by_id(token, audio_id, mode)
 
-    portrait = portrait_from(image_value)
-    if sound_value:
-        audio = sound_from(sound_value)
+    with fetch_slot(token.pk, image_value, sound_value):
+        portrait = portrait_from(image_value)
+        if sound_value:
+            audio = sound_from(sound_value)
 
     try:
         job, _created = api_job_create(

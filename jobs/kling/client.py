@@ -1,6 +1,8 @@
 """The one place that talks HTTP to Kling's avatar API (or a gateway that re-exposes it).
 
-It owns the base URL, auth (official JWT or a gateway's Bearer key) and timeouts. Failures are
+It owns the base URL, auth (official JWT or a gateway's Bearer key) and timeouts: every request
+and download has a wall-clock deadline enforced at the socket (jobs/deadline.py), so a server
+that trickles its headers or body cannot hold a worker past it. Failures are
 raised as `errors.KlingError` (classified there from Kling's business codes) and replies are
 handed back as the dataclasses of `replies`.
 """
@@ -15,13 +17,14 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from typing import Any, Protocol
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import jwt
 import requests
 from django.conf import settings
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 
+from jobs.deadline import DeadlineExceeded, deadline, mount_deadline_adapter
 from jobs.kling.errors import AUTH_RENEW_CODES, ErrorKind, KlingError, business_error, classify
 from jobs.kling.replies import (
     KlingAudio,
@@ -105,7 +108,10 @@ class KlingClient:
         self.secret_key = secret_key
         self.api_key = api_key
         self.timeout = float(timeout)
-        self.session = session or requests.Session()
+        if session is None:
+            session = requests.Session()
+            mount_deadline_adapter(session)
+        self.session = session
         self.clock = clock
         self._token_lock = threading.Lock()
         self._token: str | None = None
@@ -215,9 +221,16 @@ class KlingClient:
             headers["Authorization"] = f"Bearer {token}"
         started = time.monotonic()
         try:
-            response = self.session.request(
-                method, url, json=body, params=params, headers=headers, timeout=self._timeouts()
-            )
+            with deadline(self.timeout):
+                response = self.session.request(
+                    method, url, json=body, params=params, headers=headers, timeout=self._timeouts()
+                )
+        except DeadlineExceeded as exc:
+            raise KlingError(
+                ErrorKind.RETRYABLE,
+                f"Kling did not finish answering {method} {path} within {self.timeout:g} s",
+                outcome_unknown=creating,
+            ) from exc
         except (
             requests.exceptions.InvalidURL,
             requests.exceptions.MissingSchema,
@@ -442,9 +455,11 @@ class KlingClient:
         must not leak there. Capped by size (PERMANENT "too large") and by total wall time
         (RETRYABLE). On error `dest` may hold a partial file: the caller discards it.
         """
-        deadline = time.monotonic() + timeout
         try:
-            with self.session.get(url, stream=True, timeout=self._timeouts(timeout)) as response:
+            with (
+                deadline(timeout),
+                self.session.get(url, stream=True, timeout=self._timeouts(timeout)) as response,
+            ):
                 status = response.status_code
                 if status != 200:
                     kind = (
@@ -464,15 +479,24 @@ class KlingClient:
                     if written > max_bytes:
                         raise _too_large(max_bytes)
                     dest.write(chunk)
-                    if time.monotonic() > deadline:
-                        raise KlingError(
-                            ErrorKind.RETRYABLE, f"Download took longer than {timeout:g} s"
-                        )
                 return written
+        except DeadlineExceeded as exc:
+            raise KlingError(
+                ErrorKind.RETRYABLE,
+                f"The server at {_host(url)} did not finish sending the download within "
+                f"{timeout:g} s",
+            ) from exc
         except requests.RequestException as exc:
             raise KlingError(
                 ErrorKind.RETRYABLE, f"Download failed: {exc.__class__.__name__}: {exc}"
             ) from exc
+
+
+def _host(url: str) -> str:
+    try:
+        return urlsplit(url).hostname or url
+    except ValueError:
+        return url
 
 
 def _too_large(max_bytes: int) -> KlingError:

@@ -52,6 +52,22 @@ def api_token_revoke(*, token: ApiToken) -> bool:
     return bool(revoked)
 
 
+def api_token_can_read(token: ApiToken) -> bool:
+    """Whether what was handed out for this token (its video links) still opens: the token is
+    not revoked and its owner is an active member of its team."""
+    if token.revoked_at is not None or not token.user.is_active:
+        return False
+    return Membership.objects.filter(user=token.user_id, team=token.team_id).exists()
+
+
+def api_tokens_revoke_for(*, user: User, team: Team) -> int:
+    """Revoke every live token `user` holds for `team`: they lost the right to make jobs there
+    (removed, or made a viewer), and getting it back later must not bring the tokens back."""
+    return ApiToken.objects.filter(user=user, team=team, revoked_at__isnull=True).update(
+        revoked_at=timezone.now()
+    )
+
+
 def api_token_authenticate(raw: str) -> ApiToken:
     """The live token for a raw Bearer value, or ApiTokenRefused saying why not.
 

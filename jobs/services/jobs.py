@@ -24,7 +24,7 @@ from jobs.api.callbacks import api_callback_if_changed
 from jobs.engines import draft as draft_engine
 from jobs.engines import kling as kling_engine
 from jobs.engines.lifecycle import wake
-from jobs.links import absolute
+from jobs.links import absolute, callbacks_enabled
 from jobs.media.audio import ValidAudio
 from jobs.media.portraits import ValidPortrait
 from jobs.models import Asset, AvatarJob, Team
@@ -162,13 +162,21 @@ def job_notify(*, job_id: int) -> bool:
         return False
     done = job.status == AvatarJob.Status.SUCCEEDED
     subject = f"Your avatar video is {'ready' if done else 'not made'}: {job.portrait.name}"
-    link = absolute(job.get_absolute_url())
+    # A worker has no request to take the address from: without PUBLIC_BASE_URL the only
+    # address it knows is the loopback one, useless in a mailbox, so the email goes without.
+    if callbacks_enabled():
+        link = f"\n{absolute(job.get_absolute_url())}\n"
+    else:
+        link = ""
+        log.warning(
+            "Job %s: notification sent without a link, as PUBLIC_BASE_URL is not set", job.code
+        )
     if done:
-        body = f"Your {job.mode} video from {job.portrait.name} is ready.\n\n{link}\n"
+        body = f"Your {job.mode} video from {job.portrait.name} is ready.\n{link}"
     else:
         body = (
             f"Your {job.mode} video from {job.portrait.name} could not be made:\n"
-            f"{job.error_message}\n\n{link}\n"
+            f"{job.error_message}\n{link}"
         )
     send_mail(subject, body, None, [job.created_by.email], fail_silently=True)
     return True

@@ -18,6 +18,7 @@ from jobs.models import (
     hash_token,
     new_token,
 )
+from jobs.services.api_tokens import api_tokens_revoke_for
 
 
 @transaction.atomic
@@ -76,6 +77,8 @@ def member_set_role(*, membership: Membership, role: str) -> Membership:
         raise ValidationError("A team needs at least one admin: make someone else admin first.")
     membership.role = role
     membership.save(update_fields=["role"])
+    if role == Role.VIEWER:  # a viewer cannot make jobs, so their API tokens go
+        api_tokens_revoke_for(user=membership.user, team=membership.team)
     return membership
 
 
@@ -88,6 +91,7 @@ def member_remove(*, membership: Membership) -> None:
             "The last admin cannot leave the team: make someone else admin first."
         )
     membership.delete()
+    api_tokens_revoke_for(user=membership.user, team=membership.team)
 
 
 INVITE_DAYS = 7

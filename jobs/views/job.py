@@ -12,7 +12,7 @@ from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.text import slugify
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_POST, require_safe
 
 from jobs.access import StudioRequest, get_job
 from jobs.cards import attach_estimates, attach_queue_place
@@ -73,7 +73,7 @@ def _download_name(job: AvatarJob, ext: str) -> str:
 
 
 @login_required
-@require_GET
+@require_safe  # GET and HEAD
 def job_video(request: StudioRequest, code: UUID) -> HttpResponseBase:
     job, _ = get_job(request.user, code, action="download")
     if not job.video:
@@ -88,7 +88,7 @@ def job_video(request: StudioRequest, code: UUID) -> HttpResponseBase:
 
 
 @login_required
-@require_GET
+@require_safe
 def job_poster(request: StudioRequest, code: UUID) -> HttpResponseBase:
     job, _ = get_job(request.user, code)
     if not job.poster:

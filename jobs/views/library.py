@@ -25,13 +25,18 @@ from django.http import Http404, HttpResponse, HttpResponseNotModified, QueryDic
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import (
+    require_GET,
+    require_http_methods,
+    require_POST,
+    require_safe,
+)
 from PIL import Image, ImageOps
 
 from jobs.access import Access, StudioRequest, current_team, get_asset
 from jobs.forms import AssetRenameForm
 from jobs.models import Asset, AvatarJob, Team
-from jobs.serve import serve_stored_file
+from jobs.serve import PRIVATE_CACHE, serve_stored_file
 from jobs.services import assets
 
 LIBRARY_PAGE = 48  # files of each kind per library page
@@ -141,7 +146,7 @@ def asset_delete(request: StudioRequest, code: UUID) -> HttpResponse:
 
 
 @login_required
-@require_GET
+@require_safe  # GET and HEAD
 def asset_file(request: StudioRequest, code: UUID) -> HttpResponseBase:
     asset, _ = get_asset(request.user, code, action="download")
     return serve_stored_file(
@@ -168,7 +173,7 @@ def _make_thumb(asset: Asset) -> bytes:
 
 
 @login_required
-@require_GET
+@require_safe
 def asset_thumb(request: StudioRequest, code: UUID) -> HttpResponse:
     """A small JPEG of a portrait for cards and the library (portraits can be 10 MB).
 
@@ -194,6 +199,6 @@ def asset_thumb(request: StudioRequest, code: UUID) -> HttpResponse:
             default_storage.delete(saved)
     response = HttpResponse(data, content_type="image/jpeg")
     response["ETag"] = etag
-    response["Cache-Control"] = "private, max-age=86400"
+    response["Cache-Control"] = PRIVATE_CACHE  # the ETag makes a re-check cheap
     response["X-Content-Type-Options"] = "nosniff"
     return response

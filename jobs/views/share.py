@@ -19,7 +19,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import date_format
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_POST, require_safe
 
 from jobs.access import StudioRequest, get_job, get_share
 from jobs.forms import (
@@ -92,7 +92,7 @@ def share_page(request: HttpRequest, token: str) -> HttpResponseBase:
     return _private(render(request, "share/share_page.html", context))
 
 
-@require_GET
+@require_safe  # GET and HEAD: players ask before they fetch
 def share_video(request: HttpRequest, token: str) -> HttpResponseBase:
     link = _link(token)
     download = "download" in request.GET
@@ -105,7 +105,7 @@ def share_video(request: HttpRequest, token: str) -> HttpResponseBase:
     return _private(response)
 
 
-@require_GET
+@require_safe
 def share_poster(request: HttpRequest, token: str) -> HttpResponseBase:
     link = _link(token)
     response = serve_stored_file(

@@ -31,7 +31,7 @@ from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_http_methods, require_safe
 
 from jobs import kling
 from jobs.access import Access, StudioRequest, authorize, current_team
@@ -282,7 +282,7 @@ def voiceover_new(request: StudioRequest) -> HttpResponse:
 
 
 @login_required
-@require_GET
+@require_safe  # GET and HEAD
 def voice_sample(request: StudioRequest, voice_id: str) -> HttpResponseBase:
     """A short sample of a voice ("Hello, this is Anchor."), made once and then reused.
 

@@ -1,4 +1,5 @@
-"""Start the web server and the worker together; Ctrl-C stops both."""
+"""Start the web server and the workers together (the jobs cluster and the callbacks cluster);
+Ctrl-C stops them all."""
 
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ from django.core.management.base import BaseCommand, CommandError
 
 
 class Command(BaseCommand):
-    help = "Run gunicorn and the django-q2 worker on 127.0.0.1:$PORT (8000) until Ctrl-C."
+    help = (
+        "Run gunicorn on 127.0.0.1:$PORT (8000) and the django-q2 workers (jobs and callbacks) "
+        "until Ctrl-C."
+    )
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
@@ -49,7 +53,14 @@ class Command(BaseCommand):
             str(settings.BASE_DIR),
         ]
         worker = [python, manage, "qcluster"]
-        procs = {"web": subprocess.Popen(web), "worker": subprocess.Popen(worker)}
+        # The callbacks cluster: same command, its own queue (settings.ALT_CLUSTERS).
+        callbacks_env = {**os.environ, "Q_CLUSTER_NAME": settings.API_CALLBACK_CLUSTER}
+        jobs_env = {**os.environ, "Q_CLUSTER_NAME": str(settings.Q_CLUSTER["name"])}
+        procs = {
+            "web": subprocess.Popen(web),
+            "worker": subprocess.Popen(worker, env=jobs_env),
+            "callbacks worker": subprocess.Popen(worker, env=callbacks_env),
+        }
         admins = get_user_model().objects.filter(is_superuser=True).order_by("pk")
         admin = admins.first()
         self.stdout.write(
@@ -61,7 +72,7 @@ class Command(BaseCommand):
                     if admin
                     else ""
                 )
-                + "Press Ctrl-C to stop the web server and the worker.\n"
+                + "Press Ctrl-C to stop the web server and the workers.\n"
             )
         )
         stopping = False
