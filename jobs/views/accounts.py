@@ -147,6 +147,7 @@ def _over_limit(key: str, limit: int) -> bool:
 def password_reset(request: HttpRequest) -> HttpResponseBase:
     """Django's password reset, at most a few requests an hour per client and per email."""
     if request.method == "POST":
+        # The address the login lockout uses (AXES_CLIENT_IP_CALLABLE: PROXY_COUNT-aware).
         address = get_client_ip_address(request) or "unknown"
         email = request.POST.get("email", "").strip().lower()
         # Both counters move on every request, so neither can be used to probe the other.
