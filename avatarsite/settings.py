@@ -75,6 +75,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "csp.middleware.CSPMiddleware",
+    # Inside the CSP middleware, so the styled 405 page gets the policy header too.
+    "jobs.views.errors.MethodNotAllowedMiddleware",
     # Last, as django-axes asks: it turns a lockout into the page below.
     "axes.middleware.AxesMiddleware",
 ]
@@ -193,6 +195,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
+# Anyone may make an account at /accounts/signup/ only if this is on; invite links always may.
+ALLOW_SIGNUP = env.bool("ALLOW_SIGNUP", False)
 LOGIN_REDIRECT_URL = "jobs:dashboard"
 LOGOUT_REDIRECT_URL = "login"
 
@@ -223,7 +227,10 @@ FILE_UPLOAD_PERMISSIONS = 0o640
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False  # htmx reads the token from the page, not the cookie
 SECURE_CONTENT_TYPE_NOSNIFF = True
+# Never no-referrer on a page with a form: Chromium would post it with `Origin: null`, which
+# the CSRF check refuses. Only the public share page (no forms) sends no-referrer.
 SECURE_REFERRER_POLICY = "same-origin"
+CSRF_FAILURE_VIEW = "jobs.views.errors.csrf_failure"
 X_FRAME_OPTIONS = "DENY"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 if PUBLIC_BASE_URL.startswith("https://"):

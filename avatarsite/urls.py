@@ -1,10 +1,16 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from jobs.views import accounts
 from jobs.views.hooks import kling_callback
 from jobs.views.share import share_page, share_poster, share_video
 
 urlpatterns = [
+    # Ours before django.contrib.auth's: login names the invite, reset is rate-limited.
+    path("accounts/login/", accounts.login, name="login"),
+    path("accounts/password_reset/", accounts.password_reset, name="password_reset"),
+    path("accounts/signup/", accounts.signup, name="signup"),
+    path("invites/<str:token>/signup/", accounts.invite_signup, name="invite-signup"),
     path("", include("jobs.urls")),
     path("", include("jobs.api.urls")),
     # login, logout, password change and reset (email through EMAIL_BACKEND)

@@ -6,6 +6,9 @@ from datetime import timedelta
 from typing import Any
 
 from django import forms
+from django.contrib.auth import get_user_model
+from django.contrib.auth.forms import UserCreationForm, UsernameField
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.utils import timezone
@@ -373,3 +376,30 @@ def _choices(field: forms.Field) -> list[tuple[Any, Any]]:
     """A choice field's (value, label) pairs."""
     assert isinstance(field, forms.ChoiceField)
     return list(field.choices)  # type: ignore[arg-type]  # flat choices: no optgroups here
+
+
+class SignupForm(UserCreationForm):
+    """A new account: username, email and the password twice, checked by
+    AUTH_PASSWORD_VALIDATORS. It only validates: the account is made by a service
+    (jobs.services.teams), so joining a team happens in the same transaction."""
+
+    email = forms.EmailField(
+        max_length=254,
+        label="Email",
+        help_text="Used only to reset your password if you forget it.",
+        error_messages={"required": "Type your email address: it is how you reset a password."},
+    )
+
+    class Meta:
+        model = User
+        fields = ("username", "email")
+        field_classes = {"username": UsernameField}
+
+    def clean_email(self) -> str:
+        email = self.cleaned_data["email"].strip()
+        if get_user_model().objects.filter(email__iexact=email).exists():
+            raise ValidationError(
+                "An account already uses this email. Log in with it instead, or reset its "
+                "password if you forgot it."
+            )
+        return email

@@ -168,6 +168,7 @@ EXEMPT: dict[str, str] = {
     "api:video-file": "an HMAC-signed result link handed out by the API",
     "api:not-found": "the API's catch-all: answers Kling's 'not found' envelope, takes no object",
     "jobs:invite-accept": "the invite token is the credential (tests/test_team_pages.py)",
+    "invite-signup": "the invite token is the credential (tests/test_onboarding.py)",
     "password_reset_confirm": "Django's password reset token (tests/test_sharing.py)",
     "jobs:job-new-check": "`kind` names a form field (portrait/audio), not an object; it acts "
     "on the current team (viewers: ROLE_MATRIX)",
@@ -384,7 +385,7 @@ ROLE_MATRIX = [
         (302, 403, 403, 404),
     ),
     Action("jobs:member-remove", {**TEAM, "member": "membership"}, {}, (302, 403, 403, 404)),
-    Action("jobs:invite-create", TEAM, {"role": "member", "days": "7"}, (200, 403, 403, 404)),
+    Action("jobs:invite-create", TEAM, {"role": "member", "days": "7"}, (302, 403, 403, 404)),
     Action("jobs:invite-revoke", {**TEAM, "invite": "invite"}, {}, (302, 403, 403, 404)),
     Action("jobs:team-leave", TEAM, {}, (302, 302, 302, 404)),
     Action("api:token-revoke", {"code": "api_token"}, {}, (302, 302, 404, 404)),

@@ -145,6 +145,9 @@ def make_invite(client, admin, team, role="viewer", days=3) -> str:
     response = login(client, admin).post(
         team_url("invite-create", team), {"role": role, "days": days}
     )
+    # POST/redirect/GET: a reload of the page that shows the link does not post again.
+    assert response.status_code == 302 and response["Location"] == team_url("team-detail", team)
+    response = client.get(response["Location"])
     assert response.status_code == 200 and response["Cache-Control"] == "no-store"
     match = re.search(
         r'id="new-invite-url" value="http://testserver(/invites/[^/"]+/)"', page(response)

@@ -135,3 +135,11 @@ def invite_accept(*, token: str, user: User) -> Membership:
             "This invite link has expired or was already used. Ask a team admin for a new one."
         )
     return Membership.objects.create(team=invite.team, user=user, role=invite.role)
+
+
+@transaction.atomic
+def signup_with_invite(*, token: str, username: str, email: str, password: str) -> Membership:
+    """A new account joined to the inviting team in one step: if the invite is gone by the time
+    the form is sent, no account is left behind either (the whole step rolls back)."""
+    user = get_user_model().objects.create_user(username, email, password)  # + personal team
+    return invite_accept(token=token, user=user)

@@ -1,7 +1,8 @@
 """Public share pages: a finished video for anyone with the link, and nothing else.
 
 The token in the URL is the only key; only its hash is stored. Unknown, revoked and expired
-links all answer the same 404, so a guess learns nothing.
+links all answer 404; the page says which it is (a guess matches no link, so it learns
+nothing).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.formats import date_format
 from django.views.decorators.http import require_GET, require_POST, require_safe
 
 from jobs.access import StudioRequest, get_job, get_share
@@ -23,7 +26,7 @@ from jobs.forms import (
     ShareForm,
 )
 from jobs.links import absolute, public_base_url
-from jobs.models import ShareLink
+from jobs.models import ShareLink, hash_token
 from jobs.serve import serve_stored_file
 from jobs.services import sharing
 from jobs.services.sharing import share_open
@@ -55,9 +58,29 @@ def share_title(link: ShareLink) -> str:
     return f"{stem} – talking avatar video"
 
 
+def _gone_reason(token: str) -> str:
+    """Why a link that is not live does not work: turned off, expired, or unknown.
+
+    Only someone holding a real token learns that it was revoked or expired (a guess matches
+    no hash and gets the plain answer), so this tells nothing to someone guessing.
+    """
+    link = ShareLink.objects.filter(token_hash=hash_token(token)).first()
+    if link is not None and link.revoked_at is not None:
+        return "This link was turned off by the team."
+    if link is not None and link.expires_at is not None and link.expires_at <= timezone.now():
+        day = date_format(timezone.localtime(link.expires_at), "j F Y")
+        return f"This link expired on {day}."
+    return "This link does not work: it may be incomplete."
+
+
 @require_GET
 def share_page(request: HttpRequest, token: str) -> HttpResponseBase:
-    link = _link(token, count_view=True)
+    link = share_open(token, count_view=True)
+    if link is None:
+        # 404 like the video and poster (and as the job page's "revoked" message says).
+        gone = {"gone": _gone_reason(token)}
+        page = render(request, "share/share_page.html", gone, status=404)
+        return _private(page)
     context = {
         "link": link,
         "token": token,

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -29,11 +31,18 @@ from jobs.services import teams
 from jobs.services.quotas import quota_set, usage_summary
 from jobs.services.teams import invite_find, member_set_role
 
+ResponseT = TypeVar("ResponseT", bound=HttpResponseBase)
 
-def no_store(response: HttpResponse) -> HttpResponse:
-    # The page holds a secret shown once: keep it out of caches, the history and Referer.
+
+def no_store(response: ResponseT) -> ResponseT:
+    """The page holds a secret (an invite or share link): keep it out of caches and history.
+
+    Its Referer goes only to this site (same-origin), never to others. Not no-referrer: a page
+    with a form must not have it, since Chromium then posts the form with `Origin: null`,
+    which Django's CSRF check refuses (issue 12).
+    """
     response["Cache-Control"] = "no-store"
-    response["Referrer-Policy"] = "no-referrer"
+    response["Referrer-Policy"] = "same-origin"
     return response
 
 
@@ -98,11 +107,22 @@ def _team_context(access: Access, **extra: Any) -> dict[str, Any]:
     return context
 
 
+NEW_INVITE_KEY = "new_invite"
+
+
 @login_required
 @require_GET
 def team_detail(request: StudioRequest, code: UUID) -> HttpResponse:
     access = get_team(request.user, code)
-    return render(request, "teams/team_detail.html", _team_context(access))
+    # A link just made (POST/redirect/GET): shown on this one page view, then gone.
+    shown = request.session.pop(NEW_INVITE_KEY, None) if access.is_admin else None
+    extra: dict[str, Any] = {}
+    if shown and shown.get("team") == str(access.team.code):
+        new_invite = access.team.invites.filter(code=shown["code"]).first()
+        if new_invite is not None:
+            extra = {"new_invite": new_invite, "new_invite_url": shown["url"]}
+    response = render(request, "teams/team_detail.html", _team_context(access, **extra))
+    return no_store(response) if extra else response
 
 
 @login_required
@@ -192,21 +212,22 @@ def team_leave(request: StudioRequest, code: UUID) -> HttpResponse:
 def invite_create(request: StudioRequest, code: UUID) -> HttpResponse:
     access = get_team(request.user, code, admin=True)
     form = InviteForm(request.POST)
-    extra: dict[str, Any] = {"invite_form": form}
-    if form.is_valid():
-        invite, token = teams.invite_create(
-            team=access.team,
-            by=request.user,
-            role=form.cleaned_data["role"],
-            days=form.cleaned_data["days"],
-        )
-        extra = {
-            "new_invite": invite,
-            "new_invite_url": public_base_url(request)
-            + reverse("jobs:invite-accept", args=[token]),
-        }
-    response = render(request, "teams/team_detail.html", _team_context(access, **extra))
-    return no_store(response)
+    if not form.is_valid():
+        context = _team_context(access, invite_form=form)
+        return render(request, "teams/team_detail.html", context, status=400)
+    invite, token = teams.invite_create(
+        team=access.team,
+        by=request.user,
+        role=form.cleaned_data["role"],
+        days=form.cleaned_data["days"],
+    )
+    # Redirect, so a reload does not post again; the link waits in the session for one view.
+    request.session[NEW_INVITE_KEY] = {
+        "team": str(access.team.code),
+        "code": str(invite.code),
+        "url": public_base_url(request) + reverse("jobs:invite-accept", args=[token]),
+    }
+    return redirect(_team_url(access))
 
 
 @login_required
@@ -222,27 +243,37 @@ def invite_revoke(request: StudioRequest, code: UUID, invite: UUID) -> HttpRespo
     return redirect(_team_url(access))
 
 
-def _invite_refused(request: HttpRequest, reason: str, status: int) -> HttpResponse:
+def invite_refused(request: HttpRequest, reason: str, status: int) -> HttpResponse:
     response = render(request, "teams/invite_invalid.html", {"reason": reason}, status=status)
     return no_store(response)
 
 
-@login_required
 @require_http_methods(["GET", "POST"])
 def invite_accept(request: StudioRequest, token: str) -> HttpResponse:
-    """The page an invite link opens: who invites you, as what, and an Accept button."""
+    """The page an invite link opens: who invites you, as what, and an Accept button.
+
+    Someone not logged in is sent to log in (the login page names the team and offers to
+    create an account instead), and comes back here.
+    """
     invite = invite_find(token)
     if invite is None:
-        return _invite_refused(request, "This invite link is not valid.", 404)
+        return invite_refused(
+            request, "This invite link does not work: it was revoked, or is incomplete.", 404
+        )
+    if not request.user.is_authenticated:
+        if not invite.is_usable:
+            used = "was already used" if invite.used_at else "has expired"
+            return invite_refused(request, f"This invite link {used}.", 410)
+        return no_store(redirect_to_login(request.path))
     member = membership_for(request.user, invite.team)
     if member is None and not invite.is_usable:
         used = "was already used" if invite.used_at else "has expired"
-        return _invite_refused(request, f"This invite link {used}.", 410)
+        return invite_refused(request, f"This invite link {used}.", 410)
     if request.method == "POST":
         try:
             membership = teams.invite_accept(token=token, user=request.user)
         except ValidationError as exc:
-            return _invite_refused(request, " ".join(exc.messages), 410)
+            return invite_refused(request, " ".join(exc.messages), 410)
         request.session["team"] = str(invite.team.code)
         messages.success(
             request,
