@@ -189,8 +189,9 @@ class BodyCapUploadHandler(FileUploadHandler):
         # The next handler makes the file; keep hold of it, to close it if a later part
         # is stopped (it would otherwise linger in the temp folder until garbage-collected).
         for handler in self.request.upload_handlers if self.request is not None else ():
-            if handler is not self and getattr(handler, "file", None) is not None:
-                self.files.append(handler.file)
+            file = getattr(handler, "file", None)
+            if handler is not self and file is not None:
+                self.files.append(file)
         return None
 
     def upload_complete(self) -> None:

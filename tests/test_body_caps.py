@@ -9,6 +9,7 @@ CSRF or the view, and the largest legitimate request of each route must still pa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import os
@@ -148,10 +149,8 @@ def raw_request(live_server: Any, head: str, body_parts: Iterator[bytes]) -> tup
                 sock.sendall(part)
         except (BrokenPipeError, ConnectionResetError):
             pass  # refused midway: the answer is waiting
-        try:
+        with contextlib.suppress(OSError):  # the server may have closed the connection
             sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass  # the server has closed the connection already
         answer = b""
         try:
             while chunk := sock.recv(65536):
