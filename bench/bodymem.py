@@ -215,8 +215,9 @@ def main() -> None:
             results[mode] = [run_child(mode, workdir) for _ in range(runs)]
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"runs: {args.runs} fresh processes each, medians; load average {load}")
+    medians = {m: statistics.median(r["growth_mb"] for r in runs) for m, runs in results.items()}
     for mode, runs in results.items():
-        growth = statistics.median(r["growth_mb"] for r in runs)
+        growth = medians[mode]
         each = ", ".join(f"{r['growth_mb']:.0f}" for r in runs)
         ok = "met" if growth < TARGET_MB else "MISSED"
         if mode == "uncapped":
@@ -225,6 +226,11 @@ def main() -> None:
             f"{mode}: body {runs[0]['body_mb']:.1f} MB, RSS growth {growth:.0f} MB "
             f"(runs: {each}); target under {TARGET_MB} MB: {ok}"
         )
+    print(
+        f"bodymem: RSS growth accepted {medians['accepted']:.0f} MB, refused "
+        f"{medians['refused']:.0f} MB (uncapped {medians['uncapped']:.0f} MB), oversized "
+        f"{medians['oversized']:.0f} MB"
+    )
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ ONE_FILE = BodyCap(
 )
 API = BodyCap(
     BODY_MAX_BYTES,
-    "an API request: a 10 MB image and a 5 MB sound file as base64 (send larger files as URLs)",
+    "an API request: a 10 MB image and a 5 MB sound file as base64; send larger files as URLs",
     api=True,
 )
 # Django refuses form fields beyond DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB) itself; the admin's

@@ -467,3 +467,17 @@ def test_the_shape_check_is_fast_for_an_ordinary_large_body():
     started = time.perf_counter()
     _check_json_shape(body.encode())
     assert time.perf_counter() - started < 0.25  # about 60 ms on one slow core
+
+
+def test_check_endpoint_refusal_carries_the_sentence_studio_js_shows(client, owner, ran):
+    """htmx swaps no 4xx answer: studio.js puts the page's [data-refusal] sentence under the
+    field instead, so the sentence must be there and name the limit."""
+    cap = bodycaps.cap_for("/jobs/new/check/portrait/").max_bytes
+    body = multipart({}, {"portrait": ("me.png", b"x" * cap)})
+    response = login(client, owner).post(
+        "/jobs/new/check/portrait/", body, content_type=MULTIPART, HTTP_HX_REQUEST="true"
+    )
+    assert response.status_code == 413
+    text = response.content.decode()
+    assert "<p data-refusal>The request is too large: this address accepts at most 10.2 MB" in text
+    assert ran == [] and not Asset.objects.exists()
