@@ -114,6 +114,19 @@ UNKNOWN_LENGTH_TEXT = (
 )
 
 
+# The refusal leaves before SecurityMiddleware, XFrameOptionsMiddleware and CSPMiddleware see
+# it, so it carries their headers itself: the page loads the stylesheet and nothing else.
+REFUSAL_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+}
+
+
 def refusal(cap: BodyCap, message: str, *, status: int = 413) -> HttpResponse:
     """The answer to a refused body: Kling's error envelope on the API, a short page elsewhere.
 
@@ -127,6 +140,8 @@ def refusal(cap: BodyCap, message: str, *, status: int = 413) -> HttpResponse:
         # No RequestContext: nothing that would read the session, the user or the body.
         html = render_to_string("413.html", {"message": message, "status": status})
         response = HttpResponse(html, status=status)
+    for name, value in REFUSAL_HEADERS.items():
+        response[name] = value
     return response
 
 
@@ -135,9 +150,10 @@ def _declared_length(request: HttpRequest) -> int | None:
     raw = request.META.get("CONTENT_LENGTH") or ""
     if raw.strip():
         try:
-            return max(int(raw), 0)
+            length = int(raw)
         except ValueError:
             return None
+        return length if length >= 0 else None
     if request.META.get("HTTP_TRANSFER_ENCODING", "").strip():
         return None  # chunked, or anything else that does not say how long it is
     return 0

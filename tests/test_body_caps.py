@@ -205,6 +205,8 @@ def test_oversized_form_without_a_session_is_refused_before_csrf(ran, upload_tem
     assert (
         'href="/static/css/studio.css"' in text and "<script" not in text and "style=" not in text
     )
+    assert "default-src 'none'" in response["Content-Security-Policy"]
+    assert response["X-Frame-Options"] == "DENY" and response["X-Content-Type-Options"] == "nosniff"
     assert ran == [] and list(upload_temp_dir.iterdir()) == []
     assert not Asset.objects.exists() and not AvatarJob.objects.exists()
 
