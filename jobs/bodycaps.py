@@ -43,7 +43,8 @@ class BodyCap:
     """The largest body one route accepts, and what to call it in the refusal."""
 
     max_bytes: int
-    what: str  # "a new job (a portrait and a voice-over)": says what the limit is sized for
+    what: str  # what the limit is sized for, said in the refusal
+    advice: str = "Send smaller files, or fewer at once."
     api: bool = False  # answer in Kling's JSON envelope instead of an HTML page
 
 
@@ -52,8 +53,6 @@ NEW_JOB = BodyCap(
     f"a new job: a portrait of up to {PORTRAIT_MAX_BYTES // MB} MB and a voice-over of up to "
     f"{AUDIO_MAX_BYTES // MB} MB",
 )
-# The check endpoint gets one file at a time (job_new.html posts only that field), and the
-# voice-over writer's no-JavaScript path posts the new-job form with its portrait.
 ONE_FILE = BodyCap(
     max(PORTRAIT_MAX_BYTES, AUDIO_MAX_BYTES) + MULTIPART_OVERHEAD,
     f"one file: a portrait of up to {PORTRAIT_MAX_BYTES // MB} MB or a voice-over of up to "
@@ -61,21 +60,25 @@ ONE_FILE = BodyCap(
 )
 API = BodyCap(
     BODY_MAX_BYTES,
-    "an API request: a 10 MB image and a 5 MB sound file as base64; send larger files as URLs",
+    f"an API request: a {PORTRAIT_MAX_BYTES // MB} MB image and a {AUDIO_MAX_BYTES // MB} MB "
+    "sound file as base64",
+    advice="Send large files as URLs instead of base64.",
     api=True,
 )
 # Django refuses form fields beyond DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB) itself; the admin's
 # biggest forms (a bulk action over thousands of rows) stay under it.
-ADMIN = BodyCap(3 * MB, "an admin form")
-CALLBACK = BodyCap(1 * MB, "a status callback")
-FORM = BodyCap(256 * KB, "a form without files")
+ADMIN = BodyCap(3 * MB, "an admin form", "Select fewer rows at once.")
+CALLBACK = BodyCap(1 * MB, "a status callback", "A task's status is a few kilobytes.")
+FORM = BodyCap(256 * KB, "a form without files", "Shorten what you typed.")
 
 # Path (from the site root, no leading slash) -> cap; the first match wins, FORM otherwise.
 ROUTE_CAPS: tuple[tuple[re.Pattern[str], BodyCap], ...] = tuple(
     (re.compile(pattern), cap)
     for pattern, cap in (
         (r"^jobs/new/$", NEW_JOB),
+        # Without JavaScript, "write a voice-over" posts the whole new-job form here.
         (r"^voiceovers/new/$", NEW_JOB),
+        # One file at a time: job_new.html's hx-params send only the field that changed.
         (r"^jobs/new/check/[^/]+/$", ONE_FILE),
         (r"^(?:kling/)?v1/", API),
         (r"^admin/", ADMIN),
@@ -104,7 +107,7 @@ def too_large_text(cap: BodyCap, size: int | None) -> str:
     said = "larger than that" if size is None else size_text(size, cap.max_bytes)
     return (
         f"The request is too large: this address accepts at most {limit} ({cap.what}), and "
-        f"this one is {said}. Send smaller files, or fewer at once."
+        f"this one is {said}. {cap.advice}"
     )
 
 
