@@ -59,6 +59,28 @@
     }
   });
 
+  // --- a file refused for its size before it was read (413, jobs/bodycaps.py) -------------
+  // htmx swaps no 4xx answer; the refusal page's sentence goes where the field's problems go.
+  document.addEventListener("htmx:responseError", function (event) {
+    var xhr = event.detail.xhr;
+    var field = event.target.closest && event.target.closest(".file-field");
+    if (!field || (xhr.status !== 413 && xhr.status !== 411)) return;
+    var page = new DOMParser().parseFromString(xhr.responseText, "text/html");
+    var said = page.querySelector("[data-refusal]");
+    var errors = field.querySelector(".errors");
+    if (!errors) {
+      errors = document.createElement("div");
+      errors.className = "errors";
+      errors.setAttribute("role", "alert");
+      field.querySelector(".pick-row").after(errors);
+    }
+    var line = document.createElement("p");
+    line.className = "error";
+    line.textContent = said ? said.textContent : "The file is too large to send.";
+    errors.replaceChildren(line);
+    field.classList.add("has-error");
+  });
+
   // --- the prompt's live character count ---------------------------------------------------
   var number = new Intl.NumberFormat("en-US");
   function count(area) {
