@@ -73,7 +73,8 @@ def test_the_page_polls_once_for_all_cards_only_while_something_runs(client, own
     queued.status = S.CANCELED
     queued.save()
     page = client.get("/").content.decode()
-    assert "every" not in re.search(r'<div id="poller".*?></div>', page, re.S).group(0)
+    poller = re.search(r'<div id="poller".*?></div>', page, re.S).group(0)
+    assert 'hx-trigger="every 20s,' in poller  # idle: only the slow heartbeat
 
 
 def test_queue_position_counts_the_jobs_waiting_before(client, owner, team, portrait, audio):
@@ -193,7 +194,7 @@ def test_a_card_that_finished_comes_back_without_polling_and_polling_stops(clien
     card = card_html(body, queued)
     assert "live-code" not in card and "hx-get" not in card and "hx-trigger" not in card
     poller = re.search(r'<div id="poller".*?></div>', body, re.S).group(0)
-    assert "every" not in poller and 'hx-swap-oob="true"' in poller
+    assert 'hx-trigger="every 20s,' in poller and 'hx-swap-oob="true"' in poller
     assert "a finished one" not in body
     assert "face.jpg: done." in body  # told to screen readers once
 
@@ -204,7 +205,7 @@ def test_the_poll_brings_new_jobs_on_top_and_restarts_polling(
     login(client, owner)
     page = client.get("/").content.decode()
     since = re.search(r'id="poll-since" class="live-code" name="since" value="([^"]+)"', page)[1]
-    assert 'hx-trigger="every' not in page  # nothing runs
+    assert 'hx-trigger="every 20s,' in page  # nothing runs: the idle heartbeat
     made = new_job(team, teammate, portrait, audio)
     body = poll(client, since=since).content.decode()
     assert 'hx-swap-oob="afterbegin:#cards"' in body and f'id="job-{made.code}"' in body
@@ -213,6 +214,31 @@ def test_the_poll_brings_new_jobs_on_top_and_restarts_polling(
     # Filters apply to new jobs too.
     body = poll(client, since=since, status="failed").content.decode()
     assert f"job-{made.code}" not in body
+
+
+def test_the_idle_heartbeat_brings_a_job_made_elsewhere_and_is_204_otherwise(
+    client, owner, teammate, team, done, portrait, audio, settings, django_assert_max_num_queries
+):
+    settings.DASHBOARD_IDLE_POLL_SECONDS = 7
+    login(client, owner)
+    page = client.get("/").content.decode()
+    assert 'hx-trigger="every 7s, visibilitychange from:document"' in page
+    since = re.search(r'id="poll-since" class="live-code" name="since" value="([^"]+)"', page)[1]
+    url = poller_url(page) + "&" + urlencode({"since": since})
+    # Nothing changed: a bare 204, for the session, the user, the (empty) read of new cards
+    # and the membership check an empty answer needs.
+    with django_assert_max_num_queries(4):
+        response = client.get(url, headers=HTMX)
+    assert response.status_code == 204 and response.content == b""
+    # A teammate makes a job (here through the service, as the API does).
+    made = new_job(team, teammate, portrait, audio)
+    body = client.get(url, headers=HTMX).content.decode()
+    assert f'id="job-{made.code}"' in body and 'hx-trigger="every 3s' in body
+    # A job that finished before the page saw it comes in too, and the heartbeat stays slow.
+    finish(made)
+    response = client.get(url, headers=HTMX)
+    body = response.content.decode()
+    assert f'id="job-{made.code}"' in body and 'hx-trigger="every 7s,' in body
 
 
 def live_values(page: str) -> list[str]:
