@@ -553,6 +553,12 @@ def test_a_running_job_page_refreshes_its_status_part_until_done(client, owner, 
     assert "hx-get" not in body and "hx-trigger" not in body and "<video" in body
 
 
+def test_a_failed_job_page_says_its_message_once(client, owner, failed):
+    page = login(client, owner).get(failed.get_absolute_url()).content.decode()
+    assert page.count("The voice-over has no sound in it.") == 1
+    assert "It did not work" in page and "Reference: render_failed" in page
+
+
 def test_retry_makes_a_new_job_with_the_same_inputs(client, owner, failed):
     response = login(client, owner).post(reverse("jobs:job-retry", args=[failed.code]))
     new = AvatarJob.objects.exclude(pk=failed.pk).get()
