@@ -559,6 +559,20 @@ def test_a_failed_job_page_says_its_message_once(client, owner, failed):
     assert "It did not work" in page and "Reference: render_failed" in page
 
 
+def test_the_input_audio_player_can_show_its_duration(client, owner, done):
+    page = login(client, owner).get(done.get_absolute_url()).content.decode()
+    audio_url = reverse("jobs:asset-file", args=[done.audio.code])
+    # The browser reads the length up front (with preload="none" the player says 0:00)...
+    assert re.search(rf'<audio controls preload="metadata" src="{re.escape(audio_url)}"', page)
+    # ...from a file served with its size, and in ranges, as players ask for it.
+    whole = client.get(audio_url)
+    size = done.audio.file.size
+    assert whole["Content-Length"] == str(size) and whole["Accept-Ranges"] == "bytes"
+    part = client.get(audio_url, headers={"Range": "bytes=0-99"})
+    assert part.status_code == 206 and part["Content-Range"] == f"bytes 0-99/{size}"
+    assert len(b"".join(part.streaming_content)) == 100
+
+
 def test_retry_makes_a_new_job_with_the_same_inputs(client, owner, failed):
     response = login(client, owner).post(reverse("jobs:job-retry", args=[failed.code]))
     new = AvatarJob.objects.exclude(pk=failed.pk).get()
