@@ -1,6 +1,6 @@
-"""The dashboard stays live in a real browser: with nothing running it keeps a slow heartbeat
-that brings in jobs made elsewhere, and a hidden tab makes no polls at all until it shows again.
-"""
+"""The studio in a real browser, beyond the main flow (tests/test_browser.py): the dashboard
+stays live (with nothing running it keeps a slow heartbeat that brings in jobs made elsewhere,
+and a hidden tab makes no polls at all until it shows again), and pages fit a phone."""
 
 from __future__ import annotations
 
@@ -37,6 +37,14 @@ SET_VISIBILITY = """(state) => {
 }"""
 
 
+def log_in(page, live_server) -> None:  # noqa: ANN001
+    page.goto(f"{live_server.url}/accounts/login/")
+    page.fill("#id_username", "alice")
+    page.fill("#id_password", "alice-pass-1")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/")
+
+
 def test_an_idle_dashboard_shows_a_job_made_elsewhere_and_a_hidden_one_does_not_poll(
     live_server, transactional_db, settings, owner, team, portrait, audio, monkeypatch
 ):
@@ -50,11 +58,7 @@ def test_an_idle_dashboard_shows_a_job_made_elsewhere_and_a_hidden_one_does_not_
         watch_errors(page, errors)
         page.add_init_script(CSP_LISTENER)
 
-        page.goto(f"{live_server.url}/accounts/login/")
-        page.fill("#id_username", "alice")
-        page.fill("#id_password", "alice-pass-1")
-        page.click("button[type=submit]")
-        page.wait_for_url(f"{live_server.url}/")
+        log_in(page, live_server)
         assert page.locator("text=Make your first talking avatar").is_visible()
 
         # Nothing runs, yet the page keeps asking, slowly.
@@ -81,4 +85,53 @@ def test_an_idle_dashboard_shows_a_job_made_elsewhere_and_a_hidden_one_does_not_
 
         assert csp_violations(page) == []
         assert errors == []
+        browser.close()
+
+
+PHONE = {"width": 390, "height": 844}
+
+
+def test_the_api_docs_fit_a_phone_with_styled_code_blocks(
+    live_server, transactional_db, owner, team, monkeypatch
+):
+    with playwright_session(monkeypatch) as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        page = browser.new_page(viewport=PHONE)
+        errors: list[str] = []
+        watch_errors(page, errors)
+        page.add_init_script(CSP_LISTENER)
+        log_in(page, live_server)
+        page.goto(f"{live_server.url}/api/docs/")
+        # No sideways scrolling of the page: long commands scroll inside their own box.
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        blocks = page.locator("pre")
+        assert blocks.count() > 3
+        for i in range(blocks.count()):
+            box = blocks.nth(i).bounding_box()
+            assert box and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"]
+            assert blocks.nth(i).evaluate("e => getComputedStyle(e).overflowX") == "auto"
+        # Styled: a box of its own, not bare monospace text on the page.
+        style = blocks.first.evaluate(
+            "e => [getComputedStyle(e).backgroundColor, getComputedStyle(e).paddingLeft]"
+        )
+        assert style[0] not in ("rgba(0, 0, 0, 0)", "transparent") and style[1] != "0px"
+        assert csp_violations(page) == [] and errors == []
+        browser.close()
+
+
+def test_number_inputs_look_like_the_other_inputs(
+    live_server, transactional_db, owner, team, monkeypatch
+):
+    with playwright_session(monkeypatch) as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        log_in(page, live_server)
+        page.goto(f"{live_server.url}/teams/{team.code}/")
+        look = (
+            "e => { const s = getComputedStyle(e);"
+            " return [s.borderRadius, s.paddingLeft, s.borderTopColor, s.fontSize]; }"
+        )
+        number = page.locator("input[type=number]").first.evaluate(look)
+        text = page.locator("input[type=text], input[type=search]").first.evaluate(look)
+        assert number == text
         browser.close()
