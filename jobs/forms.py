@@ -24,6 +24,7 @@ from jobs.voices import VOICES
 
 PORTRAIT_ACCEPT = "image/jpeg,image/png,.jpg,.jpeg,.png"
 AUDIO_ACCEPT = "audio/mpeg,audio/wav,audio/x-wav,audio/mp4,audio/aac,.mp3,.wav,.m4a,.aac"
+NO_EMAIL = "Add an email address in your account to get notified."
 
 # A short name and one line of explanation each, shown on the mode's radio button.
 MODE_HELP: dict[str, tuple[str, str]] = {
@@ -87,9 +88,9 @@ class NewJobForm(forms.Form):
     )
     notify_by_email = forms.BooleanField(required=False, label="Email me when it's done")
 
-    def __init__(self, *args: Any, team: Team, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, team: Team, user: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.team = team
+        self.team, self.user = team, user
         for name, assets in (
             ("portrait_asset", Asset.objects.for_team(team).portraits()),
             ("audio_asset", Asset.objects.for_team(team).voiceovers()),
@@ -117,6 +118,13 @@ class NewJobForm(forms.Form):
         mode = self.cleaned_data["mode"]
         check_mode(mode)
         return mode
+
+    def clean_notify_by_email(self) -> bool:
+        wanted = bool(self.cleaned_data.get("notify_by_email"))
+        if wanted and not getattr(self.user, "email", ""):
+            # The page disables the box; a hand-made post is refused rather than ignored.
+            raise ValidationError(NO_EMAIL, code="no_email")
+        return wanted
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

@@ -463,6 +463,28 @@ def test_a_bad_file_is_explained_next_to_its_field_before_submit(client, owner, 
     assert b"audio" in body and b'role="alert"' in body
 
 
+def test_email_me_is_off_and_refused_for_an_account_without_an_address(
+    client, owner, portrait, audio
+):
+    owner.email = ""
+    owner.save()
+    login(client, owner)
+    page = client.get(reverse("jobs:job-new")).content.decode()
+    assert re.search(r'<input type="checkbox" name="notify_by_email"[^>]* disabled>', page)
+    assert "Add an email address in your account to get notified." in page
+    data = {"portrait_asset": portrait.code, "audio_asset": audio.code, "mode": "draft"}
+    response = client.post(reverse("jobs:job-new"), {**data, "notify_by_email": "on"})
+    assert response.status_code == 200 and not AvatarJob.objects.exists()
+    assert 'class="error" role="alert">Add an email address' in response.content.decode()
+    # With an address it can be ticked, and is kept.
+    owner.email = "alice@example.com"
+    owner.save()
+    page = client.get(reverse("jobs:job-new")).content.decode()
+    assert not re.search(r'name="notify_by_email"[^>]* disabled', page)
+    assert client.post(reverse("jobs:job-new"), {**data, "notify_by_email": "on"}).status_code == 302
+    assert AvatarJob.objects.get().notify_by_email
+
+
 def test_a_refused_file_keeps_the_earlier_pick(client, owner, portrait):
     login(client, owner)
     bad = SimpleUploadedFile("x.gif", b"GIF89a....")

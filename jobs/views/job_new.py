@@ -150,7 +150,7 @@ def job_new(request: StudioRequest) -> HttpResponse:
     if not access.can_write:
         return render(request, "jobs/read_only.html", {"access": access}, status=403)
     if request.method == "POST":
-        form = NewJobForm(request.POST, request.FILES, team=access.team)
+        form = NewJobForm(request.POST, request.FILES, team=access.team, user=request.user)
         if form.is_valid():
             try:
                 job = _create_job(form, access, request.user)
@@ -165,7 +165,7 @@ def job_new(request: StudioRequest) -> HttpResponse:
         selected = _keep_valid_uploads(form, access, request.user)
     else:
         initial = _prefill(request, access)
-        form = NewJobForm(initial=initial, team=access.team)
+        form = NewJobForm(initial=initial, team=access.team, user=request.user)
         selected = {kind: initial.get(f"{kind}_asset") for kind in ("portrait", "audio")}
     return render(request, "jobs/job_new.html", _new_job_context(form, access, selected))
 
