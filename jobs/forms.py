@@ -6,6 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 from django import forms
+from django.core import signing
 from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.utils import timezone
@@ -25,6 +26,27 @@ from jobs.voices import VOICES
 PORTRAIT_ACCEPT = "image/jpeg,image/png,.jpg,.jpeg,.png"
 AUDIO_ACCEPT = "audio/mpeg,audio/wav,audio/x-wav,audio/mp4,audio/aac,.mp3,.wav,.m4a,.aac"
 NO_EMAIL = "Add an email address in your account to get notified."
+REFUSAL_SALT = "jobs.new-job.refused-file"
+REFUSAL_MAX_AGE = 24 * 3600  # seconds a page may sit open between the check and the submit
+
+
+def refusal_token(reasons: list[str]) -> str:
+    """What the live file check found wrong, signed, for the form to carry to the submit.
+
+    The check answers a fresh (empty) file input, so the submit has no file to check again:
+    without this it could only say "choose a portrait" instead of what was wrong with it.
+    """
+    return signing.dumps(reasons, salt=REFUSAL_SALT, compress=True)
+
+
+def read_refusal(token: str) -> list[str]:
+    """The reasons refusal_token() signed, or none for a missing, forged or stale token."""
+    try:
+        reasons = signing.loads(token, salt=REFUSAL_SALT, max_age=REFUSAL_MAX_AGE)
+    except signing.BadSignature:
+        return []
+    return [str(r) for r in reasons] if isinstance(reasons, list) else []
+
 
 # A short name and one line of explanation each, shown on the mode's radio button.
 MODE_HELP: dict[str, tuple[str, str]] = {
@@ -135,7 +157,10 @@ class NewJobForm(forms.Form):
         ):
             self.add_error(
                 "portrait",
-                ValidationError("Choose a portrait: upload a photo or pick one from the library."),
+                self._refused("portrait")
+                or ValidationError(
+                    "Choose a portrait: upload a photo or pick one from the library."
+                ),
             )
         if data.get("kling_audio_id") and data.get("mode") == AvatarJob.Mode.DRAFT:
             self.add_error(
@@ -149,11 +174,17 @@ class NewJobForm(forms.Form):
         if not chosen and not {"audio", "kling_audio_id"} & self.errors.keys():
             self.add_error(
                 "audio",
-                ValidationError(
+                self._refused("audio")
+                or ValidationError(
                     "Choose a voice-over: upload a recording or pick one from the library."
                 ),
             )
         return data
+
+    def _refused(self, kind: str) -> ValidationError | None:
+        """The live check's own reasons for refusing the file last chosen here, if any."""
+        reasons = read_refusal(self.data.get(f"{kind}_refused", ""))
+        return ValidationError(reasons, code="refused") if reasons else None
 
 
 class JobFilterForm(forms.Form):

@@ -481,8 +481,29 @@ def test_email_me_is_off_and_refused_for_an_account_without_an_address(
     owner.save()
     page = client.get(reverse("jobs:job-new")).content.decode()
     assert not re.search(r'name="notify_by_email"[^>]* disabled', page)
-    assert client.post(reverse("jobs:job-new"), {**data, "notify_by_email": "on"}).status_code == 302
+    assert (
+        client.post(reverse("jobs:job-new"), {**data, "notify_by_email": "on"}).status_code == 302
+    )
     assert AvatarJob.objects.get().notify_by_email
+
+
+def test_a_submit_after_a_refused_file_says_why_it_was_refused(client, owner, audio):
+    login(client, owner)
+    small = SimpleUploadedFile("tiny.png", make_portrait_bytes((200, 900), "PNG"))
+    body = check(client, "portrait", portrait=small).content.decode()
+    # The field comes back with an empty file input, and the reason to carry to the submit.
+    token = re.search(r'<input type="hidden" name="portrait_refused" value="([^"]+)">', body)[1]
+    data = {"audio_asset": audio.code, "mode": "draft"}
+    response = client.post(reverse("jobs:job-new"), {**data, "portrait_refused": token})
+    errors = re.search(
+        r'id="portrait-errors" role="alert">(.*?)</div>', response.content.decode(), re.S
+    )
+    assert errors and "both sides must be at least 300 px" in errors[1]
+    assert "Choose a portrait" not in errors[1] and not AvatarJob.objects.exists()
+    # The page keeps carrying it; a forged one is ignored.
+    assert 'name="portrait_refused"' in response.content.decode()
+    forged = client.post(reverse("jobs:job-new"), {**data, "portrait_refused": "x:y"})
+    assert "Choose a portrait: upload a photo" in forged.content.decode()
 
 
 def test_a_refused_file_keeps_the_earlier_pick(client, owner, portrait):
