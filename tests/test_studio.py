@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
+from django.contrib.staticfiles import finders
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
@@ -801,3 +802,13 @@ def test_friendly_error_pages(client, owner, settings):
     from django.template.loader import render_to_string
 
     assert "Nothing you did caused this" in render_to_string("500.html")
+
+
+def test_the_site_has_a_favicon_and_favicon_ico_is_no_404(client, owner):
+    page = login(client, owner).get("/").content.decode()
+    assert '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">' in page
+    found = finders.find("favicon.svg")
+    assert found and Path(found).read_text().startswith("<svg")
+    client.logout()  # browsers ask before (and without) logging in
+    response = client.get("/favicon.ico")
+    assert response.status_code == 302 and response["Location"] == "/static/favicon.svg"
