@@ -300,6 +300,10 @@ KLING_HTTP_TIMEOUT = env.int("KLING_HTTP_TIMEOUT", 30, minimum=1, maximum=300)
 KLING_POLL_SECONDS = env.int("KLING_POLL_SECONDS", 3, minimum=1, maximum=600)
 KLING_JOB_DEADLINE_SECONDS = env.int("KLING_JOB_DEADLINE_SECONDS", 7200, minimum=60)
 
+# With nothing running, an open dashboard still asks this often whether jobs were made
+# elsewhere (a teammate, another tab, the API); a cheap 204 when nothing changed.
+DASHBOARD_IDLE_POLL_SECONDS = env.int("DASHBOARD_IDLE_POLL_SECONDS", 20, minimum=1, maximum=600)
+
 # The Kling-compatible API fetches image/sound URLs and calls callback URLs that callers give:
 # only public addresses, unless this is set (local testing against loopback servers).
 ALLOW_PRIVATE_URLS = env.bool("ALLOW_PRIVATE_URLS", False)

@@ -1,9 +1,19 @@
 from django.contrib import admin
+from django.http import HttpRequest, HttpResponseRedirect
+from django.templatetags.static import static
 from django.urls import include, path
 
 from jobs.views import accounts
 from jobs.views.hooks import kling_callback
 from jobs.views.share import share_page, share_poster, share_video
+
+
+def favicon(request: HttpRequest) -> HttpResponseRedirect:
+    """Browsers ask for /favicon.ico on their own (the share page, a bare file): not a 404."""
+    response = HttpResponseRedirect(static("favicon.svg"))  # looked up now: hashed names change
+    response["Cache-Control"] = "public, max-age=86400"
+    return response
+
 
 urlpatterns = [
     # Ours before django.contrib.auth's: login names the invite, reset is rate-limited.
@@ -11,6 +21,7 @@ urlpatterns = [
     path("accounts/password_reset/", accounts.password_reset, name="password_reset"),
     path("accounts/signup/", accounts.signup, name="signup"),
     path("invites/<str:token>/signup/", accounts.invite_signup, name="invite-signup"),
+    path("favicon.ico", favicon, name="favicon"),
     path("", include("jobs.urls")),
     path("", include("jobs.api.urls")),
     # login, logout, password change and reset (email through EMAIL_BACKEND)

@@ -9,6 +9,7 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import UserCreationForm, UsernameField
 from django.contrib.auth.models import User
+from django.core import signing
 from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.utils import timezone
@@ -27,6 +28,28 @@ from jobs.voices import VOICES
 
 PORTRAIT_ACCEPT = "image/jpeg,image/png,.jpg,.jpeg,.png"
 AUDIO_ACCEPT = "audio/mpeg,audio/wav,audio/x-wav,audio/mp4,audio/aac,.mp3,.wav,.m4a,.aac"
+NO_EMAIL = "Add an email address in your account to get notified."
+REFUSAL_SALT = "jobs.new-job.refused-file"
+REFUSAL_MAX_AGE = 24 * 3600  # seconds a page may sit open between the check and the submit
+
+
+def refusal_token(reasons: list[str]) -> str:
+    """What the live file check found wrong, signed, for the form to carry to the submit.
+
+    The check answers a fresh (empty) file input, so the submit has no file to check again:
+    without this it could only say "choose a portrait" instead of what was wrong with it.
+    """
+    return signing.dumps(reasons, salt=REFUSAL_SALT, compress=True)
+
+
+def read_refusal(token: str) -> list[str]:
+    """The reasons refusal_token() signed, or none for a missing, forged or stale token."""
+    try:
+        reasons = signing.loads(token, salt=REFUSAL_SALT, max_age=REFUSAL_MAX_AGE)
+    except signing.BadSignature:
+        return []
+    return [str(r) for r in reasons] if isinstance(reasons, list) else []
+
 
 # A short name and one line of explanation each, shown on the mode's radio button.
 MODE_HELP: dict[str, tuple[str, str]] = {
@@ -90,9 +113,9 @@ class NewJobForm(forms.Form):
     )
     notify_by_email = forms.BooleanField(required=False, label="Email me when it's done")
 
-    def __init__(self, *args: Any, team: Team, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, team: Team, user: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.team = team
+        self.team, self.user = team, user
         for name, assets in (
             ("portrait_asset", Asset.objects.for_team(team).portraits()),
             ("audio_asset", Asset.objects.for_team(team).voiceovers()),
@@ -121,6 +144,13 @@ class NewJobForm(forms.Form):
         check_mode(mode)
         return mode
 
+    def clean_notify_by_email(self) -> bool:
+        wanted = bool(self.cleaned_data.get("notify_by_email"))
+        if wanted and not getattr(self.user, "email", ""):
+            # The page disables the box; a hand-made post is refused rather than ignored.
+            raise ValidationError(NO_EMAIL, code="no_email")
+        return wanted
+
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         if (
@@ -130,7 +160,10 @@ class NewJobForm(forms.Form):
         ):
             self.add_error(
                 "portrait",
-                ValidationError("Choose a portrait: upload a photo or pick one from the library."),
+                self._refused("portrait")
+                or ValidationError(
+                    "Choose a portrait: upload a photo or pick one from the library."
+                ),
             )
         if data.get("kling_audio_id") and data.get("mode") == AvatarJob.Mode.DRAFT:
             self.add_error(
@@ -144,11 +177,17 @@ class NewJobForm(forms.Form):
         if not chosen and not {"audio", "kling_audio_id"} & self.errors.keys():
             self.add_error(
                 "audio",
-                ValidationError(
+                self._refused("audio")
+                or ValidationError(
                     "Choose a voice-over: upload a recording or pick one from the library."
                 ),
             )
         return data
+
+    def _refused(self, kind: str) -> ValidationError | None:
+        """The live check's own reasons for refusing the file last chosen here, if any."""
+        reasons = read_refusal(self.data.get(f"{kind}_refused", ""))
+        return ValidationError(reasons, code="refused") if reasons else None
 
 
 class JobFilterForm(forms.Form):

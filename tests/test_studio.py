@@ -11,6 +11,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
+from django.contrib.staticfiles import finders
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
@@ -73,7 +74,8 @@ def test_the_page_polls_once_for_all_cards_only_while_something_runs(client, own
     queued.status = S.CANCELED
     queued.save()
     page = client.get("/").content.decode()
-    assert "every" not in re.search(r'<div id="poller".*?></div>', page, re.S).group(0)
+    poller = re.search(r'<div id="poller".*?></div>', page, re.S).group(0)
+    assert 'hx-trigger="every 20s,' in poller  # idle: only the slow heartbeat
 
 
 def test_queue_position_counts_the_jobs_waiting_before(client, owner, team, portrait, audio):
@@ -193,7 +195,7 @@ def test_a_card_that_finished_comes_back_without_polling_and_polling_stops(clien
     card = card_html(body, queued)
     assert "live-code" not in card and "hx-get" not in card and "hx-trigger" not in card
     poller = re.search(r'<div id="poller".*?></div>', body, re.S).group(0)
-    assert "every" not in poller and 'hx-swap-oob="true"' in poller
+    assert 'hx-trigger="every 20s,' in poller and 'hx-swap-oob="true"' in poller
     assert "a finished one" not in body
     assert "face.jpg: done." in body  # told to screen readers once
 
@@ -204,7 +206,7 @@ def test_the_poll_brings_new_jobs_on_top_and_restarts_polling(
     login(client, owner)
     page = client.get("/").content.decode()
     since = re.search(r'id="poll-since" class="live-code" name="since" value="([^"]+)"', page)[1]
-    assert 'hx-trigger="every' not in page  # nothing runs
+    assert 'hx-trigger="every 20s,' in page  # nothing runs: the idle heartbeat
     made = new_job(team, teammate, portrait, audio)
     body = poll(client, since=since).content.decode()
     assert 'hx-swap-oob="afterbegin:#cards"' in body and f'id="job-{made.code}"' in body
@@ -213,6 +215,31 @@ def test_the_poll_brings_new_jobs_on_top_and_restarts_polling(
     # Filters apply to new jobs too.
     body = poll(client, since=since, status="failed").content.decode()
     assert f"job-{made.code}" not in body
+
+
+def test_the_idle_heartbeat_brings_a_job_made_elsewhere_and_is_204_otherwise(
+    client, owner, teammate, team, done, portrait, audio, settings, django_assert_max_num_queries
+):
+    settings.DASHBOARD_IDLE_POLL_SECONDS = 7
+    login(client, owner)
+    page = client.get("/").content.decode()
+    assert 'hx-trigger="every 7s, visibilitychange from:document"' in page
+    since = re.search(r'id="poll-since" class="live-code" name="since" value="([^"]+)"', page)[1]
+    url = poller_url(page) + "&" + urlencode({"since": since})
+    # Nothing changed: a bare 204, for the session, the user, the (empty) read of new cards
+    # and the membership check an empty answer needs.
+    with django_assert_max_num_queries(4):
+        response = client.get(url, headers=HTMX)
+    assert response.status_code == 204 and response.content == b""
+    # A teammate makes a job (here through the service, as the API does).
+    made = new_job(team, teammate, portrait, audio)
+    body = client.get(url, headers=HTMX).content.decode()
+    assert f'id="job-{made.code}"' in body and 'hx-trigger="every 3s' in body
+    # A job that finished before the page saw it comes in too, and the heartbeat stays slow.
+    finish(made)
+    response = client.get(url, headers=HTMX)
+    body = response.content.decode()
+    assert f'id="job-{made.code}"' in body and 'hx-trigger="every 7s,' in body
 
 
 def live_values(page: str) -> list[str]:
@@ -437,6 +464,49 @@ def test_a_bad_file_is_explained_next_to_its_field_before_submit(client, owner, 
     assert b"audio" in body and b'role="alert"' in body
 
 
+def test_email_me_is_off_and_refused_for_an_account_without_an_address(
+    client, owner, portrait, audio
+):
+    owner.email = ""
+    owner.save()
+    login(client, owner)
+    page = client.get(reverse("jobs:job-new")).content.decode()
+    assert re.search(r'<input type="checkbox" name="notify_by_email"[^>]* disabled>', page)
+    assert "Add an email address in your account to get notified." in page
+    data = {"portrait_asset": portrait.code, "audio_asset": audio.code, "mode": "draft"}
+    response = client.post(reverse("jobs:job-new"), {**data, "notify_by_email": "on"})
+    assert response.status_code == 200 and not AvatarJob.objects.exists()
+    assert 'class="error" role="alert">Add an email address' in response.content.decode()
+    # With an address it can be ticked, and is kept.
+    owner.email = "alice@example.com"
+    owner.save()
+    page = client.get(reverse("jobs:job-new")).content.decode()
+    assert not re.search(r'name="notify_by_email"[^>]* disabled', page)
+    assert (
+        client.post(reverse("jobs:job-new"), {**data, "notify_by_email": "on"}).status_code == 302
+    )
+    assert AvatarJob.objects.get().notify_by_email
+
+
+def test_a_submit_after_a_refused_file_says_why_it_was_refused(client, owner, audio):
+    login(client, owner)
+    small = SimpleUploadedFile("tiny.png", make_portrait_bytes((200, 900), "PNG"))
+    body = check(client, "portrait", portrait=small).content.decode()
+    # The field comes back with an empty file input, and the reason to carry to the submit.
+    token = re.search(r'<input type="hidden" name="portrait_refused" value="([^"]+)">', body)[1]
+    data = {"audio_asset": audio.code, "mode": "draft"}
+    response = client.post(reverse("jobs:job-new"), {**data, "portrait_refused": token})
+    errors = re.search(
+        r'id="portrait-errors" role="alert">(.*?)</div>', response.content.decode(), re.S
+    )
+    assert errors and "both sides must be at least 300 px" in errors[1]
+    assert "Choose a portrait" not in errors[1] and not AvatarJob.objects.exists()
+    # The page keeps carrying it; a forged one is ignored.
+    assert 'name="portrait_refused"' in response.content.decode()
+    forged = client.post(reverse("jobs:job-new"), {**data, "portrait_refused": "x:y"})
+    assert "Choose a portrait: upload a photo" in forged.content.decode()
+
+
 def test_a_refused_file_keeps_the_earlier_pick(client, owner, portrait):
     login(client, owner)
     bad = SimpleUploadedFile("x.gif", b"GIF89a....")
@@ -527,6 +597,26 @@ def test_a_running_job_page_refreshes_its_status_part_until_done(client, owner, 
     assert "hx-get" not in body and "hx-trigger" not in body and "<video" in body
 
 
+def test_a_failed_job_page_says_its_message_once(client, owner, failed):
+    page = login(client, owner).get(failed.get_absolute_url()).content.decode()
+    assert page.count("The voice-over has no sound in it.") == 1
+    assert "It did not work" in page and "Reference: render_failed" in page
+
+
+def test_the_input_audio_player_can_show_its_duration(client, owner, done):
+    page = login(client, owner).get(done.get_absolute_url()).content.decode()
+    audio_url = reverse("jobs:asset-file", args=[done.audio.code])
+    # The browser reads the length up front (with preload="none" the player says 0:00)...
+    assert re.search(rf'<audio controls preload="metadata" src="{re.escape(audio_url)}"', page)
+    # ...from a file served with its size, and in ranges, as players ask for it.
+    whole = client.get(audio_url)
+    size = done.audio.file.size
+    assert whole["Content-Length"] == str(size) and whole["Accept-Ranges"] == "bytes"
+    part = client.get(audio_url, headers={"Range": "bytes=0-99"})
+    assert part.status_code == 206 and part["Content-Range"] == f"bytes 0-99/{size}"
+    assert len(b"".join(part.streaming_content)) == 100
+
+
 def test_retry_makes_a_new_job_with_the_same_inputs(client, owner, failed):
     response = login(client, owner).post(reverse("jobs:job-retry", args=[failed.code]))
     new = AvatarJob.objects.exclude(pk=failed.pk).get()
@@ -593,8 +683,13 @@ def test_delete_only_unused_files(client, owner, done, tmp_path, team):
     assert refused.status_code == 200 and "cannot be deleted" in refused.content.decode()
     assert Asset.objects.filter(pk=done.audio.pk).exists()
     gone = client.post(reverse("jobs:asset-delete", args=[spare.code]), headers=HTMX)
-    assert gone.status_code == 200 and gone.content == b""
+    assert gone.status_code == 200
+    # Nothing takes the tile's place; the section's count follows out of band.
+    body = gone.content.decode().strip()
+    assert body == '<span class="count-pill" id="voiceovers-count" hx-swap-oob="true">1</span>'
     assert not Asset.objects.filter(pk=spare.pk).exists()
+    page = client.get(reverse("jobs:library")).content.decode()
+    assert '<span class="count-pill" id="voiceovers-count">1</span>' in page
 
 
 def test_thumbnails_are_small_cached_and_revalidated(client, owner, team, media_root):
@@ -707,3 +802,13 @@ def test_friendly_error_pages(client, owner, settings):
     from django.template.loader import render_to_string
 
     assert "Nothing you did caused this" in render_to_string("500.html")
+
+
+def test_the_site_has_a_favicon_and_favicon_ico_is_no_404(client, owner):
+    page = login(client, owner).get("/").content.decode()
+    assert '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">' in page
+    found = finders.find("favicon.svg")
+    assert found and Path(found).read_text().startswith("<svg")
+    client.logout()  # browsers ask before (and without) logging in
+    response = client.get("/favicon.ico")
+    assert response.status_code == 302 and response["Location"] == "/static/favicon.svg"

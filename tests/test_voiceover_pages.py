@@ -258,6 +258,19 @@ def test_drafts_are_read_offline_and_kling_jobs_by_kling(client, owner, sim, mod
     assert tts_calls(sim) == (1 if from_kling else 0)
 
 
+def test_a_voiceover_written_again_says_it_was_reused_not_made(client, owner):
+    first = write(login(client, owner)).content.decode()
+    assert "✓ Made <strong>" in first and "Reused" not in first
+    again = write(client).content.decode()  # the same script, voice and speed
+    assert Asset.objects.filter(kind=Asset.Kind.AUDIO).count() == 1
+    assert "✓ Reused from your library: <strong>" in again and "✓ Made" not in again
+    library = write(client, WRITE_FOR_LIBRARY).content.decode()
+    assert "✓ Reused from your library: <strong>" in library
+    write(client, htmx=False)
+    page = client.get(reverse("jobs:job-new")).content.decode()
+    assert "Reused from your library:" in page
+
+
 # --- library -----------------------------------------------------------------------------------
 
 

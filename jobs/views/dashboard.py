@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.db.models import (
     Q,
@@ -90,6 +91,7 @@ def dashboard(request: StudioRequest) -> HttpResponse:
         "live": any(job.is_active for job in page),
         "highlight": request.GET.get("new", ""),
         "poll_seconds": POLL_SECONDS,
+        "idle_seconds": settings.DASHBOARD_IDLE_POLL_SECONDS,
     }
     template = "jobs/dashboard.html"
     if request.htmx:
@@ -169,6 +171,7 @@ def job_cards(request: StudioRequest) -> HttpResponse:
         "live": any(row.status in ACTIVE for row in rows if row.code in asked)
         or any(job.is_active for job in fresh),
         "poll_seconds": POLL_SECONDS,
+        "idle_seconds": settings.DASHBOARD_IDLE_POLL_SECONDS,
     }
     return render(request, "jobs/dashboard.html#poll", context)
 

@@ -18,7 +18,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from jobs import kling
 from jobs.access import Access, StudioRequest, current_team, get_asset, get_job
-from jobs.forms import MODE_HELP, NewJobForm
+from jobs.forms import MODE_HELP, NewJobForm, refusal_token
 from jobs.media.audio import ValidAudio, validate_audio
 from jobs.media.limits import MediaError
 from jobs.media.portraits import ValidPortrait, validate_portrait
@@ -49,6 +49,11 @@ class FilePick:
     @property
     def asset_name(self) -> str:
         return f"{self.kind}_asset"
+
+    @property
+    def refusal(self) -> str:
+        """The signed reasons a refused file (nothing picked instead) carries to the submit."""
+        return refusal_token(self.errors) if self.errors and self.selected is None else ""
 
     @property
     def check_url(self) -> str:
@@ -150,7 +155,7 @@ def job_new(request: StudioRequest) -> HttpResponse:
     if not access.can_write:
         return render(request, "jobs/read_only.html", {"access": access}, status=403)
     if request.method == "POST":
-        form = NewJobForm(request.POST, request.FILES, team=access.team)
+        form = NewJobForm(request.POST, request.FILES, team=access.team, user=request.user)
         if form.is_valid():
             try:
                 job = _create_job(form, access, request.user)
@@ -165,7 +170,7 @@ def job_new(request: StudioRequest) -> HttpResponse:
         selected = _keep_valid_uploads(form, access, request.user)
     else:
         initial = _prefill(request, access)
-        form = NewJobForm(initial=initial, team=access.team)
+        form = NewJobForm(initial=initial, team=access.team, user=request.user)
         selected = {kind: initial.get(f"{kind}_asset") for kind in ("portrait", "audio")}
     return render(request, "jobs/job_new.html", _new_job_context(form, access, selected))
 

@@ -140,7 +140,11 @@ def asset_delete(request: StudioRequest, code: UUID) -> HttpResponse:
         return redirect("jobs:library")
     transaction.on_commit(lambda: default_storage.delete(_thumb_name(asset)))
     if request.htmx:
-        return HttpResponse("")  # the tile swaps itself out
+        # The tile swaps itself out (nothing in its place); its section's count, out of band.
+        kind = "portraits" if asset.kind == Asset.Kind.PORTRAIT else "voiceovers"
+        left = Asset.objects.for_team(access.team).filter(kind=asset.kind).count()
+        context = {"count_id": f"{kind}-count", "count": left}
+        return render(request, "jobs/library.html#deleted", context)
     messages.success(request, f"Deleted {asset.name}.")
     return redirect("jobs:library")
 

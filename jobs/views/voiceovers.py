@@ -74,6 +74,7 @@ class Writer:
     where: str  # WHERE_JOB or WHERE_LIBRARY: where a made voice-over goes
     mode: str = ""  # the new job's mode when the writer was posted ("" before any post)
     made: Asset | None = None  # the voice-over just made
+    reused: bool = False  # `made` was already in the library (same script, voice and speed)
 
     @property
     def offline_only(self) -> bool:
@@ -247,13 +248,16 @@ def voiceover_new(request: StudioRequest) -> HttpResponse:
     writer = Writer(VoiceoverForm(request.POST), where, mode=mode)
     started = timezone.now()
     made = writer.made = _make(writer, access, request.user)
+    # The same voice-over made before comes back from the library rather than made again.
+    writer.reused = made is not None and made.created < started
 
     if not request.htmx:
         carried = _carried(request, access) if where == WHERE_JOB else {}
         if made is None:
             page = {"writer": writer, "carried": carried, "access": access}
             return render(request, "jobs/voiceover_new.html", page)
-        messages.success(request, f"Made {made.name} ({made.duration:.1f} s).")
+        done = "Reused from your library:" if writer.reused else "Made"
+        messages.success(request, f"{done} {made.name} ({made.duration:.1f} s).")
         if where == WHERE_LIBRARY:
             return redirect(f"{reverse('jobs:library')}#asset-{made.code}")
         query = {"audio": made.code, "portrait": carried.get("portrait_asset", "")}
@@ -271,9 +275,11 @@ def voiceover_new(request: StudioRequest) -> HttpResponse:
     if made is not None:
         # The library keeps voice and speed for the next script, and shows the new tile.
         initial = {"voice": made.voice_id, "speed": made.voice_speed}
-        context["writer"] = Writer(VoiceoverForm(initial=initial), where, made=made)
+        context["writer"] = Writer(
+            VoiceoverForm(initial=initial), where, made=made, reused=writer.reused
+        )
         context["asset"] = library_assets(access.team).get(pk=made.pk)
-        context["already_listed"] = made.created < started  # the same voice-over, made again
+        context["already_listed"] = writer.reused  # its tile moves to the top
         context["voiceover_count"] = Asset.objects.for_team(access.team).voiceovers().count()
     return render(request, "jobs/_voiceover.html#library-answer", context)
 
