@@ -374,6 +374,25 @@ class AvatarJob(models.Model):
     def uses_kling(self) -> bool:
         return self.mode != self.Mode.DRAFT
 
+    @property
+    def prompt_line(self) -> str:
+        """The prompt's first line, cut to fit under a card's title."""
+        line = self.prompt.strip().split("\n", 1)[0].strip()
+        return line if len(line) <= 90 else line[:89].rstrip() + "…"
+
+    @property
+    def source_label(self) -> str:
+        """Where the job came from: "web", "API · <token name>" or "command".
+
+        Cards read the token's name with the job (`token_name`, see jobs/cards.py).
+        """
+        if self.source != self.Source.API:
+            return self.get_source_display()
+        token = getattr(self, "token_name", None)
+        if token is None and self.api_token_id:
+            token = self.api_token.name if self.api_token else None
+        return f"API · {token}" if token else "API"
+
     def transition(
         self,
         to: str,

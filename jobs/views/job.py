@@ -1,4 +1,4 @@
-"""One job's page and its actions: cancel, retry, and its video and poster."""
+"""One job's page and its actions: cancel, retry, rename, delete, and its video and poster."""
 
 from __future__ import annotations
 
@@ -6,15 +6,16 @@ from uuid import UUID
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
+from django.contrib.auth.models import User as Account
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.text import slugify
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from jobs.access import StudioRequest, get_job
+from jobs.access import Access, StudioRequest, get_job
 from jobs.cards import attach_estimates, attach_queue_place
 from jobs.models import AvatarJob
 from jobs.presenters import timeline
@@ -38,6 +39,7 @@ def job_detail(request: StudioRequest, code: UUID) -> HttpResponse:
         "timeline": timeline(job),
         "download_name": _download_name(job, "mp4"),
         "poll_seconds": POLL_SECONDS,
+        "can_manage": _can_manage(request.user, job, access),
     }
     template = "jobs/job_detail.html#status" if request.htmx else "jobs/job_detail.html"
     return render(request, template, context)
@@ -67,8 +69,63 @@ def job_retry(request: StudioRequest, code: UUID) -> HttpResponse:
     return redirect(f"{reverse('jobs:dashboard')}?new={new.code}")
 
 
+def _can_manage(user: Account, job: AvatarJob, access: Access) -> bool:
+    """Renaming and deleting: the team's admins, and the job's creator while they can write."""
+    return access.can_write and (access.is_admin or job.created_by_id == user.pk)
+
+
+def _managed_job(user: Account, code: UUID) -> AvatarJob:
+    """The job, if this user may rename or delete it (outsiders 404, the others 403)."""
+    job, access = get_job(user, code, write=True)
+    if not _can_manage(user, job, access):
+        raise PermissionDenied("Only the team's admins and the job's creator can change it.")
+    return job
+
+
+@login_required
+@require_POST
+def job_rename(request: StudioRequest, code: UUID) -> HttpResponse:
+    """Rename from the job page: htmx swaps the heading; without JavaScript, back to the page."""
+    job = _managed_job(request.user, code)
+    error = ""
+    try:
+        job_services.job_rename(job=job, name=request.POST.get("name", ""))
+    except ValidationError as exc:
+        error = " ".join(exc.messages)
+    if request.htmx:
+        context = {"job": job, "can_manage": True, "rename_error": error}
+        return render(request, "jobs/job_detail.html#job-name", context)
+    if error:
+        messages.error(request, error)
+    else:
+        messages.success(request, f"Renamed to “{job.name}”.")
+    return redirect(job)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def job_delete(request: StudioRequest, code: UUID) -> HttpResponse:
+    """GET: what deleting removes, and a button to confirm (no JavaScript needed). POST: do it."""
+    job = _managed_job(request.user, code)
+    if request.method == "POST":
+        try:
+            job_services.job_delete(job=job)
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+            return redirect(job)
+        messages.success(request, f"Deleted “{job.name}”, its video and its share links.")
+        return redirect("jobs:dashboard")
+    context = {
+        "job": job,
+        "share_count": job.share_links.count(),
+        # Only a queued job can be stopped (canceled) on the way; a running one is refused.
+        "running": job.is_active and job.status != Status.QUEUED,
+    }
+    return render(request, "jobs/job_delete.html", context)
+
+
 def _download_name(job: AvatarJob, ext: str) -> str:
-    stem = slugify(job.portrait.name.rsplit(".", 1)[0])[:40] or "avatar"
+    stem = slugify(job.name)[:60].strip("-") or "avatar"
     return f"{stem}-{job.mode}-{job.created:%Y%m%d-%H%M}.{ext}"
 
 
