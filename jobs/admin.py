@@ -157,6 +157,8 @@ class AvatarJobAdmin(admin.ModelAdmin):
     date_hierarchy = "created"
     show_full_result_count = False  # no COUNT(*) over every job on each page
     actions = ["retry_jobs", "cancel_jobs", "query_kling_now"]
+    # The stored files are shown as links the admin serves (video_link, poster_link).
+    exclude = ["video", "poster"]
     # Upstream and lifecycle fields are written by the worker only.
     readonly_fields = [
         "code",
