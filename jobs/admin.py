@@ -10,11 +10,15 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
 from django.db.models import Count, Q, QuerySet
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest
+from django.http.response import HttpResponseBase
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
+from django.utils.html import format_html
 
 from jobs.engines.kling import resume_submissions
 from jobs.models import Asset, AvatarJob, KlingAccount, Membership, ShareLink, Team, TeamInvite
+from jobs.serve import serve_stored_file
 from jobs.services.jobs import job_cancel, job_poke, job_retry
 from jobs.services.sharing import share_revoke
 
@@ -136,9 +140,11 @@ class AvatarJobAdmin(admin.ModelAdmin):
     # Addresses typed without a scheme are https (Django 6's default, chosen now).
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = [
+        "name",
         "code",
         "team",
         "created_by",
+        "source",
         "mode",
         "status",
         "created",
@@ -146,16 +152,20 @@ class AvatarJobAdmin(admin.ModelAdmin):
         "error_code",
     ]
     list_filter = [AttentionFilter, "status", "mode"]
-    search_fields = ["code", "task_id", "external_task_id", "prompt", "team__name"]
+    search_fields = ["name", "code", "task_id", "external_task_id", "prompt", "team__name"]
     list_select_related = ["team", "created_by"]
     date_hierarchy = "created"
     show_full_result_count = False  # no COUNT(*) over every job on each page
     actions = ["retry_jobs", "cancel_jobs", "query_kling_now"]
+    # The stored files are shown as links the admin serves (video_link, poster_link).
+    exclude = ["video", "poster"]
     # Upstream and lifecycle fields are written by the worker only.
     readonly_fields = [
         "code",
         "team",
         "created_by",
+        "source",
+        "api_token",
         "portrait",
         "audio",
         "kling_audio_id",
@@ -175,8 +185,8 @@ class AvatarJobAdmin(admin.ModelAdmin):
         "next_attempt_at",
         "deadline_at",
         "error_code",
-        "video",
-        "poster",
+        "video_link",
+        "poster_link",
         "video_size",
         "duration",
         "units_charged",
@@ -185,6 +195,46 @@ class AvatarJobAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # jobs are made by the studio, the command or the API
+
+    # The files' storage URLs (/media/...) are not served: the admin serves them itself, to
+    # staff who may view jobs, whatever team they are in (the studio's job-video would 404).
+    def get_urls(self) -> list[URLPattern]:
+        serve = self.admin_site.admin_view
+        return [
+            path("<int:pk>/video.mp4", serve(self.serve_video), name="jobs_avatarjob_video"),
+            path("<int:pk>/poster.jpg", serve(self.serve_poster), name="jobs_avatarjob_poster"),
+            *super().get_urls(),
+        ]
+
+    def _serve(self, request: HttpRequest, pk: int, field: str, kind: str) -> HttpResponseBase:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        job = AvatarJob.objects.filter(pk=pk).first()
+        stored = getattr(job, field, None)
+        if not stored:
+            raise Http404("This job has no such file.")
+        name = stored.name.rsplit("/", 1)[-1]
+        return serve_stored_file(request, stored, content_type=kind, filename=name)
+
+    def serve_video(self, request: HttpRequest, pk: int) -> HttpResponseBase:
+        return self._serve(request, pk, "video", "video/mp4")
+
+    def serve_poster(self, request: HttpRequest, pk: int) -> HttpResponseBase:
+        return self._serve(request, pk, "poster", "image/jpeg")
+
+    @admin.display(description="video")
+    def video_link(self, job: AvatarJob) -> str:
+        if not job.video:
+            return "-"
+        url = reverse("admin:jobs_avatarjob_video", args=[job.pk])
+        return format_html('<a href="{}">{}</a>', url, job.video.name)
+
+    @admin.display(description="poster")
+    def poster_link(self, job: AvatarJob) -> str:
+        if not job.poster:
+            return "-"
+        url = reverse("admin:jobs_avatarjob_poster", args=[job.pk])
+        return format_html('<a href="{}">{}</a>', url, job.poster.name)
 
     @admin.action(description="Retry (as a new job with the same inputs)")
     def retry_jobs(self, request: HttpRequest, queryset: QuerySet[AvatarJob]) -> None:

@@ -34,7 +34,7 @@ from django.db.models import (
 )
 from django.db.models.expressions import RawSQL
 
-from jobs.models import Asset, AvatarJob, Membership, Team
+from jobs.models import ApiToken, Asset, AvatarJob, Membership, Team
 from jobs.presenters import card_version, version
 
 ESTIMATE_SAMPLE = 20  # recent successful jobs the "time left" estimate is the median of
@@ -44,6 +44,9 @@ Status = AvatarJob.Status
 
 CARD_FIELDS = (
     "code",
+    "name",
+    "prompt",
+    "source",
     "team_id",
     "status",
     "mode",
@@ -93,6 +96,7 @@ def card_jobs(team: Team | None = None) -> QuerySet[AvatarJob]:
         portrait_code=F("portrait__code"),
         portrait_name=F("portrait__name"),
         audio_name=F("audio__name"),
+        token_name=F("api_token__name"),
         queue_ahead=QUEUE_AHEAD,
     )
 
@@ -178,12 +182,13 @@ class CardRow:
             for convert, value in zip(_CONVERTERS, self.values[:count], strict=True)
         ]
         job = AvatarJob.from_db(AvatarJob.objects.db, _ATTNAMES, values)
-        ahead, creator, portrait_code, portrait_name, audio_name = self.values[count:]
+        ahead, creator, portrait_code, portrait_name, audio_name, token_name = self.values[count:]
         job.queue_ahead = ahead  # type: ignore[attr-defined]
         job.creator = creator  # type: ignore[attr-defined]
         job.portrait_code = portrait_code and _db_uuid(portrait_code)  # type: ignore[attr-defined]
         job.portrait_name = portrait_name  # type: ignore[attr-defined]
         job.audio_name = audio_name  # type: ignore[attr-defined]
+        job.token_name = token_name  # type: ignore[attr-defined]
         if self.status == Status.PROCESSING:
             job.estimate = self.estimate  # type: ignore[attr-defined]
         return job
@@ -195,15 +200,16 @@ def _select(
     """Cards of the jobs in `scope` (joins, then a WHERE) matching `where`, newest first
     (after those `first` puts first: an ORDER BY term, with its own placeholders)."""
     jobs, assets = AvatarJob._meta.db_table, Asset._meta.db_table
-    users = get_user_model()._meta.db_table
+    users, tokens = get_user_model()._meta.db_table, ApiToken._meta.db_table
     columns = ", ".join(f"{jobs}.{f.column}" for f in _COLUMNS)
     # Only names from the models and placeholders go into the text; values are params.
     sql = (
         f"SELECT {columns}, {QUEUE_AHEAD.sql}, creator.username, portrait.code,"  # noqa: S608
-        f" portrait.name, audio.name FROM {jobs}"
+        f" portrait.name, audio.name, token.name FROM {jobs}"
         f" LEFT OUTER JOIN {users} creator ON creator.id = {jobs}.created_by_id"
         f" LEFT OUTER JOIN {assets} portrait ON portrait.id = {jobs}.portrait_id"
         f" LEFT OUTER JOIN {assets} audio ON audio.id = {jobs}.audio_id"
+        f" LEFT OUTER JOIN {tokens} token ON token.id = {jobs}.api_token_id"
         f" {scope} AND ({where})"
         f" ORDER BY {first}{jobs}.created DESC, {jobs}.id DESC LIMIT {int(limit)}"
     )

@@ -21,8 +21,8 @@ from jobs.media.limits import (
 )
 from jobs.media.portraits import validate_portrait
 from jobs.media.prompts import validate_prompt
-from jobs.models import Asset, AvatarJob, Membership, Team
-from jobs.services.jobs import check_mode
+from jobs.models import JOB_NAME_MAX_CHARS, Asset, AvatarJob, Membership, Team
+from jobs.services.jobs import check_mode, clean_job_name
 from jobs.tts.script import check_audio_id, check_script
 from jobs.voices import VOICES
 
@@ -108,6 +108,13 @@ class NewJobForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 3, "maxlength": PROMPT_MAX_CHARS}),
         help_text="Optional: actions, emotions, camera movement.",
     )
+    name = forms.CharField(
+        required=False,
+        # The input allows the limit; clean_job_name gives the message.
+        widget=forms.TextInput(attrs={"maxlength": JOB_NAME_MAX_CHARS}),
+        label="Name",
+        help_text="Shown on the job's card and share page. Empty: the prompt's first words.",
+    )
     mode = forms.ChoiceField(
         choices=AvatarJob.Mode.choices, initial=AvatarJob.Mode.DRAFT, widget=forms.RadioSelect
     )
@@ -138,6 +145,10 @@ class NewJobForm(forms.Form):
 
     def clean_prompt(self) -> str:
         return validate_prompt(self.cleaned_data.get("prompt"))
+
+    def clean_name(self) -> str:
+        value = self.cleaned_data.get("name") or ""
+        return clean_job_name(value) if value.strip() else ""  # empty: job_create names it
 
     def clean_mode(self) -> str:
         mode = self.cleaned_data["mode"]
@@ -262,7 +273,8 @@ class JobFilterForm(forms.Form):
             cond &= Q(created_by=user)
         if text := values.get("q", "").strip():
             cond &= (
-                Q(prompt__icontains=text)
+                Q(name__icontains=text)
+                | Q(prompt__icontains=text)
                 | Q(portrait__name__icontains=text)
                 | Q(audio__name__icontains=text)
             )

@@ -208,6 +208,9 @@ def result_upload_to(job: AvatarJob, filename: str) -> str:
     return f"results/{job.team.code}/{filename}"
 
 
+JOB_NAME_MAX_CHARS = 120
+
+
 class AvatarJob(models.Model):
     class Mode(models.TextChoices):
         DRAFT = "draft", "Draft (free, offline)"
@@ -223,6 +226,13 @@ class AvatarJob(models.Model):
         SUCCEEDED = "succeeded", "Done"
         FAILED = "failed", "Failed"
         CANCELED = "canceled", "Canceled"
+
+    class Source(models.TextChoices):
+        """Where a job was asked for (an API job's token is `api_token`)."""
+
+        WEB = "web", "web"
+        API = "api", "API"
+        COMMAND = "command", "command"
 
     ACTIVE = (
         Status.QUEUED,
@@ -252,6 +262,13 @@ class AvatarJob(models.Model):
         null=True,
         blank=True,
         related_name="avatar_jobs",
+    )
+    name = models.CharField(
+        max_length=JOB_NAME_MAX_CHARS,
+        help_text="Shown on cards and share pages; by default the prompt's first words.",
+    )
+    source = models.CharField(
+        max_length=10, choices=Source.choices, default=Source.WEB, editable=False
     )
     portrait = models.ForeignKey(Asset, on_delete=models.PROTECT, related_name="portrait_jobs")
     audio = models.ForeignKey(
@@ -356,6 +373,25 @@ class AvatarJob(models.Model):
     @property
     def uses_kling(self) -> bool:
         return self.mode != self.Mode.DRAFT
+
+    @property
+    def prompt_line(self) -> str:
+        """The prompt's first line, cut to fit under a card's title."""
+        line = self.prompt.strip().split("\n", 1)[0].strip()
+        return line if len(line) <= 90 else line[:89].rstrip() + "…"
+
+    @property
+    def source_label(self) -> str:
+        """Where the job came from: "web", "API · <token name>" or "command".
+
+        Cards read the token's name with the job (`token_name`, see jobs/cards.py).
+        """
+        if self.source != self.Source.API:
+            return self.get_source_display()
+        token = getattr(self, "token_name", None)
+        if token is None and self.api_token_id:
+            token = self.api_token.name if self.api_token else None
+        return f"API · {token}" if token else "API"
 
     def transition(
         self,

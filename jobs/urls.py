@@ -16,6 +16,8 @@ urlpatterns = [
     path("jobs/<uuid:code>/", job.job_detail, name="job-detail"),
     path("jobs/<uuid:code>/cancel/", job.job_cancel, name="job-cancel"),
     path("jobs/<uuid:code>/retry/", job.job_retry, name="job-retry"),
+    path("jobs/<uuid:code>/rename/", job.job_rename, name="job-rename"),
+    path("jobs/<uuid:code>/delete/", job.job_delete, name="job-delete"),
     path("jobs/<uuid:code>/video.mp4", job.job_video, name="job-video"),
     path("jobs/<uuid:code>/poster.jpg", job.job_poster, name="job-poster"),
     # Sharing a result

@@ -130,6 +130,11 @@ COVERED: dict[str, Covered] = {
         also=({"code": "failed_job"}, {"code": "job"}),
     ),
     "jobs:job-retry": Covered({"code": "failed_job"}, write=True, get=False),
+    "jobs:job-rename": Covered(
+        {"code": "job"}, write=True, get=False, data={"name": "Renamed job"}
+    ),
+    # GET is the confirmation page, for those who may delete only.
+    "jobs:job-delete": Covered({"code": "job"}, write=True, also=({"code": "queued_job"},)),
     "jobs:asset-file": Covered({"code": "asset"}, write=False, also=({"code": "audio"},)),
     "jobs:asset-thumb": Covered({"code": "asset"}, write=False),
     # Used files too: the voice-over (renamed with a valid name) and the portrait.
@@ -242,6 +247,7 @@ def assert_nothing_changed(team: Team) -> None:
     assert Asset.objects.filter(name="renamed.jpg").count() == 0
     assert Asset.objects.filter(name="x.mp3").count() == 0 and Asset.objects.count() == 3
     assert AvatarJob.objects.count() == 3
+    assert not AvatarJob.objects.filter(name="Renamed job").exists()
     assert not AvatarJob.objects.filter(status=AvatarJob.Status.CANCELED).exists()
     assert AvatarJob.objects.filter(status=AvatarJob.Status.FAILED).count() == 1
 
@@ -370,6 +376,8 @@ class Action:
 ROLE_MATRIX = [
     Action("jobs:job-cancel", {"code": "queued_job"}, {}, (302, 403, 403, 404)),
     Action("jobs:job-retry", {"code": "failed_job"}, {}, (302, 403, 403, 404)),
+    Action("jobs:job-rename", {"code": "job"}, {"name": "Renamed job"}, (302, 403, 403, 404)),
+    Action("jobs:job-delete", {"code": "job"}, {}, (302, 403, 403, 404)),
     Action(
         "jobs:asset-rename", {"code": "unused_asset"}, {"name": "renamed.jpg"}, (302, 403, 403, 404)
     ),

@@ -30,6 +30,7 @@ def job(team, owner, portrait_path, audio_path) -> AvatarJob:
         audio=asset_store(team=team, user=owner, valid=validate_audio(audio_path)),
         prompt="secret prompt",
         notify_by_email=True,
+        name="Launch video",  # the share page's title: a name, never the prompt or photo's name
     )
     tasks.advance_job(job.pk)
     job.refresh_from_db()
@@ -49,8 +50,10 @@ def test_a_link_shows_the_video_to_anyone(client, job, owner):
     assert f'<meta property="og:video" content="http://testserver/s/{token}/video.mp4">' in page
     assert f'<meta property="og:image" content="http://testserver/s/{token}/poster.jpg">' in page
     assert 'name="twitter:card" content="player"' in page
+    assert "<title>Launch video</title>" in page
     # Nothing else about the team: no prompt, no names, no links into the studio.
-    for secret in ("secret prompt", "alice", job.team.name, str(job.code), "/jobs/"):
+    secrets = ("secret prompt", "face.jpg", "alice", job.team.name, str(job.code), "/jobs/")
+    for secret in secrets:
         assert secret not in page
     assert "Download MP4" not in page
     link.refresh_from_db()

@@ -197,7 +197,7 @@ def test_a_card_that_finished_comes_back_without_polling_and_polling_stops(clien
     poller = re.search(r'<div id="poller".*?></div>', body, re.S).group(0)
     assert 'hx-trigger="every 20s,' in poller and 'hx-swap-oob="true"' in poller
     assert "a finished one" not in body
-    assert "face.jpg: done." in body  # told to screen readers once
+    assert "wave hello: done." in body  # told to screen readers once, by the job's name
 
 
 def test_the_poll_brings_new_jobs_on_top_and_restarts_polling(
@@ -578,7 +578,7 @@ def test_job_page_has_player_download_inputs_and_timeline(client, owner, done):
     assert f'src="{reverse("jobs:job-video", args=[done.code])}"' in page  # plays the video
     assert f'poster="{reverse("jobs:job-poster", args=[done.code])}"' in page
     assert "Download MP4" in page
-    assert re.search(r'download="face-draft-\d{8}-\d{4}\.mp4"', page)
+    assert re.search(r'download="a-finished-one-draft-\d{8}-\d{4}\.mp4"', page)  # the name
     assert "480×600 px" in page and "voice.mp3" in page and "a finished one" in page
     timeline = re.search(r'<ol class="timeline">.*?</ol>', page, re.S).group(0)
     assert timeline.count("<time") == 3  # queued, generating, done (drafts skip Kling)

@@ -21,6 +21,7 @@ from jobs.api.contract import (
 )
 from jobs.links import VIDEO_LINK_MAX_AGE
 from jobs.media.limits import AUDIO_MAX_BYTES, MB, PORTRAIT_MAX_BYTES, PROMPT_MAX_CHARS
+from jobs.models import JOB_NAME_MAX_CHARS
 from jobs.tts.script import AUDIO_ID_SHAPE
 
 TASK_STATUSES = ["submitted", "processing", "succeed", "failed"]
@@ -193,6 +194,15 @@ def document(base_url: str) -> dict[str, Any]:
                     "type": "string",
                     "maxLength": PROMPT_MAX_CHARS,
                     "description": "Actions, emotions, camera movement.",
+                }
+            ),
+            "name": _nullable(
+                {
+                    "type": "string",
+                    "maxLength": JOB_NAME_MAX_CHARS,
+                    "description": "This server's addition: the job's name on the studio's cards "
+                    "and share page. Without it, the prompt's first words (else the voice-over "
+                    "script's, else the portrait's and the day). Not an id: external_task_id is.",
                 }
             ),
             "mode": _nullable(

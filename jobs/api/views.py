@@ -65,7 +65,7 @@ from jobs.links import (
 from jobs.media.audio import ValidAudio
 from jobs.media.limits import MediaError
 from jobs.media.prompts import validate_prompt
-from jobs.models import ApiToken, Asset, AvatarJob
+from jobs.models import JOB_NAME_MAX_CHARS, ApiToken, Asset, AvatarJob
 from jobs.serve import PRIVATE_CACHE, serve_stored_file
 from jobs.services.api_tasks import (
     api_job_create,
@@ -263,6 +263,8 @@ def _create_task(request: HttpRequest, token: ApiToken) -> dict[str, Any]:
     # The cheap checks first: nothing is downloaded for a request that is refused anyway.
     mode = _mode_param(body)
     prompt = _prompt_param(body)
+    # Our own field (Kling has none): the job's name in the studio, else the default one.
+    name = text_param(body, "name", max_chars=JOB_NAME_MAX_CHARS)
     image_value = text_param(body, "image")
     if not image_value:
         raise bad("image", "is required: an http(s) URL or the bare base64 of a .jpg or .png file")
@@ -310,6 +312,7 @@ def _create_task(request: HttpRequest, token: ApiToken) -> dict[str, Any]:
             mode=mode,
             callback_url=callback_url,
             external_id=external_id,
+            name=name,
         )
     except ValidationError as exc:
         text = " ".join(exc.messages)

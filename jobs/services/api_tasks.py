@@ -58,6 +58,7 @@ def api_job_create(
     mode: str,
     callback_url: str = "",
     external_id: str = "",
+    name: str = "",
 ) -> tuple[AvatarJob, bool]:
     """Queue a job for an API caller; (job, created).
 
@@ -80,6 +81,8 @@ def api_job_create(
                 kling_audio_id=kling_audio_id,
                 prompt=prompt,
                 mode=mode,
+                name=name,
+                source=AvatarJob.Source.API,
             )
             # The unique constraint settles a race on the same external id: the loser's job
             # and its wake-up are rolled back together.

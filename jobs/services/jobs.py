@@ -14,6 +14,7 @@ from types import ModuleType
 from django.conf import settings
 from django.contrib.auth.models import User as Account
 from django.core.exceptions import ValidationError
+from django.core.files.storage import default_storage
 from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import Q
@@ -27,7 +28,7 @@ from jobs.engines.lifecycle import wake
 from jobs.links import absolute, callbacks_enabled
 from jobs.media.audio import ValidAudio
 from jobs.media.portraits import ValidPortrait
-from jobs.models import Asset, AvatarJob, Team
+from jobs.models import JOB_NAME_MAX_CHARS, Asset, AvatarJob, Team
 from jobs.services.assets import asset_store
 from jobs.services.quotas import check_quota
 
@@ -59,6 +60,54 @@ def check_mode(mode: str) -> None:
         )
 
 
+DEFAULT_NAME_WORDS = 6
+DEFAULT_NAME_MAX_CHARS = 60
+
+
+def default_job_name(*, prompt: str, script: str, portrait_name: str, created: datetime) -> str:
+    """A job's name when none was given: the first words of the prompt, else of the voice-over's
+    script, else the portrait's name and the day ("portrait · 2 Dec").
+
+    About six words, at most 60 characters, cut on a word boundary with "…" when shortened.
+    Plain values only, so the migration that named the old jobs (0009) uses this very rule.
+    """
+    for text in (prompt, script):
+        words = text.split()
+        if words:
+            return _first_words(words)
+    stem = portrait_name.rsplit(".", 1)[0].strip() if "." in portrait_name else portrait_name
+    day = timezone.localtime(created) if timezone.is_aware(created) else created
+    stem = _first_words(stem.split()) if stem.strip() else "avatar"
+    return f"{stem} · {day.day} {day:%b}"
+
+
+def _first_words(words: list[str]) -> str:
+    kept = words[:DEFAULT_NAME_WORDS]
+    # Room for the ellipsis: the name with it stays within the limit.
+    while len(kept) > 1 and len(" ".join(kept)) > DEFAULT_NAME_MAX_CHARS - 1:
+        kept.pop()
+    text = " ".join(kept)
+    if len(text) > DEFAULT_NAME_MAX_CHARS:  # one very long word
+        text = text[: DEFAULT_NAME_MAX_CHARS - 1]
+    if text != " ".join(words):
+        text = text.rstrip(",;:.!?-–—") + "…"
+    return text
+
+
+def clean_job_name(value: str | None) -> str:
+    """A name as typed, stripped; refused with what to fix when empty or too long."""
+    name = " ".join((value or "").split())  # one line: no newlines or runs of spaces
+    if not name:
+        raise ValidationError("The name is empty: give the job a name.", code="name")
+    if len(name) > JOB_NAME_MAX_CHARS:
+        raise ValidationError(
+            f"The name is {len(name)} characters long: shorten it to {JOB_NAME_MAX_CHARS} or "
+            "fewer.",
+            code="name",
+        )
+    return name
+
+
 def job_create(
     *,
     team: Team,
@@ -69,13 +118,18 @@ def job_create(
     prompt: str = "",
     mode: str = AvatarJob.Mode.DRAFT,
     notify_by_email: bool = False,
+    name: str = "",
+    source: str = AvatarJob.Source.WEB,
 ) -> AvatarJob:
     """Queue a new job; the worker is woken once the row is committed.
 
     The portrait and voice-over are library files, or validated uploads that are stored first
     (see store_inputs). Call it outside any transaction of your own when it is given uploads.
+    Without a `name` the job gets default_job_name's.
     """
     check_mode(mode)
+    if name.strip():
+        name = clean_job_name(name)
     portrait, audio = store_inputs(team=team, user=user, portrait=portrait, audio=audio)
     if (audio is None) == (not kling_audio_id):
         raise ValidationError("Give exactly one voice-over: a file or a Kling audio id.")
@@ -89,8 +143,18 @@ def job_create(
         # A pasted Kling audio id's length is unknown: reserve the longest allowed.
         seconds = audio.duration if audio else settings.KLING_MAX_AUDIO_SECONDS
         check_quota(team=team, mode=mode, seconds=seconds)
+        created = timezone.now()
+        name = name or default_job_name(
+            prompt=prompt,
+            script=audio.script if audio else "",
+            portrait_name=portrait.name,
+            created=created,
+        )
         job = AvatarJob.objects.create(
             team=team,
+            name=name,
+            source=source,
+            created=created,
             created_by=user,
             portrait=portrait,
             audio=audio,
@@ -98,7 +162,7 @@ def job_create(
             prompt=prompt,
             mode=mode,
             notify_by_email=notify_by_email,
-            next_attempt_at=timezone.now()
+            next_attempt_at=created
             + (QUEUE_GRACE if mode == AvatarJob.Mode.DRAFT else timedelta(0)),
         )
         transaction.on_commit(lambda: _start(job))
@@ -161,7 +225,7 @@ def job_notify(*, job_id: int) -> bool:
     if not job.created_by or not job.created_by.email:
         return False
     done = job.status == AvatarJob.Status.SUCCEEDED
-    subject = f"Your avatar video is {'ready' if done else 'not made'}: {job.portrait.name}"
+    subject = f"Your avatar video is {'ready' if done else 'not made'}: {job.name}"
     # A worker has no request to take the address from: without PUBLIC_BASE_URL the only
     # address it knows is the loopback one, useless in a mailbox, so the email goes without.
     if callbacks_enabled():
@@ -196,6 +260,40 @@ def job_cancel(*, job: AvatarJob) -> bool:
     return canceled
 
 
+def job_rename(*, job: AvatarJob, name: str) -> None:
+    """Give the job a new name (checked by clean_job_name); its cards are drawn again."""
+    job.name = clean_job_name(name)
+    job.updated = timezone.now()  # cards are cached by `updated`
+    AvatarJob.objects.filter(pk=job.pk).update(name=job.name, updated=job.updated)
+
+
+def job_delete(*, job: AvatarJob) -> None:
+    """Delete a job, its share links and its result files; the library files it used stay.
+
+    A job still waiting in the queue is canceled first (so no worker starts it); one a worker
+    or Kling is already making is refused, since deleting it would orphan Kling's task and the
+    files the worker is about to save. The files go once the delete is committed.
+    """
+    if job.is_active and not job_cancel(job=job):
+        raise ValidationError(
+            f"This job is {job.get_status_display().lower()} and cannot be stopped now: wait "
+            "until it is done or has failed, then delete it.",
+            code="running",
+        )
+    files = [f.name for f in (job.video, job.poster) if f]
+    with transaction.atomic():
+        job.delete()  # its share links are deleted with it (CASCADE): their pages 404
+        transaction.on_commit(lambda: _delete_files(files))
+
+
+def _delete_files(names: list[str]) -> None:
+    for name in names:
+        try:
+            default_storage.delete(name)
+        except OSError:
+            log.warning("could not delete %s; it is an orphan now", name, exc_info=True)
+
+
 def reconcile(*, now: datetime | None = None) -> int:
     """Wake every active job that is due: lost messages and dead workers cost a delay only.
 
@@ -225,6 +323,7 @@ def job_retry(*, job: AvatarJob, user: User) -> AvatarJob:
         kling_audio_id=job.kling_audio_id,
         prompt=job.prompt,
         mode=job.mode,
+        name=job.name,
     )
 
 

@@ -1,4 +1,4 @@
-"""One job's page and its actions: cancel, retry, and its video and poster."""
+"""One job's page and its actions: cancel, retry, rename, delete, and its video and poster."""
 
 from __future__ import annotations
 
@@ -12,7 +12,12 @@ from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.text import slugify
-from django.views.decorators.http import require_GET, require_POST, require_safe
+from django.views.decorators.http import (
+    require_GET,
+    require_http_methods,
+    require_POST,
+    require_safe,
+)
 
 from jobs.access import StudioRequest, get_job
 from jobs.cards import attach_estimates, attach_queue_place
@@ -38,6 +43,7 @@ def job_detail(request: StudioRequest, code: UUID) -> HttpResponse:
         "timeline": timeline(job),
         "download_name": _download_name(job, "mp4"),
         "poll_seconds": POLL_SECONDS,
+        "can_manage": access.may("delete", job),
     }
     template = "jobs/job_detail.html#status" if request.htmx else "jobs/job_detail.html"
     return render(request, template, context)
@@ -67,8 +73,50 @@ def job_retry(request: StudioRequest, code: UUID) -> HttpResponse:
     return redirect(f"{reverse('jobs:dashboard')}?new={new.code}")
 
 
+@login_required
+@require_POST
+def job_rename(request: StudioRequest, code: UUID) -> HttpResponse:
+    """Rename from the job page: htmx swaps the heading; without JavaScript, back to the page."""
+    job, _ = get_job(request.user, code, action="rename")
+    error = ""
+    try:
+        job_services.job_rename(job=job, name=request.POST.get("name", ""))
+    except ValidationError as exc:
+        error = " ".join(exc.messages)
+    if request.htmx:
+        context = {"job": job, "can_manage": True, "rename_error": error}
+        return render(request, "jobs/job_detail.html#job-name", context)
+    if error:
+        messages.error(request, error)
+    else:
+        messages.success(request, f"Renamed to “{job.name}”.")
+    return redirect(job)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def job_delete(request: StudioRequest, code: UUID) -> HttpResponse:
+    """GET: what deleting removes, and a button to confirm (no JavaScript needed). POST: do it."""
+    job, _ = get_job(request.user, code, action="delete")
+    if request.method == "POST":
+        try:
+            job_services.job_delete(job=job)
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+            return redirect(job)
+        messages.success(request, f"Deleted “{job.name}”, its video and its share links.")
+        return redirect("jobs:dashboard")
+    context = {
+        "job": job,
+        "share_count": job.share_links.count(),
+        # Only a queued job can be stopped (canceled) on the way; a running one is refused.
+        "running": job.is_active and job.status != Status.QUEUED,
+    }
+    return render(request, "jobs/job_delete.html", context)
+
+
 def _download_name(job: AvatarJob, ext: str) -> str:
-    stem = slugify(job.portrait.name.rsplit(".", 1)[0])[:40] or "avatar"
+    stem = slugify(job.name)[:60].strip("-") or "avatar"
     return f"{stem}-{job.mode}-{job.created:%Y%m%d-%H%M}.{ext}"
 
 

@@ -188,6 +188,7 @@ def _create_job(form: NewJobForm, access: Access, user: Any) -> AvatarJob:
         prompt=data["prompt"],
         mode=data["mode"],
         notify_by_email=data["notify_by_email"],
+        name=data["name"],
     )
 
 

@@ -19,6 +19,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.formats import date_format
+from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_POST, require_safe
 
 from jobs.access import StudioRequest, get_job, get_share
@@ -54,8 +55,7 @@ def _private(response: HttpResponseBase) -> HttpResponseBase:
 
 
 def share_title(link: ShareLink) -> str:
-    stem = link.job.portrait.name.rsplit(".", 1)[0]
-    return f"{stem} – talking avatar video"
+    return link.job.name  # never the portrait's file name: that is someone's photo
 
 
 def _gone_reason(token: str) -> str:
@@ -98,7 +98,7 @@ def share_video(request: HttpRequest, token: str) -> HttpResponseBase:
     download = "download" in request.GET
     if download and not link.allow_download:
         raise Http404("Downloads are not allowed for this link.")
-    filename = f"{share_title(link).split(' – ')[0]}.mp4"
+    filename = f"{slugify(link.job.name)[:60].strip('-') or 'avatar'}.mp4"
     response = serve_stored_file(
         request, link.job.video, content_type="video/mp4", filename=filename, attachment=download
     )

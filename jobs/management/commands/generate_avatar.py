@@ -21,7 +21,7 @@ from jobs.media.audio import ValidAudio, validate_audio
 from jobs.media.portraits import validate_portrait
 from jobs.media.prompts import validate_prompt
 from jobs.models import Asset, AvatarJob, Membership
-from jobs.services.jobs import check_mode, job_create
+from jobs.services.jobs import check_mode, clean_job_name, job_create
 from jobs.services.voiceovers import voiceover_store
 from jobs.tts.script import check_script
 from jobs.tts.synth import synthesize
@@ -52,6 +52,11 @@ class Command(BaseCommand):
             "--speed", type=float, help="With --script: 0.8 to 2.0 in steps of 0.1 (default 1.0)."
         )
         parser.add_argument("--prompt", default="", help="Optional direction (≤ 2500 chars).")
+        parser.add_argument(
+            "--name",
+            default="",
+            help="The job's name (≤ 120 chars; default: the prompt's or script's first words).",
+        )
         parser.add_argument("--mode", default="draft", choices=AvatarJob.Mode.values)
         parser.add_argument(
             "--wait", action="store_true", help="Wait for the worker to finish the job."
@@ -81,6 +86,12 @@ class Command(BaseCommand):
             prompt = validate_prompt(opts["prompt"])
         except ValidationError as exc:
             problems.extend(f"--prompt: {m}" for m in exc.messages)
+        name = ""
+        if opts["name"].strip():
+            try:
+                name = clean_job_name(opts["name"])
+            except ValidationError as exc:
+                problems.extend(f"--name: {m}" for m in exc.messages)
         try:
             check_mode(opts["mode"])
         except ValidationError as exc:
@@ -125,6 +136,8 @@ class Command(BaseCommand):
             audio=voiceover,
             prompt=prompt,
             mode=opts["mode"],
+            name=name,
+            source=AvatarJob.Source.COMMAND,
         )
         self.stdout.write(absolute(job.get_absolute_url()))
         if opts["wait"]:
