@@ -97,7 +97,11 @@ def _retry(w: World, creator) -> Call:
 
 def _job_rename(w: World, creator) -> Call:
     job = finish(w.job(creator))
-    return Call(reverse("jobs:job-rename", args=[job.code]), {"name": "Renamed"})
+    return Call(
+        reverse("jobs:job-rename", args=[job.code]),
+        {"name": "Renamed"},
+        done=lambda: AvatarJob.objects.get(pk=job.pk).name == "Renamed",
+    )
 
 
 def _job_delete(w: World, creator) -> Call:
