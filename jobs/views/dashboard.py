@@ -163,6 +163,8 @@ def job_cards(request: StudioRequest) -> HttpResponse:
         "team_code": team_code,
         "updated": updated_cards,
         "fresh": fresh,
+        # The page still shows its empty state (it sends `empty` only then): remove it.
+        "empty_shown": request.GET.get("empty") == "1",
         "finished": [job for job in updated_cards if not job.is_active],
         # Cards of jobs that vanished (deleted by an admin) are removed, or they would poll on.
         "vanished": vanished,
