@@ -41,6 +41,20 @@ def media_root(settings, tmp_path: Path) -> Path:
     return root
 
 
+@pytest.fixture(autouse=True)
+def fresh_reset_limits() -> Iterator[None]:
+    """Password-reset counts start at zero in every test. The database cache starts empty with
+    each test database; Redis outlives tests (and holds the broker), so only these keys go."""
+    from django.core.cache import cache
+
+    client = getattr(cache, "_cache", None)
+    if client is not None and hasattr(client, "get_client"):
+        redis = client.get_client(write=True)
+        for key in redis.scan_iter(match="*pwreset:*"):
+            redis.delete(key)
+    yield
+
+
 # --- personas: the owner of a team, a teammate, a read-only viewer and an outsider ---------
 
 
