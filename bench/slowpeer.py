@@ -72,26 +72,11 @@ def free_port() -> int:
 
 
 def start_web(port: int, log: Path) -> subprocess.Popen[bytes]:
-    """gunicorn with run_studio's settings; waits until the login page answers."""
+    """gunicorn as run_studio starts it; waits until the login page answers."""
+    from jobs.management.commands.run_studio import web_command
+
     web = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "avatarsite.wsgi:application",
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--workers",
-            "2",
-            "--threads",
-            "4",
-            "--worker-class",
-            "gthread",
-            "--timeout",
-            "120",
-            "--chdir",
-            str(ROOT),
-        ],
+        web_command("127.0.0.1", port),
         env=dict(os.environ),
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,

@@ -222,19 +222,20 @@ class AvatarJobAdmin(admin.ModelAdmin):
     def serve_poster(self, request: HttpRequest, pk: int) -> HttpResponseBase:
         return self._serve(request, pk, "poster", "image/jpeg")
 
+    def _file_link(self, job: AvatarJob, kind: str) -> str:
+        stored = getattr(job, kind)
+        if not stored:
+            return "-"
+        url = reverse(f"admin:jobs_avatarjob_{kind}", args=[job.pk])
+        return format_html('<a href="{}">{}</a>', url, stored.name)
+
     @admin.display(description="video")
     def video_link(self, job: AvatarJob) -> str:
-        if not job.video:
-            return "-"
-        url = reverse("admin:jobs_avatarjob_video", args=[job.pk])
-        return format_html('<a href="{}">{}</a>', url, job.video.name)
+        return self._file_link(job, "video")
 
     @admin.display(description="poster")
     def poster_link(self, job: AvatarJob) -> str:
-        if not job.poster:
-            return "-"
-        url = reverse("admin:jobs_avatarjob_poster", args=[job.pk])
-        return format_html('<a href="{}">{}</a>', url, job.poster.name)
+        return self._file_link(job, "poster")
 
     @admin.action(description="Retry (as a new job with the same inputs)")
     def retry_jobs(self, request: HttpRequest, queryset: QuerySet[AvatarJob]) -> None:

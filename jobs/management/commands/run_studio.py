@@ -15,6 +15,32 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 
+def web_command(host: str, port: int) -> list[str]:
+    """The studio's gunicorn: a few threaded workers, logging requests to stdout."""
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "avatarsite.wsgi:application",
+        "--bind",
+        f"{host}:{port}",
+        "--workers",
+        "2",
+        "--threads",
+        "4",
+        "--worker-class",
+        "gthread",
+        "--timeout",
+        "120",
+        "--graceful-timeout",
+        "10",
+        "--access-logfile",
+        "-",
+        "--chdir",
+        str(settings.BASE_DIR),
+    ]
+
+
 class Command(BaseCommand):
     help = (
         "Run gunicorn on 127.0.0.1:$PORT (8000) and the django-q2 workers (jobs and callbacks) "
@@ -30,28 +56,7 @@ class Command(BaseCommand):
         host = options["host"]
         python = sys.executable
         manage = str(settings.BASE_DIR / "manage.py")
-        web = [
-            python,
-            "-m",
-            "gunicorn",
-            "avatarsite.wsgi:application",
-            "--bind",
-            f"{host}:{port}",
-            "--workers",
-            "2",
-            "--threads",
-            "4",
-            "--worker-class",
-            "gthread",
-            "--timeout",
-            "120",
-            "--graceful-timeout",
-            "10",
-            "--access-logfile",
-            "-",
-            "--chdir",
-            str(settings.BASE_DIR),
-        ]
+        web = web_command(host, port)
         worker = [python, manage, "qcluster"]
         # The callbacks cluster: same command, its own queue (settings.ALT_CLUSTERS).
         callbacks_env = {**os.environ, "Q_CLUSTER_NAME": settings.API_CALLBACK_CLUSTER}
