@@ -336,7 +336,7 @@ class VoiceoverForm(forms.Form):
 ROLE_CHOICES = Membership.Role.choices
 ROLE_HELP = {
     Membership.Role.ADMIN: "members, settings, quotas and every job",
-    Membership.Role.MEMBER: "makes jobs, manages own jobs and the library",
+    Membership.Role.MEMBER: "makes jobs, adds files, changes only their own",
     Membership.Role.VIEWER: "watches and downloads only",
 }
 

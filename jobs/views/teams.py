@@ -99,7 +99,6 @@ def _team_context(access: Access, **extra: Any) -> dict[str, Any]:
         "members": list(members),
         "invites": list(invites),
         "roles": Membership.Role.choices,
-        "role_help": ROLE_HELP,
         "add_form": MemberAddForm(),
         "invite_form": InviteForm(),
     }
