@@ -285,6 +285,40 @@ def favicon(message) -> bool:  # noqa: ANN001
     return message.location.get("url", "").endswith("/favicon.ico")
 
 
+class Aborts:
+    """Loads the browser gave up (net::ERR_ABORTED), judged once it is known why.
+
+    Chromium drops the favicon, a poster or a video still loading when the page moves on; that
+    is the browser's choice, not a failed request. A load aborted while the page stayed where it
+    was is a fault. The abort is reported before the next page commits, so the verdict waits
+    until `faults()` is asked.
+    """
+
+    def __init__(self, page) -> None:  # noqa: ANN001
+        self.page = page
+        self.navigations = 0
+        self.started: dict[Any, int] = {}
+        self.aborted: list[tuple[str, int]] = []
+        page.on("request", lambda r: self.started.__setitem__(r, self.navigations))
+        page.on("framenavigated", lambda f: f == page.main_frame and self._moved())
+
+    def _moved(self) -> None:
+        self.navigations += 1
+
+    def failed(self, request) -> bool:  # noqa: ANN001
+        """True when the failure is an abort left for `faults()` to judge."""
+        if request.failure != "net::ERR_ABORTED":
+            return False
+        self.aborted.append((request.url, self.started.pop(request, self.navigations)))
+        return True
+
+    def faults(self) -> list[str]:
+        """Asked once the page has loaded: aborts of the page before it are forgiven."""
+        faults = [url for url, seen in self.aborted if seen == self.navigations]
+        self.aborted = []
+        return [f"{url} failed (net::ERR_ABORTED while the page stayed)" for url in faults]
+
+
 def csp_violations(page) -> list[str]:  # noqa: ANN001
     return page.evaluate("window.__csp || []")
 

@@ -12,6 +12,7 @@ from tests.helpers import (
     ARGS,
     CHROMIUM,
     CSP_LISTENER,
+    Aborts,
     csp_violations,
     playwright_session,
     watch_errors,
@@ -29,10 +30,14 @@ SIZES = [(1366, 900), (390, 844)]
 OVERFLOW = "() => document.documentElement.scrollWidth <= window.innerWidth"
 
 
-def watch(page, errors: list[str]) -> None:  # noqa: ANN001
+def watch(page, errors: list[str]) -> Aborts:  # noqa: ANN001
     """Script errors and CSP reports (watch_errors), plus requests that failed or got 4xx/5xx."""
     watch_errors(page, errors)
-    page.on("requestfailed", lambda r: errors.append(f"failed: {r.url} {r.failure}"))
+    aborts = Aborts(page)
+    page.on(
+        "requestfailed",
+        lambda r: aborts.failed(r) or errors.append(f"failed: {r.url} {r.failure}"),
+    )
     page.on(
         "response",
         lambda r: (
@@ -41,6 +46,7 @@ def watch(page, errors: list[str]) -> None:  # noqa: ANN001
             and errors.append(f"{r.status}: {r.url}")
         ),
     )
+    return aborts
 
 
 @pytest.mark.parametrize(("width", "height"), SIZES)
@@ -50,9 +56,11 @@ def test_a_newcomer_joins_a_team_by_invite_link(live_server, owner, width, heigh
     errors: list[str] = []
     violations: list[str] = []
     wide: list[str] = []
+    tabs: dict[object, Aborts] = {}
 
     def check(page) -> None:  # noqa: ANN001
         page.wait_for_load_state()
+        errors.extend(tabs[page].faults())
         violations.extend(csp_violations(page))
         if not page.evaluate(OVERFLOW):
             wide.append(page.url)
@@ -65,7 +73,7 @@ def test_a_newcomer_joins_a_team_by_invite_link(live_server, owner, width, heigh
         context = browser.new_context(viewport=viewport)
         context.add_init_script(CSP_LISTENER)
         page = context.new_page()
-        watch(page, errors)
+        tabs[page] = watch(page, errors)
         page.goto(f"{live_server.url}/accounts/login/")
         check(page)
         page.fill("#id_username", "alice")
@@ -89,7 +97,7 @@ def test_a_newcomer_joins_a_team_by_invite_link(live_server, owner, width, heigh
         fresh = browser.new_context(viewport=viewport)
         fresh.add_init_script(CSP_LISTENER)
         newcomer = fresh.new_page()
-        watch(newcomer, errors)
+        tabs[newcomer] = watch(newcomer, errors)
         newcomer.goto(invite_url)
         assert "Studio North invited you: log in or create an account" in newcomer.inner_text(
             ".invite-banner"

@@ -27,7 +27,14 @@ from typing import Any
 import pytest
 
 from jobs.models import AvatarJob, Membership, Team
-from tests.helpers import ARGS, CHROMIUM, CSP_LISTENER, make_audio_file, playwright_session
+from tests.helpers import (
+    ARGS,
+    CHROMIUM,
+    CSP_LISTENER,
+    Aborts,
+    make_audio_file,
+    playwright_session,
+)
 
 pytestmark = [
     pytest.mark.browser,
@@ -64,6 +71,7 @@ class Persona:
     page: Any
     problems: list[str]
     allowed: list[tuple[str, int]] = field(default_factory=list)  # (path regex, status)
+    aborts: list[Aborts] = field(default_factory=list)  # one per tab
 
     @classmethod
     def open(cls, browser: Any, name: str, base: str, size: dict, problems: list[str]) -> Persona:
@@ -77,6 +85,7 @@ class Persona:
         who = self.name
         page.on("pageerror", lambda e: self.problems.append(f"{who}: script error {e}"))
         page.on("console", self._console)
+        self.aborts.append(Aborts(page))
         page.on("requestfailed", self._failed)
         page.on("response", self._response)
 
@@ -93,8 +102,10 @@ class Persona:
         return any(re.search(rx, path) and status in (None, st) for rx, st in self.allowed)
 
     def _failed(self, request: Any) -> None:
-        # A video the page stops loading when the person moves on is the browser's choice.
+        # A video is loaded in ranges the player gives up as it pleases.
         if request.failure == "net::ERR_ABORTED" and request.resource_type == "media":
+            return
+        if any(tab.failed(request) for tab in self.aborts if request.frame.page == tab.page):
             return
         self.problems.append(f"{self.name}: {request.url} failed ({request.failure})")
 
@@ -128,6 +139,8 @@ class Persona:
         for violation in page.evaluate("window.__csp || []"):
             self.problems.append(f"{self.name}: CSP {violation}")
         page.evaluate("window.__csp = []")
+        for tab in self.aborts:
+            self.problems.extend(f"{self.name}: {fault}" for fault in tab.faults())
         overflow = page.evaluate(OVERFLOW)
         if overflow:
             self.problems.append(f"{self.name}: {where} is {overflow}")
