@@ -36,11 +36,12 @@ def test_run_studio_serves_and_stops_on_ctrl_c(tmp_path):
         ["createcachetable"],
     ):
         subprocess.run(manage + step, env=env, cwd=ROOT, check=True, timeout=120)
+    log = tmp_path / "run_studio.log"
     proc = subprocess.Popen(
         manage + ["run_studio"],
         env=env,
         cwd=ROOT,
-        stdout=subprocess.PIPE,
+        stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
@@ -58,17 +59,30 @@ def test_run_studio_serves_and_stops_on_ctrl_c(tmp_path):
         assert status == 200 and "Log in" in page
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/static/css/studio.css") as r:
             assert r.status == 200
+        while time.monotonic() < deadline and log.read_text().count("] running.") < 2:
+            time.sleep(0.3)  # both clusters are up: a stop now is the everyday one
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-        out, _ = proc.communicate(timeout=40)
+        proc.wait(timeout=40)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    text = out.decode()
+    text = log.read_text()
     assert f"avatarsite is running: http://127.0.0.1:{port}/" in text
     assert "Stopped." in text
     # Two django-q2 clusters: the jobs one and the callbacks one (ALT_CLUSTERS).
     running = re.findall(r"Q Cluster \S+ \[(\w+)\] running\.", text)
     assert sorted(running) == ["avatarsite", "callbacks"], text
     assert proc.returncode == 0
+    # One graceful stop: nothing was killed on the way out, and no process is left behind.
+    assert "SIGKILL" not in text and "killed" not in text and "out of memory" not in text, text
+    # gunicorn gets the graceful SIGTERM from run_studio alone: the terminal's SIGINT to the whole
+    # group made it quit hard, and now and then SIGKILL a worker still closing.
+    assert "Handling signal: term" in text and "Handling signal: int" not in text, text
+    assert "Shutting down: Master" in text
+    gunicorn = re.findall(r"Listening at: \S+ \((\d+)\)|Booting worker with pid: (\d+)", text)
+    assert len(gunicorn) == 3, text  # the master and its two workers
+    for pid in (int(a or b) for a, b in gunicorn):
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/", timeout=2)

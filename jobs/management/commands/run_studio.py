@@ -36,6 +36,8 @@ def web_command(host: str, port: int) -> list[str]:
         "10",
         "--access-logfile",
         "-",
+        # Unused here, and one per user: two studios on a host would share it.
+        "--no-control-socket",
         "--chdir",
         str(settings.BASE_DIR),
     ]
@@ -62,9 +64,9 @@ class Command(BaseCommand):
         callbacks_env = {**os.environ, "Q_CLUSTER_NAME": settings.API_CALLBACK_CLUSTER}
         jobs_env = {**os.environ, "Q_CLUSTER_NAME": str(settings.Q_CLUSTER["name"])}
         procs = {
-            "web": subprocess.Popen(web),
-            "worker": subprocess.Popen(worker, env=jobs_env),
-            "callbacks worker": subprocess.Popen(worker, env=callbacks_env),
+            "web": _start(web),
+            "worker": _start(worker, env=jobs_env),
+            "callbacks worker": _start(worker, env=callbacks_env),
         }
         admins = get_user_model().objects.filter(is_superuser=True).order_by("pk")
         admin = admins.first()
@@ -80,42 +82,69 @@ class Command(BaseCommand):
                 + "Press Ctrl-C to stop the web server and the workers.\n"
             )
         )
-        stopping = False
-
-        def stop(*_: Any) -> None:
-            nonlocal stopping
-            stopping = True
-
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
         exit_code = 0
         try:
-            while not stopping:
-                for name, proc in procs.items():
-                    if proc.poll() is not None:
-                        self.stderr.write(
-                            f"The {name} process stopped (exit {proc.returncode}); "
-                            "stopping the studio."
-                        )
-                        exit_code = proc.returncode or 1
-                        stopping = True
-                time.sleep(0.5)
+            exit_code = self._watch(procs)
         finally:
-            for proc in procs.values():
-                if proc.poll() is None:
-                    proc.send_signal(signal.SIGTERM)
-            deadline = time.monotonic() + 20
-            for proc in procs.values():
-                try:
-                    proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            self._stop(procs)
         self.stdout.write("Stopped.")
         if exit_code:
             raise CommandError(
                 "The studio stopped because one of its processes died.", returncode=exit_code
             )
+
+    def _watch(self, procs: dict[str, subprocess.Popen[bytes]]) -> int:
+        """Wait for Ctrl-C (or SIGTERM) or for a process to die; its exit code, or 0."""
+        self.stopping = self.hurry = False
+
+        def stop(*_: Any) -> None:
+            if self.stopping:
+                self.hurry = True  # a second Ctrl-C: do not wait for the graceful stop
+                self.stderr.write("Stopping now.")
+            self.stopping = True
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        while not self.stopping:
+            for name, proc in procs.items():
+                if proc.poll() is not None:
+                    self.stderr.write(
+                        f"The {name} process stopped (exit {proc.returncode}); stopping the studio."
+                    )
+                    self.stopping = True  # a Ctrl-C from now on hurries the stop
+                    return proc.returncode or 1
+            time.sleep(0.5)
+        return 0
+
+    def _stop(self, procs: dict[str, subprocess.Popen[bytes]]) -> None:
+        self.stdout.write("Stopping: running requests and tasks get to finish.")
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)  # the graceful stop of gunicorn and qcluster
+        deadline = time.monotonic() + STOP_GRACE_SECONDS
+        while any(p.poll() is None for p in procs.values()):
+            if self.hurry or time.monotonic() > deadline:
+                for name, proc in procs.items():
+                    if proc.poll() is None:
+                        self.stderr.write(f"The {name} process did not stop in time: killed.")
+                        proc.kill()
+                        proc.wait()
+                return
+            time.sleep(0.1)
+
+
+# gunicorn's own graceful timeout is 10 s; a worker's task may take a moment to save its state.
+STOP_GRACE_SECONDS = 20
+
+
+def _start(command: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """A child in its own process group, so that Ctrl-C reaches this command alone.
+
+    A terminal sends SIGINT to the whole group: gunicorn's workers then quit at once while its
+    master asks them to stop, and the master SIGKILLs the one still closing ("Perhaps out of
+    memory?"). Here every child gets one SIGTERM, its graceful stop, from this command.
+    """
+    return subprocess.Popen(command, env=env, process_group=0)
 
 
 def _port_from_env() -> int:
