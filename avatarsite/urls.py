@@ -20,6 +20,7 @@ urlpatterns = [
     path("accounts/login/", accounts.login, name="login"),
     path("accounts/password_reset/", accounts.password_reset, name="password_reset"),
     path("accounts/signup/", accounts.signup, name="signup"),
+    path("accounts/profile/", accounts.account, name="account"),
     path("invites/<str:token>/signup/", accounts.invite_signup, name="invite-signup"),
     path("favicon.ico", favicon, name="favicon"),
     path("", include("jobs.urls")),

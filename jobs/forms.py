@@ -28,7 +28,7 @@ from jobs.voices import VOICES
 
 PORTRAIT_ACCEPT = "image/jpeg,image/png,.jpg,.jpeg,.png"
 AUDIO_ACCEPT = "audio/mpeg,audio/wav,audio/x-wav,audio/mp4,audio/aac,.mp3,.wav,.m4a,.aac"
-NO_EMAIL = "Add an email address in your account to get notified."
+NO_EMAIL = "Add an email address to your account (the Account page) to get notified."
 REFUSAL_SALT = "jobs.new-job.refused-file"
 REFUSAL_MAX_AGE = 24 * 3600  # seconds a page may sit open between the check and the submit
 
@@ -454,3 +454,41 @@ class SignupForm(UserCreationForm):
                 "password if you forgot it."
             )
         return email
+
+
+class AccountForm(forms.Form):
+    """Your own email address, changed only with your password: it is how a password is reset,
+    so a borrowed session must not be able to redirect the reset mail."""
+
+    email = forms.EmailField(
+        max_length=254,
+        required=False,
+        label="Email",
+        help_text="For a password reset and for job notifications. Leave empty to remove it.",
+    )
+    password = forms.CharField(
+        label="Your password",
+        strip=False,
+        widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
+        help_text="Needed to change the address.",
+        error_messages={"required": "Type your password to change the email address."},
+    )
+
+    def __init__(self, user: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, initial={"email": user.email}, **kwargs)
+        self.user = user
+
+    def clean_email(self) -> str:
+        email = self.cleaned_data["email"].strip()
+        others = get_user_model().objects.exclude(pk=self.user.pk)
+        if email and others.filter(email__iexact=email).exists():
+            raise ValidationError(
+                "Another account already uses this email: each address resets one account."
+            )
+        return email
+
+    def clean_password(self) -> str:
+        password = self.cleaned_data["password"]
+        if not self.user.check_password(password):
+            raise ValidationError("That is not your password: the address was not changed.")
+        return password

@@ -472,7 +472,7 @@ def test_email_me_is_off_and_refused_for_an_account_without_an_address(
     login(client, owner)
     page = client.get(reverse("jobs:job-new")).content.decode()
     assert re.search(r'<input type="checkbox" name="notify_by_email"[^>]* disabled>', page)
-    assert "Add an email address in your account to get notified." in page
+    assert f'<a href="{reverse("account")}">Add an email address to your account</a>' in page
     data = {"portrait_asset": portrait.code, "audio_asset": audio.code, "mode": "draft"}
     response = client.post(reverse("jobs:job-new"), {**data, "notify_by_email": "on"})
     assert response.status_code == 200 and not AvatarJob.objects.exists()

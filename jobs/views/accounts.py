@@ -1,5 +1,5 @@
 """Accounts: logging in (with word of an invite), signing up from an invite, open sign-up
-(off unless ALLOW_SIGNUP), and password reset requests with a rate limit."""
+(off unless ALLOW_SIGNUP), your own account page, and password reset requests with a rate limit."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth import login as auth_login
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import PasswordResetForm
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
@@ -21,7 +22,7 @@ from django.shortcuts import redirect, render
 from django.urls import Resolver404, resolve, reverse
 from django.views.decorators.http import require_http_methods
 
-from jobs.forms import SignupForm
+from jobs.forms import AccountForm, SignupForm
 from jobs.models import TeamInvite
 from jobs.services import teams
 from jobs.services.teams import invite_find
@@ -130,6 +131,31 @@ def signup(request: HttpRequest) -> HttpResponse:
         auth_login(request, user, backend=MODEL_BACKEND)
         return redirect("jobs:dashboard")
     return render(request, "registration/signup.html", {"form": form})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def account(request: HttpRequest) -> HttpResponse:
+    """Your account: who you are, your email address (changed with your password), your teams."""
+    user = request.user
+    form = AccountForm(user, request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        email = form.cleaned_data["email"]
+        if email == user.email:
+            messages.info(request, "Nothing changed: that is already your address.")
+        else:
+            user.email = email
+            user.save(update_fields=["email"])
+            messages.success(
+                request,
+                f"Your email address is now {email}."
+                if email
+                else "Your email address is removed.",
+            )
+        return redirect("account")
+    memberships = user.memberships.select_related("team").order_by("team__personal", "team__name")
+    context = {"form": form, "memberships": memberships}
+    return render(request, "registration/account.html", context)
 
 
 def _over_limit(key: str, limit: int) -> bool:
