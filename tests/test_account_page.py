@@ -24,7 +24,7 @@ def test_it_shows_who_you_are_and_your_teams(client, owner, team, teammate):
     assert "logged in as <strong>bob</strong>" in page
     assert 'value="bob@example.com"' in page
     assert escape(team.name) in page and "(member)" in page
-    assert "bob&#x27;s team</a> <span class=\"muted\">(your personal team)" in page
+    assert 'bob&#x27;s team</a> <span class="muted">(your personal team)' in page
     assert reverse("password_change") in page
     assert f'href="{reverse("account")}" aria-current="page">Account</a>' in page
 
