@@ -4,14 +4,22 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml uv.lock | cksum | cut -d' ' -f1)
+UV     := $(VENV)/bin/uv
+UV_VERSION := 0.13.9
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test lint lock bench clean
 
-$(STAMP): pyproject.toml
+# Exact versions with hashes from uv.lock (pyproject.toml keeps the ranges; `make lock` updates
+# the lock, and `make lint` fails when the two disagree).
+$(STAMP): pyproject.toml uv.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(UV) export --quiet --frozen --extra dev --no-emit-project --format requirements-txt \
+		--output-file $(VENV)/requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --require-hashes \
+		-r $(VENV)/requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
@@ -28,10 +36,14 @@ test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: setup
+	$(UV) lock --check --offline --quiet
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy jobs avatarsite
 	$(VENV)/bin/lint-imports
+
+lock: setup
+	$(UV) lock
 
 bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
