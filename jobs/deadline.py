@@ -121,7 +121,9 @@ def deadline(seconds: float) -> Iterator[Deadline]:
         yield limit
     except Exception as exc:
         limit._close()
-        if limit.expired:
+        # A socket timeout equal to the time left can fire a moment before the timer does (a
+        # busy machine runs the timer late): an error at or past the deadline is the deadline's.
+        if limit.expired or time.monotonic() >= limit.expires_at:
             raise DeadlineExceeded(seconds) from exc
         raise
     else:

@@ -23,7 +23,7 @@ from django_q.models import OrmQ, Schedule
 
 from jobs import netfetch
 from jobs.api import callbacks, inputs
-from jobs.deadline import DeadlineExceeded, deadline
+from jobs.deadline import Deadline, DeadlineExceeded, deadline
 from jobs.kling.client import KlingClient
 from jobs.kling.errors import ErrorKind, KlingError
 from jobs.models import AvatarJob
@@ -96,6 +96,17 @@ def test_deadline_replaces_a_cut_short_answer_with_deadline_exceeded(peer) -> No
             allow_private=True,
             max_redirects=0,
         )
+
+
+def test_an_error_at_the_deadline_is_the_deadline_even_before_its_timer_runs(monkeypatch):
+    """A read timeout equal to the time left fires a moment before the timer on a busy machine:
+    the error is still told as the deadline's, not as a raw ReadTimeout."""
+    monkeypatch.setattr(Deadline, "_start", lambda self: None)  # the timer runs late: never
+    with pytest.raises(DeadlineExceeded), deadline(0.05):
+        time.sleep(0.06)
+        raise TimeoutError("timed out")
+    with pytest.raises(TimeoutError), deadline(5):  # well before the deadline: the error itself
+        raise TimeoutError("timed out")
 
 
 # --- netfetch.fetch (API callers' image and sound URLs) ---------------------------------------
