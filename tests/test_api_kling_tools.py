@@ -352,3 +352,19 @@ def test_watermark_info_is_kept_and_passed_on_to_kling(client, settings, pair, t
 def test_expired_jwt_cannot_be_reused_after_a_day(client, pair):
     token = sign(*pair, exp=int((timezone.now() - timedelta(days=1)).timestamp()))
     assert list_tasks(client, token).json()["code"] == 1004
+
+
+def test_tts_with_kling_unreachable_says_retry_later(client, settings, pair):
+    settings.KLING_API_KEY, settings.KLING_BASE_URL = "k", "http://127.0.0.1:9"
+    settings.KLING_ACCESS_KEY = settings.KLING_SECRET_KEY = ""
+    body = {"text": "Hello there, this is Kling speaking today.", "voice_id": "uk_man2"}
+    reply = tts(client, sign(*pair), body)
+    assert (reply.status_code, reply.json()["code"]) == (429, 1302), reply.content
+    assert not Asset.objects.filter(kind=Asset.Kind.AUDIO).exists()
+
+
+def test_the_openapi_document_describes_the_new_paths():
+    from jobs.api.openapi import document
+
+    paths = document("https://studio.example")["paths"]
+    assert {"/v1/audio/tts", "/v1/general/presets-voices", "/account/costs"} <= set(paths)
