@@ -215,6 +215,16 @@ def test_tts_offline_makes_a_library_voice_over_named_by_our_audio_id(client, pa
     asset = Asset.objects.get(code=audio["id"])
     assert asset.team == team and asset.voice_engine == "espeak"
     assert float(audio["duration"]) >= 2
+    # audios[].url plays it with no session, while the token is good.
+    played = client.get(audio["url"].removeprefix("http://testserver"))
+    assert played.status_code == 200 and played["Content-Type"] == "audio/mpeg"
+    assert b"".join(played.streaming_content)[:3] in (b"ID3", b"\xff\xfb", b"\xff\xf3")
+    ApiToken.objects.filter(access_key=pair[0]).update(revoked_at=timezone.now())
+    refused = client.get(audio["url"].removeprefix("http://testserver"))
+    assert (refused.status_code, refused.json()["code"]) == (403, 1103)
+    forged = client.get(audio["url"].removeprefix("http://testserver").replace("/audio", "x/audio"))
+    assert forged.json()["code"] == 1203
+    ApiToken.objects.filter(access_key=pair[0]).update(revoked_at=None)
     # The same script again is the same voice-over: not synthesized twice.
     again = tts(
         client,

@@ -442,7 +442,12 @@ def _more_paths(bearer: list[dict[str, list[str]]]) -> dict[str, Any]:
                                     "the voice-over in the team's library. It never goes stale "
                                     "(Kling's own id is sent while fresh, our copy after).",
                                 },
-                                "url": {"type": "string"},
+                                "url": {
+                                    "type": "string",
+                                    "description": "The voice-over file: a signed link that "
+                                    "needs no session and works while this token does (for "
+                                    "the same hours as video links).",
+                                },
                                 "duration": {"type": "string"},
                             },
                         },

@@ -5,6 +5,7 @@ from django.urls import path, re_path
 from jobs.api.views import (
     account_costs,
     api_not_found,
+    audio_file,
     audio_tts,
     image2video,
     image2video_task,
@@ -33,6 +34,7 @@ urlpatterns = [
     path("account/costs", account_costs, name="account-costs-root"),
     path("kling/openapi.json", openapi_json, name="openapi"),
     path("kling/files/<uuid:code>/<str:signature>/video.mp4", video_file, name="video-file"),
+    path("kling/files/<uuid:code>/<str:signature>/audio", audio_file, name="audio-file"),
     # Anything else under the API's prefixes gets Kling's "not found" envelope, not HTML.
     re_path(r"^(?:kling/)?v1/(?P<rest>.*)$", api_not_found, name="not-found"),
     path("api/tokens/", tokens, name="tokens"),

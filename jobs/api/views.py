@@ -59,6 +59,8 @@ from jobs.api.openapi import document
 from jobs.links import (
     VIDEO_LINK_MAX_AGE,
     VideoLinkExpired,
+    audio_link_open,
+    audio_url,
     callbacks_enabled,
     public_base_url,
     video_link_open,
@@ -230,6 +232,41 @@ def video_file(request: HttpRequest, code: UUID, signature: str) -> HttpResponse
         job.video,
         content_type="video/mp4",
         filename=f"{job.code}.mp4",
+        cache_control=PRIVATE_CACHE,
+    )
+
+
+_AUDIO_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav", "m4a": "audio/mp4", "aac": "audio/aac"}
+
+
+@require_safe
+def audio_file(request: HttpRequest, code: UUID, signature: str) -> HttpResponseBase:
+    """A text-to-speech voice-over by its signed link (`audios[].url`): like video_file, it
+    works for VIDEO_LINK_MAX_AGE and only while the token it was given to does."""
+    try:
+        link = audio_link_open(code, signature)
+        if link is None:
+            raise ApiError(NOT_FOUND, "This audio link is not valid: make the voice-over again.")
+        token = ApiToken.objects.select_related("user").filter(pk=link.token_id).first()
+        asset = Asset.objects.filter(code=code, kind=Asset.Kind.AUDIO).first()
+        if asset is None or token is None or token.team_id != asset.team_id:
+            raise ApiError(NOT_FOUND, "This voice-over does not exist (any more).")
+        if not api_token_can_read(token):
+            raise ApiError(
+                NO_PERMISSION,
+                "This audio link no longer works: the API token it was given to was revoked or "
+                "its owner left the team.",
+            )
+    except VideoLinkExpired:
+        error = ApiError(NO_PERMISSION, "This audio link has expired: ask for it again.")
+        return error_response(error, str(uuid.uuid4()))
+    except ApiError as exc:
+        return error_response(exc, str(uuid.uuid4()))
+    return serve_stored_file(
+        request,
+        asset.file,
+        content_type=_AUDIO_TYPES.get(asset.format, "application/octet-stream"),
+        filename=f"{asset.code}.{asset.format or 'bin'}",
         cache_control=PRIVATE_CACHE,
     )
 
@@ -440,7 +477,7 @@ def audio_tts(request: HttpRequest, token: ApiToken) -> Any:
             "audios": [
                 {
                     "id": str(asset.code),
-                    "url": "",  # the voice-over is used by its id; the library page plays it
+                    "url": audio_url(asset, token=token, base_url=public_base_url(request)),
                     "duration": f"{asset.duration or 0:.3f}",
                 }
             ]
