@@ -65,6 +65,15 @@ API = BodyCap(
     advice="Send large files as URLs instead of base64.",
     api=True,
 )
+# 1,000 characters of text (up to 6 bytes each as JSON escapes) and the voice fields.
+TTS = BodyCap(
+    16 * KB,
+    "a text-to-speech request: up to 1,000 characters of text",
+    advice="Send at most 1,000 characters of text per request.",
+    api=True,
+)
+# GET-only API routes (account costs): nothing to send in a body.
+API_QUERY = BodyCap(4 * KB, "an API query", advice="Send the parameters in the URL.", api=True)
 # Django refuses form fields beyond DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB) itself; the admin's
 # biggest forms (a bulk action over thousands of rows) stay under it.
 ADMIN = BodyCap(3 * MB, "an admin form", "Select fewer rows at once.")
@@ -80,7 +89,9 @@ ROUTE_CAPS: tuple[tuple[re.Pattern[str], BodyCap], ...] = tuple(
         (r"^voiceovers/new/$", NEW_JOB),
         # One file at a time: job_new.html's hx-params send only the field that changed.
         (r"^jobs/new/check/[^/]+/$", ONE_FILE),
+        (r"^(?:kling/)?v1/audio/tts$", TTS),
         (r"^(?:kling/)?v1/", API),
+        (r"^(?:kling/)?account/", API_QUERY),
         (r"^admin/", ADMIN),
         (r"^hooks/kling/", CALLBACK),
     )

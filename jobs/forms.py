@@ -421,6 +421,16 @@ class TokenForm(forms.Form):
         label="Token name",
         help_text="What will use it, e.g. “ComfyUI on the edit PC”. Jobs it makes show this name.",
     )
+    kind = forms.ChoiceField(
+        choices=[
+            ("bearer", "Bearer token (gateways, curl)"),
+            ("pair", "Access key + secret key (Kling's own tools, signed JWT)"),
+        ],
+        initial="bearer",
+        required=False,
+        label="Kind",
+        widget=forms.RadioSelect,
+    )
 
 
 def _choices(field: forms.Field) -> list[tuple[Any, Any]]:

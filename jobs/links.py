@@ -23,12 +23,13 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.crypto import salted_hmac
 
-from jobs.models import ApiToken, AvatarJob
+from jobs.models import ApiToken, Asset, AvatarJob
 
 # The worker's fallback without PUBLIC_BASE_URL: where `make run` serves the studio.
 DEV_SERVER_URL = "http://127.0.0.1:8000"
 
 _VIDEO_PURPOSE = "avatarsite.api-video"
+_AUDIO_PURPOSE = "avatarsite.api-audio"  # text to speech's audios[].url
 _CALLBACK_PURPOSE = "avatarsite.kling-callback"
 # A listed video link works this long; asking for the task again gives a fresh one.
 VIDEO_LINK_MAX_AGE = timedelta(days=1)
@@ -88,8 +89,17 @@ def video_link_open(code: UUID, signature: str) -> VideoLink | None:
 
     Says nothing about whether the token is still good: the caller checks that.
     """
+    return _link_open(_video_signer(), code, signature)
+
+
+def audio_link_open(code: UUID, signature: str) -> VideoLink | None:
+    """The same for a voice-over's link (the asset's code), with its own purpose."""
+    return _link_open(signing.TimestampSigner(salt=_AUDIO_PURPOSE), code, signature)
+
+
+def _link_open(signer: signing.TimestampSigner, code: UUID, signature: str) -> VideoLink | None:
     try:
-        value = _video_signer().unsign(f"{code}:{signature}", max_age=VIDEO_LINK_MAX_AGE)
+        value = signer.unsign(f"{code}:{signature}", max_age=VIDEO_LINK_MAX_AGE)
     except signing.SignatureExpired:
         raise VideoLinkExpired from None
     except signing.BadSignature:
@@ -98,6 +108,14 @@ def video_link_open(code: UUID, signature: str) -> VideoLink | None:
     if signed_code != str(code) or not token_id.isdigit():
         return None
     return VideoLink(code=code, token_id=int(token_id))
+
+
+def audio_url(asset: Asset, *, token: ApiToken, base_url: str) -> str:
+    """The API's link to a voice-over (text to speech's `audios[].url`), for the caller holding
+    `token`, valid for VIDEO_LINK_MAX_AGE and only while the token is."""
+    signed = signing.TimestampSigner(salt=_AUDIO_PURPOSE).sign(f"{asset.code}:{token.pk}")
+    path = reverse("api:audio-file", args=[asset.code, signed.removeprefix(f"{asset.code}:")])
+    return f"{base_url}{path}"
 
 
 def video_url(job: AvatarJob, *, token: ApiToken, base_url: str) -> str:

@@ -324,6 +324,8 @@ class AvatarJob(models.Model):
     )
     client_external_id = models.CharField(max_length=200, blank=True)
     client_callback_url = models.URLField(max_length=2000, blank=True)
+    # The caller's watermark_info.enabled, passed on to Kling as given (None: not sent).
+    watermark = models.BooleanField(null=True, blank=True)
     client_callback_status = models.CharField(
         max_length=12, blank=True, help_text="The last status the caller's callback was told."
     )
@@ -557,12 +559,22 @@ class ApiToken(models.Model):
     created = models.DateTimeField(default=timezone.now, editable=False)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # A key pair like Kling's: callers sign short-lived JWTs with the secret key (HS256), so the
+    # secret must be kept, not just hashed: it is stored encrypted with a key derived from
+    # SECRET_KEY (jobs/services/api_tokens.py). Both empty for an opaque Bearer token, whose
+    # token_hash is then the only way in; a pair's token_hash is of a value nobody holds.
+    access_key = models.CharField(max_length=64, unique=True, null=True, blank=True)
+    secret_encrypted = models.TextField(blank=True, editable=False)
 
     class Meta:
         ordering = ["-created"]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_pair(self) -> bool:
+        return bool(self.access_key)
 
     @property
     def is_active(self) -> bool:

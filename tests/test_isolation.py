@@ -171,6 +171,7 @@ EXEMPT: dict[str, str] = {
     "api:image2video-task": "the API: Bearer token, team from the token (test_api_security.py)",
     "api:image2video-task-root": "the API: Bearer token, team from the token",
     "api:video-file": "an HMAC-signed result link handed out by the API",
+    "api:audio-file": "an HMAC-signed voice-over link handed out by the API's text to speech",
     "api:not-found": "the API's catch-all: answers Kling's 'not found' envelope, takes no object",
     "jobs:invite-accept": "the invite token is the credential (tests/test_team_pages.py)",
     "invite-signup": "the invite token is the credential (tests/test_onboarding.py)",

@@ -21,6 +21,8 @@ from jobs.presenters import kling_status
 # Kling's business codes used here (its documentation's "Error codes"), with their HTTP statuses.
 AUTH_MISSING = 1001
 AUTH_INVALID = 1002
+AUTH_NOT_YET_VALID = 1003
+AUTH_EXPIRED = 1004
 QUOTA_USED_UP = 1102
 NO_PERMISSION = 1103
 BAD_REQUEST = 1200
@@ -32,6 +34,8 @@ SERVER_ERROR = 5000
 HTTP_STATUS = {
     AUTH_MISSING: 401,
     AUTH_INVALID: 401,
+    AUTH_NOT_YET_VALID: 401,
+    AUTH_EXPIRED: 401,
     QUOTA_USED_UP: 429,
     NO_PERMISSION: 403,
     BAD_REQUEST: 400,
@@ -128,8 +132,8 @@ def task_object(
         task_status_msg=message,
         task_result={"videos": videos},
         final_unit_deduction=_units(job.units_charged),
-        # Accepted on create, never applied: stored copies carry no watermark.
-        watermark_info={"enabled": False},
+        # As the caller asked on create (and Kling was told); stored copies are Kling's `url`.
+        watermark_info={"enabled": bool(job.watermark)},
     )
     return data
 

@@ -22,7 +22,8 @@ from jobs.api.contract import (
 from jobs.links import VIDEO_LINK_MAX_AGE
 from jobs.media.limits import AUDIO_MAX_BYTES, MB, PORTRAIT_MAX_BYTES, PROMPT_MAX_CHARS
 from jobs.models import JOB_NAME_MAX_CHARS
-from jobs.tts.script import AUDIO_ID_SHAPE
+from jobs.tts.script import AUDIO_ID_SHAPE, KLING_TTS_MAX_CHARS, SPEED_MAX, SPEED_MIN
+from jobs.voices import VOICES
 
 TASK_STATUSES = ["submitted", "processing", "succeed", "failed"]
 
@@ -71,8 +72,10 @@ def _errors(*statuses: int) -> dict[str, Any]:
         ),
         "401": _error_response(
             "1001: no Authorization header; 1002: the token is invalid, revoked, or its owner "
-            "can no longer make jobs in the team.",
-            [1002, 1001],
+            "can no longer make jobs in the team (for a key pair's JWT also: not HS256, an "
+            "unknown iss, a wrong signature, no exp); 1003: the JWT's nbf is in the future; "
+            "1004: the JWT has expired.",
+            [1002, 1001, 1003, 1004],
         ),
         "404": _error_response("1203: no such task in this token's team.", [1203]),
         "405": _error_response("1202: the method is not allowed on this path.", [1202]),
@@ -82,7 +85,12 @@ def _errors(*statuses: int) -> dict[str, Any]:
             "with backoff, or send the files as base64).",
             [1102, 1302],
         ),
-        "500": _error_response("5000: an internal error (logged with the request id).", [5000]),
+        "413": _error_response("1200: the body is larger than this path accepts.", [1200]),
+        "500": _error_response(
+            "5000: an internal error (logged with the request id), or (text to speech) the "
+            "studio's Kling account cannot make voices.",
+            [5000],
+        ),
     }
     return {str(status): known[str(status)] for status in statuses}
 
@@ -236,7 +244,8 @@ def document(base_url: str) -> dict[str, Any]:
                 {
                     "type": "object",
                     "properties": {"enabled": {"type": "boolean"}},
-                    "description": "Accepted for compatibility; stored copies carry no watermark.",
+                    "description": "Passed on to Kling as given (std and pro); the task "
+                    "shows it back.",
                 }
             ),
         },
@@ -259,7 +268,9 @@ def document(base_url: str) -> dict[str, Any]:
             "queue, quotas and permanent copies, plus a free `draft` mode. Authenticate with "
             "a personal API token (Authorization: Bearer <token>), made on the API tokens "
             "page. Every answer is Kling's envelope {code, message, request_id, data}; code 0 "
-            "is success.",
+            "is success. Key pairs (access key + secret key) from the same page authenticate "
+            "the way Kling's official API does: Authorization: Bearer <JWT>, HS256, payload "
+            "{iss: access key, exp, nbf}.",
         },
         "servers": [
             {"url": f"{base_url}/kling", "description": "The base URL for Kling tools."},
@@ -267,6 +278,7 @@ def document(base_url: str) -> dict[str, Any]:
         ],
         "security": bearer,
         "paths": {
+            **_more_paths(bearer),
             "/v1/videos/avatar/image2video": {
                 "post": {
                     "operationId": "createAvatarTask",
@@ -354,7 +366,8 @@ def document(base_url: str) -> dict[str, Any]:
                 "bearerAuth": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "A personal API token from the API tokens page.",
+                    "description": "A personal API token from the API tokens page, or a JWT "
+                    "signed (HS256) with a key pair's secret key: {iss: access key, exp, nbf}.",
                 }
             },
             "schemas": {
@@ -369,5 +382,203 @@ def document(base_url: str) -> dict[str, Any]:
                     },
                 }
             },
+        },
+    }
+
+
+def _more_paths(bearer: list[dict[str, list[str]]]) -> dict[str, Any]:
+    """Text to speech, the voice list and the account's costs."""
+    tts_body = {
+        "type": "object",
+        "required": ["text", "voice_id"],
+        "properties": {
+            "text": {"type": "string", "minLength": 1, "maxLength": KLING_TTS_MAX_CHARS},
+            "voice_id": {
+                "type": "string",
+                "enum": [voice.id for voice in VOICES],
+                "description": "One of GET /v1/general/presets-voices.",
+            },
+            "voice_language": {
+                "type": "string",
+                "enum": ["en", "zh"],
+                "description": "Must match the voice; the voice's own when left out.",
+            },
+            "voice_speed": {
+                "type": "number",
+                "minimum": SPEED_MIN,
+                "maximum": SPEED_MAX,
+                "default": 1.0,
+                "description": "In steps of 0.1.",
+            },
+        },
+        "example": {
+            "text": "Hello, and welcome to the studio.",
+            "voice_id": "oversea_male1",
+            "voice_language": "en",
+            "voice_speed": 1.0,
+        },
+    }
+    audio_task = {
+        "type": "object",
+        "required": ["task_id", "task_status", "task_result"],
+        "properties": {
+            "task_id": {"type": "string"},
+            "task_status": {"type": "string", "enum": ["succeed"]},
+            "task_status_msg": {"type": "string"},
+            "created_at": {"type": "integer"},
+            "updated_at": {"type": "integer"},
+            "task_result": {
+                "type": "object",
+                "properties": {
+                    "audios": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["id", "duration"],
+                            "properties": {
+                                "id": {
+                                    "type": "string",
+                                    "description": "The audio_id to create avatar tasks with: "
+                                    "the voice-over in the team's library. It never goes stale "
+                                    "(Kling's own id is sent while fresh, our copy after).",
+                                },
+                                "url": {
+                                    "type": "string",
+                                    "description": "The voice-over file: a signed link that "
+                                    "needs no session and works while this token does (for "
+                                    "the same hours as video links).",
+                                },
+                                "duration": {"type": "string"},
+                            },
+                        },
+                    }
+                },
+            },
+        },
+    }
+    voices = {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "properties": {
+                "task_id": {"type": "string"},
+                "task_status": {"type": "string"},
+                "task_result": {
+                    "type": "object",
+                    "properties": {
+                        "voices": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["voice_id", "voice_name", "voice_language"],
+                                "properties": {
+                                    "voice_id": {"type": "string"},
+                                    "voice_name": {"type": "string"},
+                                    "voice_language": {"type": "string", "enum": ["en", "zh"]},
+                                    "trial_url": {"type": "string"},
+                                    "owned_by": {"type": "string"},
+                                },
+                            },
+                        }
+                    },
+                },
+            },
+        },
+    }
+    pack = {
+        "type": "object",
+        "properties": {
+            "resource_pack_name": {"type": "string"},
+            "resource_pack_id": {"type": "string"},
+            "resource_pack_type": {"type": "string"},
+            "total_quantity": {"type": "number"},
+            "used_quantity": {"type": "number"},
+            "remaining_quantity": {"type": "number"},
+            "purchase_time": {"type": "integer"},
+            "effective_time": {"type": "integer"},
+            "invalid_time": {"type": "integer"},
+            "status": {"type": "string", "enum": ["online", "runOut"]},
+            "mode": {"type": "string"},
+        },
+    }
+    millis = {"type": "integer", "minimum": 0, "maximum": 999_999_999_999_999}
+    return {
+        "/v1/audio/tts": {
+            "post": {
+                "operationId": "textToSpeech",
+                "summary": "Make a voice-over from text; its id is an audio_id",
+                "description": "Made at once, by Kling's voices when the studio has a Kling "
+                "key, else by the offline voice, and kept in the team's library. The same text, "
+                "voice and speed again returns the same audio_id (not made or charged twice).",
+                "security": bearer,
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": tts_body}},
+                },
+                "responses": {
+                    "200": {
+                        "description": "The voice-over.",
+                        "content": {"application/json": {"schema": _envelope(audio_task)}},
+                    },
+                    **_errors(400, 401, 405, 413, 429, 500),
+                },
+            }
+        },
+        "/v1/general/presets-voices": {
+            "get": {
+                "operationId": "presetVoices",
+                "summary": "The voices text to speech takes",
+                "security": bearer,
+                "responses": {
+                    "200": {
+                        "description": "One task listing every voice.",
+                        "content": {"application/json": {"schema": _envelope(voices)}},
+                    },
+                    **_errors(401, 405, 500),
+                },
+            }
+        },
+        "/account/costs": {
+            "get": {
+                "operationId": "accountCosts",
+                "summary": "The team's monthly quotas and use, as Kling's resource packs",
+                "description": "One pack per mode with a limit, in seconds of video; modes "
+                "without a limit have none.",
+                "security": bearer,
+                "parameters": [
+                    {"name": "start_time", "in": "query", "required": False, "schema": millis},
+                    {"name": "end_time", "in": "query", "required": False, "schema": millis},
+                    {
+                        "name": "resource_pack_name",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string"},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "The packs.",
+                        "content": {
+                            "application/json": {
+                                "schema": _envelope(
+                                    {
+                                        "type": "object",
+                                        "required": ["resource_pack_subscribe_infos"],
+                                        "properties": {
+                                            "code": {"type": "integer"},
+                                            "msg": {"type": "string"},
+                                            "resource_pack_subscribe_infos": {
+                                                "type": "array",
+                                                "items": pack,
+                                            },
+                                        },
+                                    }
+                                )
+                            }
+                        },
+                    },
+                    **_errors(400, 401, 405, 500),
+                },
+            }
         },
     }

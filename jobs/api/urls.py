@@ -2,7 +2,17 @@
 
 from django.urls import path, re_path
 
-from jobs.api.views import api_not_found, image2video, image2video_task, openapi_json, video_file
+from jobs.api.views import (
+    account_costs,
+    api_not_found,
+    audio_file,
+    audio_tts,
+    image2video,
+    image2video_task,
+    openapi_json,
+    presets_voices,
+    video_file,
+)
 from jobs.views.tokens import docs, token_revoke, tokens
 
 app_name = "api"
@@ -16,8 +26,15 @@ urlpatterns = [
     path(f"kling/v1/{CREATE}/<str:task_ref>", image2video_task, name="image2video-task"),
     path(f"v1/{CREATE}", image2video, name="image2video-root"),
     path(f"v1/{CREATE}/<str:task_ref>", image2video_task, name="image2video-task-root"),
+    path("kling/v1/audio/tts", audio_tts, name="audio-tts"),
+    path("v1/audio/tts", audio_tts, name="audio-tts-root"),
+    path("kling/v1/general/presets-voices", presets_voices, name="presets-voices"),
+    path("v1/general/presets-voices", presets_voices, name="presets-voices-root"),
+    path("kling/account/costs", account_costs, name="account-costs"),
+    path("account/costs", account_costs, name="account-costs-root"),
     path("kling/openapi.json", openapi_json, name="openapi"),
     path("kling/files/<uuid:code>/<str:signature>/video.mp4", video_file, name="video-file"),
+    path("kling/files/<uuid:code>/<str:signature>/audio", audio_file, name="audio-file"),
     # Anything else under the API's prefixes gets Kling's "not found" envelope, not HTML.
     re_path(r"^(?:kling/)?v1/(?P<rest>.*)$", api_not_found, name="not-found"),
     path("api/tokens/", tokens, name="tokens"),

@@ -39,6 +39,7 @@ from jobs.api.contract import (
     PAGE_SIZE_MAX,
     QUOTA_USED_UP,
     SERVER_ERROR,
+    TOO_MANY_REQUESTS,
     ApiError,
     bad,
     envelope,
@@ -58,6 +59,8 @@ from jobs.api.openapi import document
 from jobs.links import (
     VIDEO_LINK_MAX_AGE,
     VideoLinkExpired,
+    audio_link_open,
+    audio_url,
     callbacks_enabled,
     public_base_url,
     video_link_open,
@@ -76,7 +79,10 @@ from jobs.services.api_tasks import (
 )
 from jobs.services.api_tokens import ApiTokenRefused, api_token_authenticate, api_token_can_read
 from jobs.services.jobs import check_mode
-from jobs.tts.script import check_audio_id
+from jobs.services.quotas import quota_packs
+from jobs.services.voiceovers import voiceover_create
+from jobs.tts.script import KLING_TTS_MAX_CHARS, check_audio_id
+from jobs.voices import VOICES, get_voice
 
 log = logging.getLogger(__name__)
 # An API view: (request, token, **url kwargs) -> the envelope's `data`.
@@ -105,9 +111,8 @@ def _authenticate(request: HttpRequest) -> ApiToken:
     try:
         return api_token_authenticate(raw)
     except ApiTokenRefused as exc:
-        raise ApiError(
-            AUTH_INVALID, f"Authorization is invalid: {exc}", headers=challenge
-        ) from None
+        what = "invalid" if exc.code == AUTH_INVALID else "refused"
+        raise ApiError(exc.code, f"Authorization is {what}: {exc}", headers=challenge) from None
 
 
 def api_view(*methods: str) -> Callable[[ApiViewFunc], Callable[..., HttpResponse]]:
@@ -231,6 +236,41 @@ def video_file(request: HttpRequest, code: UUID, signature: str) -> HttpResponse
     )
 
 
+_AUDIO_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav", "m4a": "audio/mp4", "aac": "audio/aac"}
+
+
+@require_safe
+def audio_file(request: HttpRequest, code: UUID, signature: str) -> HttpResponseBase:
+    """A text-to-speech voice-over by its signed link (`audios[].url`): like video_file, it
+    works for VIDEO_LINK_MAX_AGE and only while the token it was given to does."""
+    try:
+        link = audio_link_open(code, signature)
+        if link is None:
+            raise ApiError(NOT_FOUND, "This audio link is not valid: make the voice-over again.")
+        token = ApiToken.objects.select_related("user").filter(pk=link.token_id).first()
+        asset = Asset.objects.filter(code=code, kind=Asset.Kind.AUDIO).first()
+        if asset is None or token is None or token.team_id != asset.team_id:
+            raise ApiError(NOT_FOUND, "This voice-over does not exist (any more).")
+        if not api_token_can_read(token):
+            raise ApiError(
+                NO_PERMISSION,
+                "This audio link no longer works: the API token it was given to was revoked or "
+                "its owner left the team.",
+            )
+    except VideoLinkExpired:
+        error = ApiError(NO_PERMISSION, "This audio link has expired: ask for it again.")
+        return error_response(error, str(uuid.uuid4()))
+    except ApiError as exc:
+        return error_response(exc, str(uuid.uuid4()))
+    return serve_stored_file(
+        request,
+        asset.file,
+        content_type=_AUDIO_TYPES.get(asset.format, "application/octet-stream"),
+        filename=f"{asset.code}.{asset.format or 'bin'}",
+        cache_control=PRIVATE_CACHE,
+    )
+
+
 def _list_tasks(request: HttpRequest, token: ApiToken) -> list[dict[str, Any]]:
     page = _page_param(request, "pageNum", default=1, maximum=PAGE_NUM_MAX)
     size = _page_param(request, "pageSize", default=PAGE_SIZE_DEFAULT, maximum=PAGE_SIZE_MAX)
@@ -290,7 +330,7 @@ def _create_task(request: HttpRequest, token: ApiToken) -> dict[str, Any]:
                 "this studio cannot send callbacks yet: its admin must set PUBLIC_BASE_URL "
                 "(the address callers reach it on). Leave callback_url out and query the task.",
             )
-    _check_watermark(body.get("watermark_info"))
+    watermark = _watermark_param(body.get("watermark_info"))
 
     audio: Asset | ValidAudio | None = None
     kling_audio_id = ""
@@ -313,6 +353,7 @@ def _create_task(request: HttpRequest, token: ApiToken) -> dict[str, Any]:
             callback_url=callback_url,
             external_id=external_id,
             name=name,
+            watermark=watermark,
         )
     except ValidationError as exc:
         text = " ".join(exc.messages)
@@ -366,8 +407,150 @@ def _audio_by_id(token: ApiToken, audio_id: str, mode: str) -> tuple[Asset | Non
     return None, audio_id  # Kling's own id: Kling checks it when the job is sent
 
 
-def _check_watermark(value: Any) -> None:
+def _watermark_param(value: Any) -> bool | None:
+    """watermark_info.enabled, to pass on to Kling; None when the caller did not say."""
     if value is None:
-        return
+        return None
     if not isinstance(value, dict) or not isinstance(value.get("enabled", False), bool):
         raise bad("watermark_info", 'must be an object like {"enabled": false}')
+    enabled = value.get("enabled")
+    return enabled if isinstance(enabled, bool) else None
+
+
+# --- text to speech, voices, costs -----------------------------------------------------------
+
+# Which request field a refusal of check_script() or synthesize() is about, by its code.
+_TTS_FIELD = {
+    "empty_script": "text",
+    "too_long": "text",
+    "too_short": "text",
+    "no_voice": "voice_id",
+    "unknown_voice": "voice_id",
+    "bad_speed": "voice_speed",
+}
+
+
+@api_view("POST")
+def audio_tts(request: HttpRequest, token: ApiToken) -> Any:
+    """Kling's text to speech: the voice-over is made now (by Kling when the studio has a key,
+    else by the offline voice), kept in the team's library, and named by an `audio_id` of ours
+    that never goes stale: jobs naming it send Kling's id while fresh, our stored copy after."""
+    body = json_body(request)
+    text = body.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise bad("text", "is required: the words to speak, up to 1000 characters")
+    if len(text) > KLING_TTS_MAX_CHARS:
+        raise bad("text", f"is {len(text):,} characters: at most {KLING_TTS_MAX_CHARS:,}")
+    voice_id = text_param(body, "voice_id", max_chars=64)
+    voice = get_voice(voice_id)
+    if voice is None:
+        raise bad(
+            "voice_id",
+            f"voice id {shown(voice_id)} not found: GET /v1/general/presets-voices lists them"
+            if voice_id
+            else "is required: one of the voices GET /v1/general/presets-voices lists",
+        )
+    language = text_param(body, "voice_language", max_chars=10) or voice.language
+    if language != voice.language:
+        raise bad(
+            "voice_language",
+            f"{shown(language)} does not match voice {voice.id}, which speaks {voice.language!r}",
+        )
+    speed = body.get("voice_speed", 1.0)
+    if isinstance(speed, bool) or not isinstance(speed, int | float):
+        raise bad("voice_speed", f"must be a number from 0.8 to 2.0, not {json_type(speed)}")
+    try:
+        asset = voiceover_create(
+            team=token.team, user=token.user, text=text, voice_id=voice.id, speed=speed
+        )
+    except ValidationError as exc:
+        raise _tts_refusal(exc) from None
+    created = int(asset.created.timestamp() * 1000)
+    return {
+        "task_id": str(asset.code),
+        "task_status": "succeed",
+        "task_status_msg": "",
+        "task_info": {},
+        "created_at": created,
+        "updated_at": created,
+        "task_result": {
+            "audios": [
+                {
+                    "id": str(asset.code),
+                    "url": audio_url(asset, token=token, base_url=public_base_url(request)),
+                    "duration": f"{asset.duration or 0:.3f}",
+                }
+            ]
+        },
+    }
+
+
+def _tts_refusal(exc: ValidationError) -> ApiError:
+    codes = [error.code for error in exc.error_list]
+    text = " ".join(exc.messages)
+    if "kling_busy" in codes:
+        return ApiError(TOO_MANY_REQUESTS, f"text: {text}")
+    if "kling_operator" in codes or "kling_not_configured" in codes:
+        return ApiError(SERVER_ERROR, f"text: {text}")
+    field = next((_TTS_FIELD[code] for code in codes if code in _TTS_FIELD), "text")
+    return bad(field, text)
+
+
+@api_view("GET")
+def presets_voices(request: HttpRequest, token: ApiToken) -> Any:
+    """The voices the text to speech takes, in the shape of Kling's voice lists (one task
+    whose task_result.voices[] are {voice_id, voice_name, trial_url, owned_by}), with each
+    voice's `voice_language` added."""
+    return [
+        {
+            "task_id": "presets-voices",
+            "task_status": "succeed",
+            "task_info": {},
+            "task_result": {
+                "voices": [
+                    {
+                        "voice_id": voice.id,
+                        "voice_name": voice.name,
+                        "voice_language": voice.language,
+                        "trial_url": "",
+                        "owned_by": "kling",
+                    }
+                    for voice in VOICES
+                ]
+            },
+        }
+    ]
+
+
+@api_view("GET")
+def account_costs(request: HttpRequest, token: ApiToken) -> Any:
+    """The team's monthly quotas and use, as Kling's resource packs (units: seconds of video).
+
+    One pack per mode that has a limit; a mode without one has no pack (it is not limited).
+    start_time and end_time (ms) are checked like Kling's and select the packs valid in that
+    window; the studio's quotas are monthly, so that is at most this month's.
+    """
+    start = _ms_param(request, "start_time")
+    end = _ms_param(request, "end_time")
+    if start is not None and end is not None and start > end:
+        raise bad("start_time", "must not be after end_time")
+    wanted = request.GET.get("resource_pack_name", "").strip()
+    packs = []
+    for pack in quota_packs(team=token.team):
+        if wanted and pack["resource_pack_name"] != wanted:
+            continue
+        if start is not None and pack["invalid_time"] < start:
+            continue
+        if end is not None and pack["effective_time"] > end:
+            continue
+        packs.append(pack)
+    return {"code": 0, "msg": "success", "resource_pack_subscribe_infos": packs}
+
+
+def _ms_param(request: HttpRequest, name: str) -> int | None:
+    raw = request.GET.get(name)
+    if raw is None or not raw.strip():
+        return None
+    if not re.fullmatch(r"[0-9]{1,15}", raw.strip()):
+        raise bad(name, f"must be a Unix time in milliseconds, not {shown(raw)}")
+    return int(raw.strip())

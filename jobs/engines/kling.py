@@ -294,6 +294,8 @@ def _create_payload(job: AvatarJob) -> dict[str, Any]:
         "external_task_id": job.external_task_id,
         "callback_url": callback_url(job),
     }
+    if job.watermark is not None:  # the API caller's watermark_info, passed on as given
+        payload["watermark"] = job.watermark
     if job.kling_audio_id:
         payload["audio_id"] = job.kling_audio_id
     elif job.audio is not None:

@@ -18,10 +18,18 @@ from jobs.services.jobs import job_create, store_inputs
 
 
 def api_voiceover(*, team: Team, audio_id: str) -> Asset | None:
-    """The team's stored voice-over that Kling knows as `audio_id` (made by text-to-speech)."""
+    """The team's stored voice-over named by `audio_id`: the id the API's own text-to-speech
+    gave (the asset's code), or the id Kling knows it by (made by Kling's text-to-speech)."""
     if not audio_id:
         return None
-    return Asset.objects.for_team(team).voiceovers().filter(kling_audio_id=audio_id).first()
+    voiceovers = Asset.objects.for_team(team).voiceovers()
+    try:
+        code = uuid.UUID(audio_id)
+    except ValueError:
+        code = None
+    if code is not None and (asset := voiceovers.filter(code=code).first()) is not None:
+        return asset
+    return voiceovers.filter(kling_audio_id=audio_id).first()
 
 
 def api_task_find(*, team: Team, ref: str) -> AvatarJob | None:
@@ -59,6 +67,7 @@ def api_job_create(
     callback_url: str = "",
     external_id: str = "",
     name: str = "",
+    watermark: bool | None = None,
 ) -> tuple[AvatarJob, bool]:
     """Queue a job for an API caller; (job, created).
 
@@ -90,6 +99,7 @@ def api_job_create(
                 api_token=token,
                 client_external_id=external_id,
                 client_callback_url=callback_url,
+                watermark=watermark,
             )
             if callback_url:
                 job_id = job.pk

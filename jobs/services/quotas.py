@@ -99,3 +99,36 @@ def quota_set(*, team: Team, mode: str, seconds: int | None) -> Team:
     setattr(team, f"quota_{mode}_seconds", seconds)
     team.save(update_fields=[f"quota_{mode}_seconds"])
     return team
+
+
+def quota_packs(*, team: Team, now: Any = None) -> list[dict[str, Any]]:
+    """This month's quotas as Kling's resource packs (GET /account/costs): one pack per mode
+    with a limit, in seconds of video; a mode without a limit has no pack.
+
+    Kling's statuses: `online` while units are left, `runOut` once used up; the pack is
+    valid from the first of the month to the first of the next (milliseconds).
+    """
+    start, end = month_start(now), next_month_start(now)
+    packs = []
+    for mode in AvatarJob.Mode.values:
+        limit = team.quota_seconds(mode)
+        if limit is None:
+            continue
+        used = round(seconds_used(team=team, mode=mode, now=now), 3)
+        remaining = round(max(limit - used, 0), 3)
+        packs.append(
+            {
+                "resource_pack_name": f"{team.slug} {mode} seconds, {start:%B %Y}",
+                "resource_pack_id": f"{team.slug}-{mode}-{start:%Y-%m}",
+                "resource_pack_type": "decreasing_total",
+                "total_quantity": float(limit),
+                "used_quantity": used,
+                "remaining_quantity": remaining,
+                "purchase_time": int(start.timestamp() * 1000),
+                "effective_time": int(start.timestamp() * 1000),
+                "invalid_time": int(end.timestamp() * 1000),
+                "status": "online" if remaining > 0 else "runOut",
+                "mode": mode,  # ours: which mode's quota this pack is
+            }
+        )
+    return packs

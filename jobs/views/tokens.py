@@ -17,7 +17,12 @@ from jobs.access import StudioRequest, current_team, membership_for
 from jobs.forms import TokenForm
 from jobs.links import public_base_url
 from jobs.models import ApiToken, Membership
-from jobs.services.api_tokens import api_token_create, api_token_revoke, api_tokens_visible
+from jobs.services.api_tokens import (
+    api_key_pair_create,
+    api_token_create,
+    api_token_revoke,
+    api_tokens_visible,
+)
 
 
 @login_required
@@ -30,10 +35,9 @@ def tokens(request: StudioRequest) -> HttpResponse:
         if not access.can_write:
             raise PermissionDenied("Your role in this team can only view: it cannot make tokens.")
         if form.is_valid():
+            make = api_key_pair_create if form.cleaned_data["kind"] == "pair" else api_token_create
             try:
-                created = api_token_create(
-                    user=request.user, team=access.team, name=form.cleaned_data["name"]
-                )
+                created = make(user=request.user, team=access.team, name=form.cleaned_data["name"])
             except ValidationError as exc:
                 form.add_error(None, exc)
             else:
@@ -48,6 +52,7 @@ def tokens(request: StudioRequest) -> HttpResponse:
             "tokens": token_list,
             "new_token": created[1] if created else None,
             "new_token_name": created[0].name if created else "",
+            "new_access_key": created[0].access_key if created else None,
             "base_url": public_base_url(request),
         },
         status=201 if created else 200,
