@@ -328,6 +328,8 @@ def test_account_costs_check_the_time_window(client, team, pair):
     assert reply.json()["code"] == 1201 and "start_time" in reply.json()["message"]
     reply = client.get("/account/costs?start_time=yesterday", **bearer(token))
     assert reply.json()["code"] == 1201
+    reply = client.get("/account/costs?start_time=", **bearer(token))  # empty is no number
+    assert reply.json()["code"] == 1201 and "start_time" in reply.json()["message"]
     old = now - 400 * 86_400_000
     reply = client.get(f"/account/costs?start_time={old}&end_time={old + 1}", **bearer(token))
     assert reply.json()["data"]["resource_pack_subscribe_infos"] == []

@@ -549,8 +549,8 @@ def account_costs(request: HttpRequest, token: ApiToken) -> Any:
 
 def _ms_param(request: HttpRequest, name: str) -> int | None:
     raw = request.GET.get(name)
-    if raw is None or not raw.strip():
+    if raw is None:
         return None
-    if not re.fullmatch(r"[0-9]{1,15}", raw.strip()):
+    if not re.fullmatch(r"[0-9]{1,15}", raw.strip()):  # an empty one too, like pageSize
         raise bad(name, f"must be a Unix time in milliseconds, not {shown(raw)}")
     return int(raw.strip())
