@@ -14,7 +14,7 @@ import pytest
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from jobs.models import AvatarJob, ShareLink
+from jobs.models import Asset, AvatarJob, ShareLink
 from jobs.services.api_tokens import api_token_create
 from jobs.services.sharing import share_create, share_revoke
 from tests.helpers import (
@@ -178,6 +178,8 @@ def test_a_job_made_shared_and_revoked_with_the_keyboard_alone(
     live_server, worker, owner, team, portrait, audio, monkeypatch, axe
 ):
     base = live_server.url
+    # A voice-over from a written script: its video gets captions.
+    Asset.objects.filter(pk=audio.pk).update(script="Hello from Acme. Captions follow the voice.")
     with playwright_session(monkeypatch) as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         context = browser.new_context(viewport=SIZES["desktop"])
@@ -215,6 +217,9 @@ def test_a_job_made_shared_and_revoked_with_the_keyboard_alone(
         tab_to(page, f"#open-{job.code}")
         with page.expect_navigation(url=re.compile(rf"/jobs/{job.code}/")):
             page.keyboard.press("Enter")
+        page.wait_for_function(  # the captions loaded under the page's CSP
+            "() => document.querySelector('video.player track')?.track.cues?.length === 2"
+        )
         tab_to(page, "#share button[type=submit]")
         page.keyboard.press("Enter")
         page.locator("#new-share-url").wait_for()
