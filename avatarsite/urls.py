@@ -5,7 +5,7 @@ from django.urls import include, path
 
 from jobs.views import accounts
 from jobs.views.hooks import kling_callback
-from jobs.views.share import share_page, share_poster, share_video
+from jobs.views.share import share_captions, share_page, share_poster, share_video
 
 
 def favicon(request: HttpRequest) -> HttpResponseRedirect:
@@ -31,5 +31,6 @@ urlpatterns = [
     path("s/<str:token>/", share_page, name="share-page"),
     path("s/<str:token>/video.mp4", share_video, name="share-video"),
     path("s/<str:token>/poster.jpg", share_poster, name="share-poster"),
+    path("s/<str:token>/captions.vtt", share_captions, name="share-captions"),
     path("hooks/kling/<uuid:code>/<str:secret>/", kling_callback, name="kling-callback"),
 ]

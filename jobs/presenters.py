@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from jobs.models import AvatarJob
+from jobs.tts.script import captions_vtt
 
 Status = AvatarJob.Status
 
@@ -82,6 +83,19 @@ _STAGE_OF: dict[str, int] = {
     S.DOWNLOADING: 4,
     S.SUCCEEDED: 5,
 }
+
+
+def has_captions(job: AvatarJob) -> bool:
+    """A video whose voice-over was made from a script can be captioned from it."""
+    return bool(job.audio and job.audio.script.strip())
+
+
+def captions(job: AvatarJob) -> str:
+    """The video's captions (WebVTT) from its voice-over's script, timed over its length."""
+    if not has_captions(job):
+        return captions_vtt("", duration=None)
+    assert job.audio is not None
+    return captions_vtt(job.audio.script, duration=job.duration or job.audio.duration)
 
 
 def human_duration(seconds: float | None) -> str:

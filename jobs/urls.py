@@ -20,6 +20,7 @@ urlpatterns = [
     path("jobs/<uuid:code>/delete/", job.job_delete, name="job-delete"),
     path("jobs/<uuid:code>/video.mp4", job.job_video, name="job-video"),
     path("jobs/<uuid:code>/poster.jpg", job.job_poster, name="job-poster"),
+    path("jobs/<uuid:code>/captions.vtt", job.job_captions, name="job-captions"),
     # Sharing a result
     path("jobs/<uuid:code>/share/", share.share_create, name="share-create"),
     path("shares/<uuid:code>/revoke/", share.share_revoke, name="share-revoke"),

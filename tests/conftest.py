@@ -17,12 +17,22 @@ from jobs.models import Asset, AvatarJob, Membership, Team
 from jobs.services.assets import asset_store
 from tests.helpers import (
     Worker,
+    axe_source,
     finish,
     make_audio_file,
     make_portrait_bytes,
     new_job,
     subprocess_env,
 )
+
+
+@pytest.fixture(scope="session")
+def axe() -> str:
+    """axe-core's source for the browser tests' accessibility checks (tests/helpers.py)."""
+    source = axe_source()
+    if source is None:
+        pytest.skip("no axe-core: `npm install axe-core@4` failed (no npm, or no registry)")
+    return source
 
 
 @pytest.fixture(autouse=True)

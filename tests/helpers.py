@@ -339,3 +339,54 @@ def playwright_session(monkeypatch) -> Iterator[Any]:  # noqa: ANN001
             yield p
         finally:
             connections.close_all()
+
+
+# --- accessibility: axe-core in the page ---------------------------------------------------
+
+AXE_DIR = ROOT / "var" / "npm"
+AXE_FILE = AXE_DIR / "node_modules" / "axe-core" / "axe.min.js"
+# WCAG 2.1 A and AA, nothing else: best-practice rules are advice, not the bar.
+AXE_RUN = """async () => {
+    const result = await axe.run(document, {
+        runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa']},
+        resultTypes: ['violations'],  // passes are not collected in detail: faster
+    });
+    return result.violations.map(v => v.id + ' (' + v.impact + '): '
+        + v.nodes.slice(0, 4).map(n => n.target.join(' ')).join(', ')
+        + (v.nodes.length > 4 ? ' and ' + (v.nodes.length - 4) + ' more' : ''));
+}"""
+
+
+@cache
+def axe_source() -> str | None:
+    """axe-core 4 from the npm registry, installed once into var/npm (never committed)."""
+    if not AXE_FILE.exists():
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(
+                [
+                    "npm",
+                    "install",
+                    "--prefix",
+                    str(AXE_DIR),
+                    "--no-save",
+                    "--no-audit",
+                    "--no-fund",
+                    "axe-core@4",
+                ],
+                check=True,
+                capture_output=True,
+                timeout=180,
+            )
+    return AXE_FILE.read_text() if AXE_FILE.exists() else None
+
+
+def axe_violations(page, source: str) -> list[str]:  # noqa: ANN001
+    """WCAG 2.1 A/AA violations of the page as it is now: "rule (impact): element targets".
+
+    The source is evaluated rather than added as a <script>: evaluate is the driver's own and not
+    subject to the page's CSP, which stays strict (and its listener meaningful).
+    """
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.evaluate(f"() => {{ {source}\n }}")
+    path = page.url.split("/", 3)[-1] if page.url.count("/") >= 3 else page.url
+    return [f"/{path}: axe {line}" for line in page.evaluate(AXE_RUN)]

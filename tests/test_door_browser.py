@@ -13,6 +13,7 @@ from tests.helpers import (
     CHROMIUM,
     CSP_LISTENER,
     Aborts,
+    axe_violations,
     csp_violations,
     playwright_session,
     watch_errors,
@@ -50,12 +51,15 @@ def watch(page, errors: list[str]) -> Aborts:  # noqa: ANN001
 
 
 @pytest.mark.parametrize(("width", "height"), SIZES)
-def test_a_newcomer_joins_a_team_by_invite_link(live_server, owner, width, height, monkeypatch):
+def test_a_newcomer_joins_a_team_by_invite_link(
+    live_server, owner, width, height, monkeypatch, axe
+):
     studio = Team.objects.create(name="Studio North")
     Membership.objects.create(user=owner, team=studio, role=Membership.Role.ADMIN)
     errors: list[str] = []
     violations: list[str] = []
     wide: list[str] = []
+    inaccessible: list[str] = []
     tabs: dict[object, Aborts] = {}
 
     def check(page) -> None:  # noqa: ANN001
@@ -64,6 +68,7 @@ def test_a_newcomer_joins_a_team_by_invite_link(live_server, owner, width, heigh
         violations.extend(csp_violations(page))
         if not page.evaluate(OVERFLOW):
             wide.append(page.url)
+        inaccessible.extend(axe_violations(page, axe))
 
     with playwright_session(monkeypatch) as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
@@ -125,3 +130,4 @@ def test_a_newcomer_joins_a_team_by_invite_link(live_server, owner, width, heigh
     assert violations == []
     assert errors == []
     assert wide == []
+    assert inaccessible == [], "\n".join(inaccessible)

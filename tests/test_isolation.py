@@ -123,6 +123,7 @@ COVERED: dict[str, Covered] = {
     "jobs:job-detail": Covered({"code": "job"}, write=False, also=({"code": "failed_job"},)),
     "jobs:job-video": Covered({"code": "job"}, write=False),
     "jobs:job-poster": Covered({"code": "job"}, write=False),
+    "jobs:job-captions": Covered({"code": "job"}, write=False),
     "jobs:job-cancel": Covered(
         {"code": "queued_job"},
         write=True,
@@ -167,6 +168,7 @@ EXEMPT: dict[str, str] = {
     "share-page": "the token in the URL is the credential (tests/test_sharing.py)",
     "share-video": "the token in the URL is the credential (tests/test_sharing.py)",
     "share-poster": "the token in the URL is the credential (tests/test_sharing.py)",
+    "share-captions": "the token in the URL is the credential (tests/test_sharing.py)",
     "kling-callback": "Kling's webhook, authenticated by the job's secret in the URL",
     "api:image2video-task": "the API: Bearer token, team from the token (test_api_security.py)",
     "api:image2video-task-root": "the API: Bearer token, team from the token",

@@ -32,6 +32,7 @@ from tests.helpers import (
     CHROMIUM,
     CSP_LISTENER,
     Aborts,
+    axe_violations,
     make_audio_file,
     playwright_session,
 )
@@ -72,12 +73,15 @@ class Persona:
     problems: list[str]
     allowed: list[tuple[str, int]] = field(default_factory=list)  # (path regex, status)
     aborts: list[Aborts] = field(default_factory=list)  # one per tab
+    axe: str = ""  # axe-core's source: every page checked is checked against WCAG 2.1 AA
 
     @classmethod
-    def open(cls, browser: Any, name: str, base: str, size: dict, problems: list[str]) -> Persona:
+    def open(
+        cls, browser: Any, name: str, base: str, size: dict, problems: list[str], axe: str
+    ) -> Persona:
         context = browser.new_context(viewport=size, accept_downloads=True)
         context.add_init_script(CSP_LISTENER)
-        person = cls(name=name, base=base, page=context.new_page(), problems=problems)
+        person = cls(name=name, base=base, page=context.new_page(), problems=problems, axe=axe)
         person.watch(person.page)
         return person
 
@@ -132,7 +136,8 @@ class Persona:
         return response
 
     def check(self) -> None:
-        """What every page must be: no CSP violation, nothing wider than the screen."""
+        """What every page must be: no CSP violation, nothing wider than the screen, no WCAG 2.1
+        A/AA violation axe-core can find."""
         page = self.page
         page.wait_for_load_state()
         where = page.url.removeprefix(self.base)
@@ -144,6 +149,7 @@ class Persona:
         overflow = page.evaluate(OVERFLOW)
         if overflow:
             self.problems.append(f"{self.name}: {where} is {overflow}")
+        self.problems.extend(f"{self.name}: {v}" for v in axe_violations(page, self.axe))
 
     def click(self, selector: str, *, wait_url: str | re.Pattern[str] | None = None) -> None:
         if wait_url is None:
@@ -189,7 +195,7 @@ def journey_files(tmp_path: Path, portrait_path: Path) -> dict[str, Path]:
 
 @pytest.mark.parametrize("size", list(SIZES), ids=list(SIZES))
 def test_every_persona_journey(  # noqa: C901 - one story, told in order
-    size, live_server, worker, owner, viewer, journey_files, monkeypatch, settings, capfd
+    size, live_server, worker, owner, viewer, journey_files, monkeypatch, settings, capfd, axe
 ):
     base = live_server.url
     problems: list[str] = []
@@ -201,7 +207,7 @@ def test_every_persona_journey(  # noqa: C901 - one story, told in order
 
     with playwright_session(monkeypatch) as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        open_ = lambda name: Persona.open(browser, name, base, SIZES[size], problems)  # noqa: E731
+        open_ = lambda name: Persona.open(browser, name, base, SIZES[size], problems, axe)  # noqa: E731
 
         # 1. The owner creates a team, adds the viewer and makes an invite link.
         alice = open_("owner")
@@ -344,4 +350,4 @@ def test_every_persona_journey(  # noqa: C901 - one story, told in order
 
         browser.close()
 
-    assert problems == []
+    assert problems == [], "\n".join(problems)

@@ -24,6 +24,7 @@ for _filter in (
     presenters.ordinal_place,
     presenters.stage,
     presenters.version,
+    presenters.has_captions,
 ):
     register.filter(_filter.__name__, _filter)
 

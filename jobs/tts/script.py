@@ -198,3 +198,42 @@ def check_audio_id(value: str) -> str:
             code="bad_audio_id",
         )
     return candidate
+
+
+CAPTION_MAX_CHARS = 84  # two lines of 42, the usual limit for a caption on screen
+
+
+def captions_vtt(text: str, *, duration: float | None) -> str:
+    """WebVTT captions for a voice-over read from `text`: one cue a sentence (a long one cut
+    at commas, then words), spread over `duration` by length, since the synthesizers give no
+    timings. Approximate, but it keeps pace with the voice well enough to follow."""
+    script = normalize_script(text)
+    cues: list[str] = []
+    for sentence in _SENTENCE.finditer(script):
+        current = ""  # a long sentence's clauses or words, packed back up to the limit
+        for piece in _pieces(sentence.group(), CAPTION_MAX_CHARS, 1):
+            if current.strip() and len((current + piece).strip()) > CAPTION_MAX_CHARS:
+                cues.append(current.strip())
+                current = ""
+            current += piece
+        if current.strip():
+            cues.append(current.strip())
+    lines = ["WEBVTT", ""]
+    if not cues or not duration or duration <= 0:
+        return "\n".join(lines)
+    total = sum(len(cue) for cue in cues)
+    start = 0.0
+    for cue in cues:
+        end = start + duration * len(cue) / total
+        # A cue's text may not hold "-->" or a blank line (either would end it early).
+        words = " ".join(cue.replace("-->", "→").split())
+        lines += [f"{_vtt_time(start)} --> {_vtt_time(end)}", words, ""]
+        start = end
+    return "\n".join(lines)
+
+
+def _vtt_time(seconds: float) -> str:
+    millis = round(seconds * 1000)
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    return f"{hours:02d}:{minutes:02d}:{millis / 1000:06.3f}"

@@ -22,7 +22,7 @@ from django.views.decorators.http import (
 from jobs.access import StudioRequest, get_job
 from jobs.cards import attach_estimates, attach_queue_place
 from jobs.models import AvatarJob
-from jobs.presenters import timeline
+from jobs.presenters import captions, timeline
 from jobs.serve import serve_stored_file
 from jobs.services import jobs as job_services
 from jobs.views.dashboard import POLL_SECONDS
@@ -144,3 +144,11 @@ def job_poster(request: StudioRequest, code: UUID) -> HttpResponseBase:
     return serve_stored_file(
         request, job.poster, content_type="image/jpeg", filename=_download_name(job, "jpg")
     )
+
+
+@login_required
+@require_safe
+def job_captions(request: StudioRequest, code: UUID) -> HttpResponse:
+    """The video's captions (WebVTT) from its voice-over's script; no cue when it has none."""
+    job, _ = get_job(request.user, code)
+    return HttpResponse(captions(job), content_type="text/vtt; charset=utf-8")

@@ -28,6 +28,7 @@ from jobs.forms import (
 )
 from jobs.links import absolute, public_base_url
 from jobs.models import ShareLink, hash_token
+from jobs.presenters import captions
 from jobs.serve import serve_stored_file
 from jobs.services import sharing
 from jobs.services.sharing import share_open
@@ -112,6 +113,12 @@ def share_poster(request: HttpRequest, token: str) -> HttpResponseBase:
         request, link.job.poster, content_type="image/jpeg", filename="poster.jpg"
     )
     return _private(response)
+
+
+@require_safe
+def share_captions(request: HttpRequest, token: str) -> HttpResponseBase:
+    link = _link(token)
+    return _private(HttpResponse(captions(link.job), content_type="text/vtt; charset=utf-8"))
 
 
 # --- share links -------------------------------------------------------------------------------
