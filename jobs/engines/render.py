@@ -99,6 +99,8 @@ _FAILED = (
     "The draft video could not be made from this portrait and voice-over. Try again; if it "
     "keeps failing, tell the operator."
 )
+# Mouth openings are rendered at this many steps between closed and wide (see `_lip_frames`).
+OPENING_LEVELS = 48
 _NO_LOUDNESS = "The voice-over's loudness could not be read: this draft has no lip movement."
 _TOO_SLOW = (
     "Making the draft video took too long and was stopped. The server may be busy: try again "
@@ -166,7 +168,7 @@ def render_draft(
             openings = mouth_openings(samples, FPS, frames)
             del samples
             args = _lip_synced(frame, frames, audio, seconds, video, poster)
-            _run_fed(args, _lip_frames(frame, rig, openings), deadline)
+            _run_fed(args, _lip_frames(frame, rig, openings, deadline), deadline)
         else:
             # A voice-over shorter than a breath needs only part of one.
             frames = min(BREATH_FRAMES, math.ceil(seconds * FPS) + 1)
@@ -353,17 +355,70 @@ def _rig(frame: _Frame) -> tuple[MouthRig | None, str]:
     return build_rig(canvas, found.face.landmarks), ""
 
 
-def _lip_frames(frame: _Frame, rig: MouthRig, openings: np.ndarray) -> Iterator[memoryview]:
-    """Every frame of the canvas, the mouth patch re-rendered; one buffer, reused."""
-    canvas = np.frombuffer(frame.rgb, dtype=np.uint8).reshape(frame.canvas[1], frame.canvas[0], 3)
-    canvas = canvas.copy()
+def _lip_frames(
+    frame: _Frame, rig: MouthRig, openings: np.ndarray, deadline: float
+) -> Iterator[memoryview]:
+    """Every frame as 4:2:0 YUV, the mouth patch pasted in; one buffer, reused.
+
+    The openings are quantized to OPENING_LEVELS steps (under a pixel of jaw apart), so the
+    mouth is rendered and converted once per level used, not once per frame; the conversion to
+    YUV is ffmpeg's own, the same as the breathing draft's, so the patch has no seam and the
+    frames need no conversion in the encoding run.
+    """
+    levels = np.rint(np.clip(openings, 0, 1) * OPENING_LEVELS).astype(np.int16)
+    used = sorted({int(v) for v in levels})
     x0, y0, x1, y1 = rig.box
-    shown = -1.0
-    for opening in openings:
-        if opening != shown:  # runs of one value (closed in pauses) cost nothing
-            canvas[y0:y1, x0:x1] = render_mouth(rig, float(opening))
-            shown = float(opening)
-        yield canvas.data
+    pw, ph = x1 - x0, y1 - y0
+    patches = b"".join(render_mouth(rig, level / OPENING_LEVELS).tobytes() for level in used)
+    base = _to_yuv(frame.rgb, frame.canvas, 1, deadline)
+    converted = _to_yuv(patches, (pw, ph), len(used), deadline)
+    cw, ch = frame.canvas
+    buffer = np.frombuffer(bytearray(base), dtype=np.uint8)
+    planes = _yuv_planes(buffer, cw, ch)
+    size = pw * ph * 3 // 2
+    by_level = {
+        level: _yuv_planes(np.frombuffer(converted, np.uint8, size, i * size), pw, ph)
+        for i, level in enumerate(used)
+    }
+    # Pasted without the patch's outermost 2 px: its edges are unmoved portrait anyway, and
+    # the chroma filter there saw the patch's border rather than the picture around it.
+    inset = 2
+    shown = -1
+    for level in levels:
+        if level != shown:
+            for plane, patch, sub in zip(planes, by_level[int(level)], (1, 2, 2), strict=True):
+                i = inset // sub
+                plane[y0 // sub + i : y1 // sub - i, x0 // sub + i : x1 // sub - i] = patch[
+                    i:-i, i:-i
+                ]
+            shown = int(level)
+        yield buffer.data
+
+
+def _yuv_planes(data: np.ndarray, width: int, height: int) -> list[np.ndarray]:
+    """Views of the Y, U and V planes of one yuv420p picture."""
+    luma, chroma = width * height, (width // 2) * (height // 2)
+    return [
+        data[:luma].reshape(height, width),
+        data[luma : luma + chroma].reshape(height // 2, width // 2),
+        data[luma + chroma : luma + 2 * chroma].reshape(height // 2, width // 2),
+    ]
+
+
+def _to_yuv(rgb: bytes, size: tuple[int, int], count: int, deadline: float) -> bytes:
+    """RGB pictures to BT.709 limited-range yuv420p, by the breathing draft's own filter."""
+    args = [
+        "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-video_size", f"{size[0]}x{size[1]}",
+        "-i", "pipe:0", "-vf", "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p",
+        "-frames:v", str(count), "-f", "rawvideo", "-",
+    ]  # fmt: skip
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise RenderError(_TOO_SLOW, detail="time budget spent before the mouth was converted")
+    try:
+        return run_ffmpeg(args, timeout=left, stdin=rgb)
+    except FFmpegError as exc:
+        raise RenderError(_FAILED, detail=str(exc)) from exc
 
 
 def _lip_synced(
@@ -374,14 +429,14 @@ def _lip_synced(
     cut to the audio's length, faststart."""
     cw, ch = frame.canvas
     graph = (
-        "[0:v]scale=out_color_matrix=bt709:out_range=tv,format=yuv420p,"
-        "setparams=range=tv:color_primaries=bt709:color_trc=bt709:colorspace=bt709,"
+        # The frames come in as the breathing draft's are after its conversion (`_to_yuv`).
+        "[0:v]setparams=range=tv:color_primaries=bt709:color_trc=bt709:colorspace=bt709,"
         f"setpts=N/{FPS}/TB,{_motion(frame)},split[video][still];"
         "[still]trim=end_frame=1,scale=out_color_matrix=bt601:out_range=pc,format=yuvj420p[poster]"
     )
     return [
         "-v", "error", "-y",
-        "-f", "rawvideo", "-pix_fmt", "rgb24", "-video_size", f"{cw}x{ch}",
+        "-f", "rawvideo", "-pix_fmt", "yuv420p", "-video_size", f"{cw}x{ch}",
         "-framerate", str(FPS), "-i", "pipe:0",
         "-i", _local(audio),
         "-filter_complex", graph,

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 DETECTOR_FILE = "face_detection_short_range.tflite"
 LANDMARKS_FILE = "face_landmark.tflite"
@@ -69,8 +70,15 @@ class FaceResult:
     reason: str = ""  # why there is no usable face, for the job page; "" when there is one
 
 
+# Where `make setup` puts the models: the renderer also runs without Django settings (bench).
+DEFAULT_MODELS_DIR = Path(__file__).resolve().parents[2] / "var" / "models"
+
+
 def models_dir() -> Path:
-    return Path(getattr(settings, "FACE_MODELS_DIR", settings.BASE_DIR / "var" / "models"))
+    try:
+        return Path(settings.FACE_MODELS_DIR)
+    except ImproperlyConfigured:
+        return DEFAULT_MODELS_DIR
 
 
 def models_present() -> bool:

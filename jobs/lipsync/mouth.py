@@ -64,10 +64,11 @@ def build_rig(image: np.ndarray, landmarks: np.ndarray) -> MouthRig:
     meet_y = float((upper[:, 1].mean() + lower[:, 1].mean()) / 2)
     max_drop = MAX_DROP * width
     h, w = image.shape[:2]
-    x0 = max(0, int(min(right[0], left[0]) - 0.7 * width))
-    x1 = min(w, int(max(right[0], left[0]) + 0.7 * width) + 1)
-    y0 = max(0, int(meet_y - 0.6 * width))
-    y1 = min(h, int(chin[1] + 0.5 * width + max_drop) + 1)
+    # Even edges: the patch is pasted into 4:2:0 frames, whose chroma covers 2x2 pixels.
+    x0 = max(0, int(min(right[0], left[0]) - 0.7 * width)) // 2 * 2
+    x1 = min(w // 2 * 2, (int(max(right[0], left[0]) + 0.7 * width) + 2) // 2 * 2)
+    y0 = max(0, int(meet_y - 0.6 * width)) // 2 * 2
+    y1 = min(h // 2 * 2, (int(chin[1] + 0.5 * width + max_drop) + 2) // 2 * 2)
     grid_x, grid_y = np.meshgrid(
         np.arange(x0, x1, dtype=np.float32), np.arange(y0, y1, dtype=np.float32)
     )
