@@ -154,6 +154,7 @@ def render_draft(
         rig, note = _rig(frame) if lip_sync else (None, "")
         seconds = length.result()
         samples = band.result() if band is not None else None
+        band = None  # the future would keep the samples alive through the render
     if timeout is None:
         timeout = BASE_TIMEOUT + TIMEOUT_PER_AUDIO_SECOND * seconds
     deadline = started + timeout

@@ -27,7 +27,8 @@ SMOOTHING = np.array([0.25, 0.5, 0.25], dtype=np.float32)
 
 
 def speech_band_samples(audio: Path, *, timeout: float) -> np.ndarray:
-    """The voice-over decoded to 16 kHz mono, band-passed to 300-3000 Hz, as float32."""
+    """The voice-over decoded to 16 kHz mono, band-passed to 300-3000 Hz, as int16 (2 bytes a
+    sample: 300 s is 9.6 MB; floats are made a block at a time, in `frame_loudness_db`)."""
     pcm = run_ffmpeg(
         [
             "-v",
@@ -49,21 +50,31 @@ def speech_band_samples(audio: Path, *, timeout: float) -> np.ndarray:
         ],  # fmt: skip
         timeout=timeout,
     )
-    return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768
+    return np.frombuffer(pcm, dtype="<i2")
+
+
+# Frames of samples turned into floats at once: a minute of 20 fps video, about 4 MB.
+BLOCK_FRAMES = 1200
 
 
 def frame_loudness_db(samples: np.ndarray, fps: int, frames: int) -> np.ndarray:
-    """RMS level in dBFS of each video frame's slice of the samples (`frames` values)."""
+    """RMS level in dBFS of each video frame's slice of the samples (`frames` values); int16
+    samples are full scale at 32768, floats at 1."""
     per_frame = RATE // fps
-    padded = np.zeros(frames * per_frame, dtype=np.float32)
-    used = samples[: len(padded)]
-    padded[: len(used)] = used
-    rms = np.sqrt(np.mean(padded.reshape(frames, per_frame) ** 2, axis=1))
+    scale = 32768.0 if samples.dtype.kind == "i" else 1.0
+    rms = np.zeros(frames, dtype=np.float32)
+    for first in range(0, frames, BLOCK_FRAMES):
+        count = min(BLOCK_FRAMES, frames - first)
+        block = np.zeros(count * per_frame, dtype=np.float32)
+        used = samples[first * per_frame : (first + count) * per_frame]
+        block[: len(used)] = used
+        block /= scale
+        rms[first : first + count] = np.sqrt(np.mean(block.reshape(count, per_frame) ** 2, axis=1))
     return (20 * np.log10(np.maximum(rms, 1e-6))).astype(np.float32)
 
 
 def mouth_openings(samples: np.ndarray, fps: int, frames: int) -> np.ndarray:
-    """One opening per frame, 0 (closed) to 1 (wide), float32."""
+    """One opening per frame, 0 (closed) to 1 (wide), float32, from int16 or float samples."""
     db = frame_loudness_db(samples, fps, frames)
     loud = db[db > GATE_FLOOR_DBFS]
     if loud.size == 0:
