@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import math
 import time
 from collections.abc import Iterator
@@ -50,6 +51,8 @@ from jobs.ffmpeg import FFmpegError, decoded_audio_seconds, probe, run_ffmpeg, r
 from jobs.lipsync import face as lipsync_face
 from jobs.lipsync.mouth import MouthRig, build_rig, render_mouth
 from jobs.lipsync.voice import mouth_openings, speech_band_samples
+
+log = logging.getLogger(__name__)
 
 # Output size. Nearly all of the cost is per pixel (scaling and H.264), so the cap is an area:
 # 1280x720 worth of pixels, what Kling's standard mode delivers, with the long side at most
@@ -347,7 +350,11 @@ def _speech_band(audio: Path, timeout: float) -> np.ndarray | None:
 def _rig(frame: _Frame) -> tuple[MouthRig | None, str]:
     """The mouth's rig on the canvas, or why this portrait gets no lip movement."""
     canvas = np.frombuffer(frame.rgb, dtype=np.uint8).reshape(frame.canvas[1], frame.canvas[0], 3)
-    found = lipsync_face.find_face(canvas)
+    try:
+        found = lipsync_face.find_face(canvas)
+    except Exception:  # a broken model file or runtime costs the lips, never the draft
+        log.exception("face detection failed; rendering the draft without lip movement")
+        return None, lipsync_face.NO_ANALYSIS
     if found.face is None:
         return None, found.reason
     # The canvas is ZOOM_MAX times the video: judge the face at the size it is shown.

@@ -41,6 +41,10 @@ NO_MODELS = (
     "The face models are not installed on this server (`make setup` fetches them): this draft "
     "has no lip movement."
 )
+NO_ANALYSIS = (
+    "The face models could not be run on this server (the operator's log says why): this "
+    "draft has no lip movement."
+)
 TURNED = "The face is turned too far from the camera: this draft has no lip movement."
 
 
@@ -110,17 +114,17 @@ _lock = threading.Lock()  # one interpreter per model per process, not thread-sa
 
 
 @cache
-def _interpreter(name: str) -> Any:
+def _interpreter(path: str) -> Any:
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_path=str(models_dir() / name), num_threads=1)
+    interpreter = Interpreter(model_path=path, num_threads=1)
     interpreter.allocate_tensors()
     return interpreter
 
 
 def _run(name: str, tensor: np.ndarray) -> list[np.ndarray]:
     with _lock:
-        interpreter = _interpreter(name)
+        interpreter = _interpreter(str(models_dir() / name))
         interpreter.set_tensor(interpreter.get_input_details()[0]["index"], tensor[None])
         interpreter.invoke()
         return [interpreter.get_tensor(o["index"]) for o in interpreter.get_output_details()]
