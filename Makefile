@@ -23,7 +23,38 @@ $(STAMP): pyproject.toml uv.lock
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-setup: $(STAMP)
+# The face models of lip-synced drafts: MediaPipe's face detector (short range) and face mesh,
+# Apache 2.0, taken out of the mediapipe wheel (the platform's own, via pip) into var/models/.
+# mediapipe itself is never installed: ai-edge-litert runs the two files. Without them (no
+# network at setup), drafts still render, with a note that they have no lip movement.
+MEDIAPIPE   := mediapipe==0.10.21
+MODELS      := var/models
+WHEELS      := var/cache/wheels
+FACE_MODELS := $(MODELS)/face_detection_short_range.tflite $(MODELS)/face_landmark.tflite
+
+define EXTRACT_FACE_MODELS
+import glob, pathlib, sys, zipfile
+wheels = glob.glob(sys.argv[1])
+if not wheels:
+    sys.exit("no mediapipe wheel was downloaded")
+with zipfile.ZipFile(wheels[0]) as wheel:
+    for name in sys.argv[3:]:
+        inside = next(n for n in wheel.namelist() if n.endswith("/" + name))
+        dest = pathlib.Path(sys.argv[2], name)
+        dest.with_suffix(".part").write_bytes(wheel.read(inside))
+        dest.with_suffix(".part").rename(dest)
+endef
+export EXTRACT_FACE_MODELS
+
+$(FACE_MODELS) &: | $(STAMP)
+	@mkdir -p $(MODELS) $(WHEELS)
+	@( $(PY) -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+	    -d $(WHEELS) '$(MEDIAPIPE)' \
+	  && $(PY) -c "$$EXTRACT_FACE_MODELS" '$(WHEELS)/mediapipe-0.10.21-*.whl' $(MODELS) \
+	    $(notdir $(FACE_MODELS)) ) \
+	  || echo "!! the face models could not be fetched: drafts will have no lip movement"
+
+setup: $(STAMP) $(FACE_MODELS)
 
 run: setup
 	$(PY) manage.py migrate --noinput

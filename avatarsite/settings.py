@@ -22,6 +22,8 @@ env = Env()
 
 # Runtime state (SQLite database, media, generated secret key) lives here unless told otherwise.
 DATA_DIR = Path(env.str("DATA_DIR", str(BASE_DIR / "var"))).resolve()
+# The lip-sync face models, where `make setup` puts them (in the checkout, whatever DATA_DIR).
+FACE_MODELS_DIR = BASE_DIR / "var" / "models"
 
 
 def _secret_key() -> str:

@@ -58,6 +58,7 @@ CARD_FIELDS = (
     "poster",
     "duration",
     "error_message",
+    "draft_note",
 )
 
 # How many of the team's own jobs wait before a queued one for the same engine (drafts and

@@ -6,8 +6,12 @@ the header cannot be trusted, decodes the media and counts what came out.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
+import tempfile
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -42,6 +46,47 @@ def run_ffmpeg(args: list[str], *, timeout: float, stdin: bytes | None = None) -
         tail = proc.stderr.decode(errors="replace").strip().splitlines()[-3:]
         raise FFmpegError(" | ".join(tail) or f"ffmpeg exited with {proc.returncode}")
     return proc.stdout
+
+
+def run_ffmpeg_fed(
+    args: list[str], chunks: Iterable[bytes | memoryview], *, timeout: float
+) -> None:
+    """Run ffmpeg with `args`, writing `chunks` to its stdin as they are made (frames, one at a
+    time, so memory stays bounded however long the video); raise FFmpegError on failure.
+
+    The chunks are made while ffmpeg encodes the previous ones: the two overlap on two cores.
+    Its stderr goes to a temporary file, so a chatty ffmpeg can never block on a full pipe.
+    """
+    deadline = time.monotonic() + timeout
+    with tempfile.TemporaryFile() as stderr:
+        proc = subprocess.Popen(
+            [ffmpeg_exe(), "-hide_banner", *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+        assert proc.stdin is not None
+        try:
+            for chunk in chunks:
+                if time.monotonic() > deadline:
+                    raise FFmpegError(f"ffmpeg took longer than {timeout:.0f} s")
+                proc.stdin.write(chunk)
+            proc.stdin.close()
+            returncode = proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except BrokenPipeError:  # ffmpeg stopped reading: its own words say why
+            returncode = proc.wait()
+        except subprocess.TimeoutExpired:
+            raise FFmpegError(f"ffmpeg took longer than {timeout:.0f} s") from None
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            with contextlib.suppress(OSError):  # a broken pipe, already reported
+                proc.stdin.close()
+        if returncode != 0:
+            stderr.seek(0)
+            tail = stderr.read().decode(errors="replace").strip().splitlines()[-3:]
+            raise FFmpegError(" | ".join(tail) or f"ffmpeg exited with {returncode}")
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from jobs.media.limits import (
 )
 from jobs.media.portraits import validate_portrait
 from jobs.media.prompts import validate_prompt
-from jobs.models import JOB_NAME_MAX_CHARS, Asset, AvatarJob, Membership, Team
+from jobs.models import DRAFT_MODE_HELP, JOB_NAME_MAX_CHARS, Asset, AvatarJob, Membership, Team
 from jobs.services.jobs import check_mode, clean_job_name
 from jobs.tts.script import check_audio_id, check_script
 from jobs.voices import VOICES
@@ -53,7 +53,10 @@ def read_refusal(token: str) -> list[str]:
 
 # A short name and one line of explanation each, shown on the mode's radio button.
 MODE_HELP: dict[str, tuple[str, str]] = {
-    AvatarJob.Mode.DRAFT: ("Draft", "Free and offline: a quick preview rendered on this server."),
+    AvatarJob.Mode.DRAFT: (
+        "Draft",
+        f"Free and offline: {DRAFT_MODE_HELP}.",
+    ),
     AvatarJob.Mode.STD: ("Standard", "Kling animates the face. Good quality, uses Kling credits."),
     AvatarJob.Mode.PRO: ("Pro", "Kling's best: finer motion and detail, costs more credits."),
 }

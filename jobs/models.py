@@ -209,6 +209,8 @@ def result_upload_to(job: AvatarJob, filename: str) -> str:
 
 
 JOB_NAME_MAX_CHARS = 120
+# The draft mode in one line, wherever the modes are described (forms, API docs, the command).
+DRAFT_MODE_HELP = "a rough lip-synced preview; Kling makes the real one"
 
 
 class AvatarJob(models.Model):
@@ -311,6 +313,10 @@ class AvatarJob(models.Model):
     )
     error_code = models.CharField(max_length=40, blank=True)
     error_message = models.TextField(blank=True)
+    draft_note = models.TextField(
+        blank=True,
+        help_text="Why this draft has no lip movement (no usable face); empty if it has.",
+    )
 
     video = models.FileField(upload_to=result_upload_to, blank=True, max_length=255)
     poster = models.FileField(upload_to=result_upload_to, blank=True, max_length=255)

@@ -128,6 +128,8 @@ def task_object(
         message = job.error_message or "The video could not be made."
     elif job.status == AvatarJob.Status.CANCELED:
         message = job.error_message or "Canceled in the studio before it started."
+    elif job.status == AvatarJob.Status.SUCCEEDED:
+        message = job.draft_note  # a draft without lip movement says why; "" otherwise
     data.update(
         task_status_msg=message,
         task_result={"videos": videos},

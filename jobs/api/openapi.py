@@ -21,7 +21,7 @@ from jobs.api.contract import (
 )
 from jobs.links import VIDEO_LINK_MAX_AGE
 from jobs.media.limits import AUDIO_MAX_BYTES, MB, PORTRAIT_MAX_BYTES, PROMPT_MAX_CHARS
-from jobs.models import JOB_NAME_MAX_CHARS
+from jobs.models import DRAFT_MODE_HELP, JOB_NAME_MAX_CHARS
 from jobs.tts.script import AUDIO_ID_SHAPE, KLING_TTS_MAX_CHARS, SPEED_MAX, SPEED_MIN
 from jobs.voices import VOICES
 
@@ -126,7 +126,8 @@ def document(base_url: str) -> dict[str, Any]:
             **task_short["properties"],
             "task_status_msg": {
                 "type": "string",
-                "description": "Why the task failed; empty otherwise.",
+                "description": "Why the task failed or, for a finished draft, why it has no lip "
+                "movement (no usable face in the portrait); empty otherwise.",
             },
             "task_result": {
                 "type": "object",
@@ -219,7 +220,7 @@ def document(base_url: str) -> dict[str, Any]:
                     "enum": ["std", "pro", "draft"],
                     "default": "std",
                     "description": "std or pro: Kling (needs a Kling key on the server). draft: "
-                    "free and offline, rendered here (no lip-sync).",
+                    f"free and offline, rendered here: {DRAFT_MODE_HELP}.",
                 }
             ),
             "callback_url": _nullable(

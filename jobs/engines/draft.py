@@ -1,6 +1,9 @@
 """The draft engine: free, offline jobs rendered on this server (jobs/engines/render.py).
 
 Lifecycle (see jobs/models.py): queued ──claim──▶ processing (rendering) ─▶ succeeded | failed.
+A portrait without a usable face (none, too small, turned away) still makes a draft: it only
+breathes, and `draft_note` says why on every page that shows it.
+
 There are no slots: a draft is woken as soon as it is committed. The claim leases the job for
 about twice the voice-over's length (`render_lease_seconds`); a worker that dies mid-render
 leaves a lease that runs out, and the next worker takes the render over, up to
@@ -85,6 +88,7 @@ def _render(job: AvatarJob) -> None:
             video=result.video,
             poster=result.poster,
             duration=result.duration,
+            draft_note=result.note,
         )
         if not finished:
             log.info("render of %s was taken over or canceled; its files were dropped", job.code)

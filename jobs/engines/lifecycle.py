@@ -136,8 +136,11 @@ def job_finish(
     video: Path,
     poster: Path,
     duration: float | None,
+    draft_note: str = "",
 ) -> bool:
     """Store a finished video and its poster, then mark the job succeeded.
+
+    `draft_note`: a draft's reason for having no lip movement, shown wherever the draft is.
 
     Only while the caller still holds its lease (`expect` status and `next_attempt_at`):
     a worker that lost the job to another deletes what it saved, so no file is orphaned.
@@ -161,6 +164,7 @@ def job_finish(
             duration=duration,
             error_code="",
             error_message="",
+            draft_note=draft_note,
         )
     except BaseException:
         for f in saved:

@@ -1,8 +1,15 @@
 """The draft renderer: a portrait and a voice-over made into a real MP4, free and offline.
 
-No lip-sync, no network, no key: the portrait "breathes" (a slow zoom with a slight sway) for
-exactly as long as the voice-over lasts, so a team can check framing, sound and timing before
-paying for a Kling render.
+No network, no key: the portrait "breathes" (a slow zoom with a slight sway) for exactly as
+long as the voice-over lasts and, when a face is found (jobs/lipsync), its mouth opens and
+closes with the voice: a rough lip-synced preview, so a team can check framing, sound and
+timing before paying for a Kling render. Without a usable face (none, too small, turned away,
+or no face models on the server) the draft only breathes and `DraftResult.note` says why.
+
+The lip-synced draft changes every frame, so it cannot loop one breath: Python sends every
+frame of the portrait-sized canvas to one ffmpeg run on stdin, with only the mouth's patch
+re-rendered (jobs/lipsync/mouth.py) into one reused buffer, and ffmpeg applies the very same
+breathing filters as below, then encodes picture and sound into the final MP4 in that run.
 
 Why the pipeline looks the way it does (measured on 2 cores, no GPU; see `bench/draft.py`):
 
@@ -29,15 +36,23 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import math
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from PIL import ExifTags, Image, ImageCms, ImageOps, UnidentifiedImageError
 
-from jobs.ffmpeg import FFmpegError, decoded_audio_seconds, probe, run_ffmpeg
+from jobs.ffmpeg import FFmpegError, decoded_audio_seconds, probe, run_ffmpeg, run_ffmpeg_fed
+from jobs.lipsync import face as lipsync_face
+from jobs.lipsync.mouth import MouthRig, build_rig, render_mouth
+from jobs.lipsync.voice import mouth_openings, speech_band_samples
+
+log = logging.getLogger(__name__)
 
 # Output size. Nearly all of the cost is per pixel (scaling and H.264), so the cap is an area:
 # 1280x720 worth of pixels, what Kling's standard mode delivers, with the long side at most
@@ -87,6 +102,9 @@ _FAILED = (
     "The draft video could not be made from this portrait and voice-over. Try again; if it "
     "keeps failing, tell the operator."
 )
+# Mouth openings are rendered at this many steps between closed and wide (see `_lip_frames`).
+OPENING_LEVELS = 48
+_NO_LOUDNESS = "The voice-over's loudness could not be read: this draft has no lip movement."
 _TOO_SLOW = (
     "Making the draft video took too long and was stopped. The server may be busy: try again "
     "in a few minutes, or with a shorter voice-over."
@@ -100,6 +118,7 @@ class DraftResult:
     duration: float  # seconds, probed from the produced MP4
     width: int
     height: int
+    note: str = ""  # why this draft has no lip movement, for the job page; "" when it has
 
 
 class RenderError(Exception):
@@ -112,35 +131,55 @@ class RenderError(Exception):
 
 
 def render_draft(
-    *, portrait: Path, audio: Path, workdir: Path, timeout: float | None = None
+    *,
+    portrait: Path,
+    audio: Path,
+    workdir: Path,
+    timeout: float | None = None,
+    lip_sync: bool = True,
 ) -> DraftResult:
     """Render the draft video and its poster into `workdir` and describe them.
 
-    `timeout` bounds the whole call (default: 60 s plus twice the audio's length). Writes only
-    inside `workdir`, creating it if its parent exists; on failure removes what it wrote.
-    Raises RenderError, whose message is fit to show the user.
+    With `lip_sync` the mouth moves with the voice when the portrait has a usable face; without
+    one the draft breathes only and the result's `note` says why (never an error). `timeout`
+    bounds the whole call (default: 60 s plus twice the audio's length). Writes only inside
+    `workdir`, creating it if its parent exists; on failure removes what it wrote. Raises
+    RenderError, whose message is fit to show the user.
     """
     started = time.monotonic()
     workdir.mkdir(exist_ok=True)
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        # Decoding the audio (to learn its true length) and preparing the portrait overlap.
-        length = pool.submit(
-            _audio_seconds, audio, AUDIO_CHECK_TIMEOUT if timeout is None else timeout
-        )
+    check = AUDIO_CHECK_TIMEOUT if timeout is None else timeout
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        # Decoding the audio (its true length; its loudness) and preparing the portrait overlap.
+        length = pool.submit(_audio_seconds, audio, check)
+        band = pool.submit(_speech_band, audio, check) if lip_sync else None
         frame = _prepare_portrait(portrait)
+        rig, note = _rig(frame) if lip_sync else (None, "")
         seconds = length.result()
+        samples = band.result() if band is not None else None
+        band = None  # the future would keep the samples alive through the render
     if timeout is None:
         timeout = BASE_TIMEOUT + TIMEOUT_PER_AUDIO_SECOND * seconds
     deadline = started + timeout
+    if rig is not None and samples is None:
+        rig, note = None, _NO_LOUDNESS
 
     video, poster = workdir / "draft.mp4", workdir / "poster.jpg"
     breath, voice = workdir / "draft-breath.mp4", workdir / "draft-voice.m4a"
-    # A voice-over shorter than a breath needs only part of one.
-    frames = min(BREATH_FRAMES, math.ceil(seconds * FPS) + 1)
     try:
-        _run(_breath_and_voice(frame, frames, audio, breath, poster, voice), frame.rgb, deadline)
-        _run(_loop_and_mux(breath, voice, seconds, video), None, deadline)
-        return _describe(video, poster, deadline)
+        if rig is not None and samples is not None:
+            frames = math.ceil(seconds * FPS)
+            openings = mouth_openings(samples, FPS, frames)
+            del samples
+            args = _lip_synced(frame, frames, audio, seconds, video, poster)
+            _run_fed(args, _lip_frames(frame, rig, openings, deadline), deadline)
+        else:
+            # A voice-over shorter than a breath needs only part of one.
+            frames = min(BREATH_FRAMES, math.ceil(seconds * FPS) + 1)
+            graph = _breath_and_voice(frame, frames, audio, breath, poster, voice)
+            _run(graph, frame.rgb, deadline)
+            _run(_loop_and_mux(breath, voice, seconds, video), None, deadline)
+        return _describe(video, poster, deadline, note)
     except BaseException:
         video.unlink(missing_ok=True)
         poster.unlink(missing_ok=True)
@@ -300,6 +339,122 @@ def _breath_and_voice(
     ]  # fmt: skip
 
 
+def _speech_band(audio: Path, timeout: float) -> np.ndarray | None:
+    """The voice-over's speech band for the mouth, or None (the length check reports why)."""
+    try:
+        return speech_band_samples(audio, timeout=timeout)
+    except FFmpegError:
+        return None
+
+
+def _rig(frame: _Frame) -> tuple[MouthRig | None, str]:
+    """The mouth's rig on the canvas, or why this portrait gets no lip movement."""
+    canvas = np.frombuffer(frame.rgb, dtype=np.uint8).reshape(frame.canvas[1], frame.canvas[0], 3)
+    try:
+        found = lipsync_face.find_face(canvas)
+    except Exception:  # a broken model file or runtime costs the lips, never the draft
+        log.exception("face detection failed; rendering the draft without lip movement")
+        return None, lipsync_face.NO_ANALYSIS
+    if found.face is None:
+        return None, found.reason
+    # The canvas is ZOOM_MAX times the video: judge the face at the size it is shown.
+    if found.face.width / ZOOM_MAX < lipsync_face.MIN_FACE_WIDTH:
+        return None, lipsync_face.too_small(found.face.width / ZOOM_MAX)
+    return build_rig(canvas, found.face.landmarks), ""
+
+
+def _lip_frames(
+    frame: _Frame, rig: MouthRig, openings: np.ndarray, deadline: float
+) -> Iterator[memoryview]:
+    """Every frame as 4:2:0 YUV, the mouth patch pasted in; one buffer, reused.
+
+    The openings are quantized to OPENING_LEVELS steps (under a pixel of jaw apart), so the
+    mouth is rendered and converted once per level used, not once per frame; the conversion to
+    YUV is ffmpeg's own, the same as the breathing draft's, so the patch has no seam and the
+    frames need no conversion in the encoding run.
+    """
+    levels = np.rint(np.clip(openings, 0, 1) * OPENING_LEVELS).astype(np.int16)
+    used = sorted({int(v) for v in levels})
+    x0, y0, x1, y1 = rig.box
+    pw, ph = x1 - x0, y1 - y0
+    patches = b"".join(render_mouth(rig, level / OPENING_LEVELS).tobytes() for level in used)
+    base = _to_yuv(frame.rgb, frame.canvas, 1, deadline)
+    converted = _to_yuv(patches, (pw, ph), len(used), deadline)
+    cw, ch = frame.canvas
+    buffer = np.frombuffer(bytearray(base), dtype=np.uint8)
+    planes = _yuv_planes(buffer, cw, ch)
+    size = pw * ph * 3 // 2
+    by_level = {
+        level: _yuv_planes(np.frombuffer(converted, np.uint8, size, i * size), pw, ph)
+        for i, level in enumerate(used)
+    }
+    # Pasted without the patch's outermost 2 px: its edges are unmoved portrait anyway, and
+    # the chroma filter there saw the patch's border rather than the picture around it.
+    inset = 2
+    shown = -1
+    for level in levels:
+        if level != shown:
+            for plane, patch, sub in zip(planes, by_level[int(level)], (1, 2, 2), strict=True):
+                i = inset // sub
+                plane[y0 // sub + i : y1 // sub - i, x0 // sub + i : x1 // sub - i] = patch[
+                    i:-i, i:-i
+                ]
+            shown = int(level)
+        yield buffer.data
+
+
+def _yuv_planes(data: np.ndarray, width: int, height: int) -> list[np.ndarray]:
+    """Views of the Y, U and V planes of one yuv420p picture."""
+    luma, chroma = width * height, (width // 2) * (height // 2)
+    return [
+        data[:luma].reshape(height, width),
+        data[luma : luma + chroma].reshape(height // 2, width // 2),
+        data[luma + chroma : luma + 2 * chroma].reshape(height // 2, width // 2),
+    ]
+
+
+def _to_yuv(rgb: bytes, size: tuple[int, int], count: int, deadline: float) -> bytes:
+    """RGB pictures to BT.709 limited-range yuv420p, by the breathing draft's own filter."""
+    args = [
+        "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-video_size", f"{size[0]}x{size[1]}",
+        "-i", "pipe:0", "-vf", "scale=out_color_matrix=bt709:out_range=tv,format=yuv420p",
+        "-frames:v", str(count), "-f", "rawvideo", "-",
+    ]  # fmt: skip
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise RenderError(_TOO_SLOW, detail="time budget spent before the mouth was converted")
+    try:
+        return run_ffmpeg(args, timeout=left, stdin=rgb)
+    except FFmpegError as exc:
+        raise RenderError(_FAILED, detail=str(exc)) from exc
+
+
+def _lip_synced(
+    frame: _Frame, frames: int, audio: Path, seconds: float, video: Path, poster: Path
+) -> list[str]:
+    """One run for a lip-synced draft: every frame from stdin, breathing as the looped breath
+    does (the same filters, so outside the mouth the two drafts match), the voice-over in AAC,
+    cut to the audio's length, faststart."""
+    cw, ch = frame.canvas
+    graph = (
+        # The frames come in as the breathing draft's are after its conversion (`_to_yuv`).
+        "[0:v]setparams=range=tv:color_primaries=bt709:color_trc=bt709:colorspace=bt709,"
+        f"setpts=N/{FPS}/TB,{_motion(frame)},split[video][still];"
+        "[still]trim=end_frame=1,scale=out_color_matrix=bt601:out_range=pc,format=yuvj420p[poster]"
+    )
+    return [
+        "-v", "error", "-y",
+        "-f", "rawvideo", "-pix_fmt", "yuv420p", "-video_size", f"{cw}x{ch}",
+        "-framerate", str(FPS), "-i", "pipe:0",
+        "-i", _local(audio),
+        "-filter_complex", graph,
+        "-map", "[video]", "-frames:v", str(frames), *X264, "-threads", "2",
+        "-map", "1:a:0", "-af", AUDIO_FORMAT, *AAC,
+        "-t", f"{seconds:.3f}", "-movflags", "+faststart", _local(video),
+        "-map", "[poster]", "-frames:v", "1", "-q:v", "3", "-update", "1", _local(poster),
+    ]  # fmt: skip
+
+
 def _loop_and_mux(breath: Path, voice: Path, seconds: float, video: Path) -> list[str]:
     """Run 2: repeat the breath for as long as the voice-over lasts; copy, never re-encode."""
     return [
@@ -328,7 +483,19 @@ def _run(args: list[str], stdin: bytes | None, deadline: float) -> None:
         raise RenderError(_TOO_SLOW if timed_out else _FAILED, detail=str(exc)) from exc
 
 
-def _describe(video: Path, poster: Path, deadline: float) -> DraftResult:
+def _run_fed(args: list[str], chunks: Iterator[memoryview], deadline: float) -> None:
+    """Run ffmpeg fed frame by frame within what is left of the budget (see `_run`)."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise RenderError(_TOO_SLOW, detail="time budget spent before ffmpeg started")
+    try:
+        run_ffmpeg_fed(args, chunks, timeout=left)
+    except (FFmpegError, OSError) as exc:
+        timed_out = time.monotonic() >= deadline
+        raise RenderError(_TOO_SLOW if timed_out else _FAILED, detail=str(exc)) from exc
+
+
+def _describe(video: Path, poster: Path, deadline: float, note: str = "") -> DraftResult:
     """Probe what we made; refuse anything that is not an MP4 with picture and sound."""
     found = probe(video, timeout=max(1.0, deadline - time.monotonic()))
     if found is None and time.monotonic() >= deadline:  # probe() gives None on a timeout too
@@ -339,5 +506,5 @@ def _describe(video: Path, poster: Path, deadline: float) -> DraftResult:
     if not (width and height and poster.is_file()):
         raise RenderError(_FAILED, detail=f"no picture size, or no poster: {found!r}")
     return DraftResult(
-        video=video, poster=poster, duration=found.duration, width=width, height=height
+        video=video, poster=poster, duration=found.duration, width=width, height=height, note=note
     )

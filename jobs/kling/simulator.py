@@ -276,7 +276,7 @@ def draft_video_factory(image: bytes, audio: bytes) -> bytes:
         sound.write_bytes(audio)
         workdir = root / "work"
         workdir.mkdir()
-        result = render_draft(portrait=portrait, audio=sound, workdir=workdir)
+        result = render_draft(portrait=portrait, audio=sound, workdir=workdir, lip_sync=False)
         return Path(result.video).read_bytes()
 
 

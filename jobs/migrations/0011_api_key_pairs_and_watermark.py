@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("jobs", "0009_job_name_and_source"),
+        ("jobs", "0010_avatarjob_draft_note"),
     ]
 
     operations = [

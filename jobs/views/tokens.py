@@ -16,7 +16,7 @@ from django.views.decorators.http import require_POST
 from jobs.access import StudioRequest, current_team, membership_for
 from jobs.forms import TokenForm
 from jobs.links import public_base_url
-from jobs.models import ApiToken, Membership
+from jobs.models import DRAFT_MODE_HELP, ApiToken, Membership
 from jobs.services.api_tokens import (
     api_key_pair_create,
     api_token_create,
@@ -93,6 +93,7 @@ def docs(request: StudioRequest) -> HttpResponse:
             "create_url": f"{base_url}/kling/v1/videos/avatar/image2video",
             "openapi_url": f"{base_url}{reverse('api:openapi')}",
             "max_audio_seconds": settings.KLING_MAX_AUDIO_SECONDS,
+            "draft_help": DRAFT_MODE_HELP,
             "has_tokens": api_tokens_visible(user=request.user, team=access.team, is_admin=False)
             .filter(revoked_at__isnull=True)
             .exists(),

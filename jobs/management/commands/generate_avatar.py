@@ -20,7 +20,7 @@ from jobs.links import absolute
 from jobs.media.audio import ValidAudio, validate_audio
 from jobs.media.portraits import validate_portrait
 from jobs.media.prompts import validate_prompt
-from jobs.models import Asset, AvatarJob, Membership
+from jobs.models import DRAFT_MODE_HELP, Asset, AvatarJob, Membership
 from jobs.services.jobs import check_mode, clean_job_name, job_create
 from jobs.services.voiceovers import voiceover_store
 from jobs.tts.script import check_script
@@ -57,7 +57,12 @@ class Command(BaseCommand):
             default="",
             help="The job's name (≤ 120 chars; default: the prompt's or script's first words).",
         )
-        parser.add_argument("--mode", default="draft", choices=AvatarJob.Mode.values)
+        parser.add_argument(
+            "--mode",
+            default="draft",
+            choices=AvatarJob.Mode.values,
+            help=f"draft (free, offline: {DRAFT_MODE_HELP}), std or pro (Kling).",
+        )
         parser.add_argument(
             "--wait", action="store_true", help="Wait for the worker to finish the job."
         )
