@@ -487,8 +487,8 @@ class AccountForm(forms.Form):
         error_messages={"required": "Type your password to change the email address."},
     )
 
-    def __init__(self, user: Any, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, initial={"email": user.email}, **kwargs)
+    def __init__(self, user: Any, data: Any = None) -> None:
+        super().__init__(data, initial={"email": user.email})
         self.user = user
 
     def clean_email(self) -> str:
