@@ -11,8 +11,10 @@ import secrets
 import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import dj_database_url
+from botocore.config import Config as BotoConfig
 from django.core.exceptions import ImproperlyConfigured
 
 from avatarsite.env import Env
@@ -61,6 +63,7 @@ INSTALLED_APPS = [
     "django_q",
     "axes",
     "csp",
+    "django_prometheus",
     "jobs",
 ]
 
@@ -68,6 +71,8 @@ MIDDLEWARE = [
     # First: refuses an oversized body by its Content-Length before anything reads it
     # (CSRF reads the whole body to find its token; the route limits are in jobs/bodycaps.py).
     "jobs.bodycaps.BodyCapMiddleware",
+    # Times every request for /metrics (it reads no body, so it may sit outside the cap).
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -80,6 +85,7 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     # Inside the CSP middleware, so the styled 405 page gets the policy header too.
     "jobs.views.errors.MethodNotAllowedMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
     # Last, as django-axes asks: it turns a lockout into the page below.
     "axes.middleware.AxesMiddleware",
 ]
@@ -155,7 +161,7 @@ else:
         "NAME": str(DATA_DIR / "db.sqlite3"),
         "CONN_MAX_AGE": 600,
     }
-if _db["ENGINE"] == "django.db.backends.sqlite3":
+if _db["ENGINE"].endswith(".sqlite3"):
     _db.setdefault("OPTIONS", {}).update(
         {
             # WAL lets the web process read while the worker writes; IMMEDIATE transactions and
@@ -171,6 +177,8 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
 else:
     # One test database per test run, so runs side by side never drop each other's.
     _db["TEST"] = {"NAME": f"test_{_db['NAME']}_{os.getpid()}"}
+# django-prometheus's wrappers of the same backends count queries and errors for /metrics.
+_db["ENGINE"] = _db["ENGINE"].replace("django.db.backends.", "django_prometheus.db.backends.")
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -214,14 +222,75 @@ STATIC_ROOT = DATA_DIR / "static"
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", str(DATA_DIR / "media"))).resolve()
 # Media is never served from a public URL: every file goes through a view that checks the team.
 MEDIA_URL = "/media-is-not-public/"
+# Files on this machine by default; STORAGE_URL=s3://bucket/prefix puts every file (uploads,
+# voice-overs, results, posters, thumbnails) in S3-compatible object storage instead, so web and
+# worker hosts share no disk. Files are then served by a short-lived presigned redirect after the
+# access check (jobs/serve.py), so video bytes never pass through the web workers.
+STORAGE_LINK_SECONDS = env.int("STORAGE_LINK_SECONDS", 300, minimum=30, maximum=3600)
+_s3 = env.s3_location("STORAGE_URL")
+_default_storage: dict[str, Any] = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+# Where browsers fetch files from besides this site (the CSP's media-src and img-src).
+STORAGE_ORIGINS: list[str] = []
+if _s3:
+    _bucket, _prefix = _s3
+    _endpoint = env.url("AWS_S3_ENDPOINT_URL")
+    _region = env.str("AWS_S3_REGION_NAME")
+    _s3_key_id, _s3_secret = env.str("AWS_ACCESS_KEY_ID"), env.str("AWS_SECRET_ACCESS_KEY")
+    if bool(_s3_key_id) != bool(_s3_secret):
+        raise ImproperlyConfigured(
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY go together: set both, or neither "
+            "(boto3 then finds credentials itself, e.g. an instance role)."
+        )
+    # Path style (endpoint/bucket/key) for other providers' endpoints, which MinIO needs and R2
+    # and Backblaze accept; virtual hosts (bucket.s3.region.amazonaws.com) on AWS itself.
+    _addressing = env.choice(
+        "AWS_S3_ADDRESSING_STYLE", "path" if _endpoint else "virtual", ("path", "virtual")
+    )
+    _default_storage = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": _bucket,
+            "location": _prefix,
+            "endpoint_url": _endpoint or None,
+            "region_name": _region or None,
+            # Short timeouts and few retries: a stalled bucket fails a step (retried later) and
+            # /healthz within seconds instead of holding a worker.
+            "client_config": BotoConfig(
+                signature_version="s3v4",
+                s3={"addressing_style": _addressing},
+                connect_timeout=5,
+                read_timeout=60,
+                retries={"max_attempts": 3, "mode": "standard"},
+            ),
+            # Never overwrite: like local files, a taken name gets a suffix, so a worker that
+            # lost a job's lease and deletes what it saved cannot delete the winner's result.
+            "file_overwrite": False,
+            "default_acl": None,  # private objects: reachable only by a presigned link
+            "querystring_auth": True,
+            "querystring_expire": STORAGE_LINK_SECONDS,
+        },
+    }
+    if _s3_key_id:
+        _default_storage["OPTIONS"].update(access_key=_s3_key_id, secret_key=_s3_secret)
+    if _endpoint:
+        _parts = urlsplit(_endpoint)
+        _host = _parts.netloc if _addressing == "path" else f"{_bucket}.{_parts.netloc}"
+        STORAGE_ORIGINS = [f"{_parts.scheme}://{_host}"]
+    else:
+        STORAGE_ORIGINS = [f"https://{_bucket}.s3.amazonaws.com"] + (
+            [f"https://{_bucket}.s3.{_region}.amazonaws.com"] if _region else []
+        )
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": _default_storage,
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if not DEBUG
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
+# A file's presigned redirect is followed by the browser: its origin must be allowed.
+for _directive in ("img-src", "media-src"):
+    CONTENT_SECURITY_POLICY["DIRECTIVES"][_directive] += STORAGE_ORIGINS
 # Uploads bigger than this go to a temporary file instead of memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
@@ -351,11 +420,24 @@ if REDIS_URL:
 else:
     Q_CLUSTER["orm"] = "default"
 
+# LOG_FORMAT=json: one JSON object per line (with the job's code on lines about a job), for log
+# collectors; text for people.
+LOG_FORMAT = env.choice("LOG_FORMAT", "text", ("text", "json"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "avatarsite.logformat.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", "INFO").upper()},
     "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }
+
+# Operators' endpoints. /metrics answers a bearer token or an address in the allowlist (CIDRs);
+# with neither set it answers nobody. /healthz is open (it names checks, never secrets).
+METRICS_TOKEN = env.str("METRICS_TOKEN")
+METRICS_ALLOWLIST = env.networks("METRICS_ALLOWLIST")
+# /healthz fails when no worker has written its heartbeat (jobs/ticker.py) for this long.
+WORKER_HEARTBEAT_MAX_AGE = env.int("WORKER_HEARTBEAT_MAX_AGE", 60, minimum=5, maximum=86_400)
