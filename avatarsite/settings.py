@@ -11,13 +11,12 @@ import secrets
 import tempfile
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import dj_database_url
-from botocore.config import Config as BotoConfig
 from django.core.exceptions import ImproperlyConfigured
 
 from avatarsite.env import Env
+from avatarsite.s3 import s3_storage, storage_origins
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = Env()
@@ -246,40 +245,19 @@ if _s3:
     _addressing = env.choice(
         "AWS_S3_ADDRESSING_STYLE", "path" if _endpoint else "virtual", ("path", "virtual")
     )
-    _default_storage = {
-        "BACKEND": "storages.backends.s3.S3Storage",
-        "OPTIONS": {
-            "bucket_name": _bucket,
-            "location": _prefix,
-            "endpoint_url": _endpoint or None,
-            "region_name": _region or None,
-            # Short timeouts and few retries: a stalled bucket fails a step (retried later) and
-            # /healthz within seconds instead of holding a worker.
-            "client_config": BotoConfig(
-                signature_version="s3v4",
-                s3={"addressing_style": _addressing},
-                connect_timeout=5,
-                read_timeout=60,
-                retries={"max_attempts": 3, "mode": "standard"},
-            ),
-            # Never overwrite: like local files, a taken name gets a suffix, so a worker that
-            # lost a job's lease and deletes what it saved cannot delete the winner's result.
-            "file_overwrite": False,
-            "default_acl": None,  # private objects: reachable only by a presigned link
-            "querystring_auth": True,
-            "querystring_expire": STORAGE_LINK_SECONDS,
-        },
-    }
-    if _s3_key_id:
-        _default_storage["OPTIONS"].update(access_key=_s3_key_id, secret_key=_s3_secret)
-    if _endpoint:
-        _parts = urlsplit(_endpoint)
-        _host = _parts.netloc if _addressing == "path" else f"{_bucket}.{_parts.netloc}"
-        STORAGE_ORIGINS = [f"{_parts.scheme}://{_host}"]
-    else:
-        STORAGE_ORIGINS = [f"https://{_bucket}.s3.amazonaws.com"] + (
-            [f"https://{_bucket}.s3.{_region}.amazonaws.com"] if _region else []
-        )
+    _default_storage = s3_storage(
+        bucket=_bucket,
+        prefix=_prefix,
+        endpoint=_endpoint,
+        region=_region,
+        addressing=_addressing,
+        link_seconds=STORAGE_LINK_SECONDS,
+        key_id=_s3_key_id,
+        secret=_s3_secret,
+    )
+    STORAGE_ORIGINS = storage_origins(
+        bucket=_bucket, endpoint=_endpoint, region=_region, addressing=_addressing
+    )
 STORAGES = {
     "default": _default_storage,
     "staticfiles": {

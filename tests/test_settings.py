@@ -51,6 +51,13 @@ def test_bad_values_name_the_variable(environ, call, fragment):
         ("PRIVATE_URL_ALLOWLIST", "10.0.0.0/8,intranet", "PRIVATE_URL_ALLOWLIST: 'intranet'"),
         ("TRUSTED_PROXIES", "10.0.0.300", "TRUSTED_PROXIES: '10.0.0.300'"),
         ("PROXY_COUNT", "one", "PROXY_COUNT='one'"),
+        ("STORAGE_URL", "http://bucket/media", "STORAGE_URL='http://bucket/media' is not an obj"),
+        ("STORAGE_URL", "s3://Bad_Bucket", "STORAGE_URL='s3://Bad_Bucket' is not an object"),
+        ("STORAGE_URL", "s3://bucket/a/../b", "STORAGE_URL='s3://bucket/a/../b': the prefix"),
+        ("STORAGE_LINK_SECONDS", "5", "STORAGE_LINK_SECONDS=5 is too small"),
+        ("LOG_FORMAT", "xml", "LOG_FORMAT='xml' is unknown: use one of text, json"),
+        ("METRICS_ALLOWLIST", "10.0.0.0/33", "METRICS_ALLOWLIST: '10.0.0.0/33'"),
+        ("WORKER_HEARTBEAT_MAX_AGE", "1", "WORKER_HEARTBEAT_MAX_AGE=1 is too small"),
     ],
 )
 def test_start_up_stops_with_a_message(name, value, fragment, tmp_path):
