@@ -80,8 +80,9 @@ def _read_range(fh: IO[bytes], start: int, length: int) -> Iterator[bytes]:
 
 
 def _storage_of(stored: Any) -> Storage | None:
-    """The storage a FieldFile (`.storage`) or a file opened from storage (`._storage`) is in."""
-    storage = getattr(stored, "storage", None) or getattr(stored, "_storage", None)
+    """The storage a FieldFile is in (a file already opened from storage has none: it is sent
+    through here, so callers with only a storage name use presigned_url themselves)."""
+    storage = getattr(stored, "storage", None)
     return storage if isinstance(storage, Storage) else None
 
 

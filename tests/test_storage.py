@@ -188,3 +188,12 @@ def test_local_storage_still_serves_ranges_itself(client, team, owner, portrait,
     login(client, owner)
     response = client.get(reverse("jobs:job-video", args=[job.code]), HTTP_RANGE="bytes=0-3")
     assert response.status_code == 206 and b"".join(response.streaming_content) == b"\0\0\0\x18"
+
+
+def test_voice_samples_are_made_into_the_bucket_and_redirected(client, owner, s3, media_root):
+    login(client, owner)
+    response = client.get(reverse("jobs:voice-sample", args=["uk_man2"]) + "?offline=1")
+    sample = follow(response)
+    assert sample.headers["Content-Type"] == "audio/mpeg" and len(sample.content) > 1000
+    assert sample.content == stored_bytes(s3, "voice-samples/espeak/uk_man2.mp3")
+    assert files_in(media_root) == []
