@@ -197,3 +197,36 @@ def test_voice_samples_are_made_into_the_bucket_and_redirected(client, owner, s3
     assert sample.headers["Content-Type"] == "audio/mpeg" and len(sample.content) > 1000
     assert sample.content == stored_bytes(s3, "voice-samples/espeak/uk_man2.mp3")
     assert files_in(media_root) == []
+
+
+def test_a_kling_result_streams_into_the_bucket(s3, settings, team, owner, checked, media_root):
+    """Kling's result is downloaded to the job's temp folder in chunks and uploaded from there
+    (multipart), never held whole in memory; nothing stays on the local disk."""
+    import time
+
+    from django.utils import timezone
+
+    from jobs.kling.simulator import KlingSimulator
+    from jobs.services.assets import asset_store
+    from jobs.services.jobs import job_create
+    from tests.helpers import fast_config
+
+    with KlingSimulator(fast_config(max_concurrency=5)) as sim:
+        settings.KLING_BASE_URL, settings.KLING_API_KEY = sim.base_url, sim.config.api_key
+        settings.KLING_ACCESS_KEY = settings.KLING_SECRET_KEY = ""
+        settings.PUBLIC_BASE_URL = ""
+        portrait = asset_store(team=team, user=owner, valid=checked[0])
+        audio = asset_store(team=team, user=owner, valid=checked[1])
+        job = job_create(team=team, user=owner, portrait=portrait, audio=audio, mode="std")
+        deadline = time.monotonic() + 30
+        while not job.is_terminal and time.monotonic() < deadline:
+            AvatarJob.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now())
+            job_advance(job_id=job.pk)
+            job.refresh_from_db()
+            time.sleep(0.05)
+    assert job.status == AvatarJob.Status.SUCCEEDED, job.error_message
+    video = stored_bytes(s3, job.video.name)
+    assert video[4:8] == b"ftyp" and len(video) == job.video_size
+    assert stored_bytes(s3, job.poster.name)[:3] == b"\xff\xd8\xff"
+    assert files_in(media_root) == []
+    assert list(Path(tempfile.gettempdir()).glob(f"kling-{job.code}-*")) == []
