@@ -70,21 +70,31 @@ def stop(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM) -> Non
         proc.wait()
 
 
+def tiny_video(image: bytes, audio: bytes) -> bytes:
+    """The tests' real 1 s MP4 (made once): the simulator's stand-in render, after setup."""
+    from tests.helpers import tiny_video_factory
+
+    return tiny_video_factory(image, audio)
+
+
 def main() -> None:  # noqa: C901  (one measured procedure, read top to bottom)
     parser = argparse.ArgumentParser()
     parser.add_argument("--drafts", type=int, default=40)
     parser.add_argument("--kling", type=int, default=40)
+    parser.add_argument("--keep", action="store_true", help="keep the hosts' logs and folders")
     args = parser.parse_args()
     if not (reachable(5432) and reachable(6379)):
         print("multihost: skipped, needs PostgreSQL on 127.0.0.1:5432 and Redis on :6379")
         return
+
+    import logging
+    import shutil
 
     import psycopg
     import redis
     from moto.server import ThreadedMotoServer
 
     from jobs.kling.simulator import KlingSimulator, SimulatorConfig
-    from tests.helpers import make_audio_file, make_portrait_bytes, tiny_video_factory
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-multihost-"))
     dbname = f"bench_multihost_{os.getpid()}"
@@ -93,6 +103,7 @@ def main() -> None:  # noqa: C901  (one measured procedure, read top to bottom)
     r = redis.Redis.from_url(REDIS)
     for key in r.scan_iter("django_q:*"):
         r.delete(key)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's access log
     s3 = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
     s3.start()
     s3_url = f"http://127.0.0.1:{s3.get_host_and_port()[1]}"
@@ -101,7 +112,7 @@ def main() -> None:  # noqa: C901  (one measured procedure, read top to bottom)
             max_concurrency=5,
             submitted_seconds=0.3,
             processing_seconds=1.5,
-            video_factory=tiny_video_factory,
+            video_factory=tiny_video,
         )
     ).start()
     web_port = free_port()
@@ -150,6 +161,7 @@ def main() -> None:  # noqa: C901  (one measured procedure, read top to bottom)
         from jobs.services.api_tokens import api_token_create
         from jobs.services.assets import asset_store
         from jobs.services.jobs import job_create
+        from tests.helpers import make_audio_file, make_portrait_bytes
 
         call_command("migrate", verbosity=0)
         call_command("createcachetable", verbosity=0)
@@ -236,7 +248,10 @@ def main() -> None:  # noqa: C901  (one measured procedure, read top to bottom)
         connections.close_all()
         with psycopg.connect(f"{PG}/test", autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-        print(f"multihost: logs in {tmp}", file=sys.stderr)
+        if args.keep:
+            print(f"multihost: logs in {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
