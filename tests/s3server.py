@@ -51,6 +51,11 @@ class S3Server:
         )
 
     def make_bucket(self) -> None:
+        """An empty bucket. moto keeps its state per process, not per server: reset it first
+        (its own HTTP API), so no test sees another's objects."""
+        import requests
+
+        requests.post(f"{self.endpoint}/moto-api/reset", timeout=10).raise_for_status()
         self.client().create_bucket(Bucket=BUCKET)
 
     def object_keys(self) -> list[str]:
