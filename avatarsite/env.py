@@ -9,6 +9,7 @@ from __future__ import annotations
 import builtins
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from urllib.parse import urlparse
 
@@ -16,6 +17,8 @@ from django.core.exceptions import ImproperlyConfigured
 
 TRUE_WORDS = {"1", "true", "yes", "on"}
 FALSE_WORDS = {"0", "false", "no", "off", ""}
+# S3's bucket naming rules (what AWS, MinIO, R2 and Backblaze all accept).
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
 class Env:
@@ -105,3 +108,33 @@ class Env:
                 f"it must start with {allowed} and name a host."
             )
         return value.rstrip("/")
+
+    def choice(
+        self, name: builtins.str, default: builtins.str, choices: tuple[builtins.str, ...]
+    ) -> builtins.str:
+        value = self.str(name, default).lower()
+        if value not in choices:
+            raise ImproperlyConfigured(
+                f"{name}={value!r} is unknown: use one of {', '.join(choices)}."
+            )
+        return value
+
+    def s3_location(self, name: builtins.str) -> tuple[builtins.str, builtins.str] | None:
+        """`s3://bucket/optional/prefix` as (bucket, prefix); None when unset (local files)."""
+        value = self.str(name)
+        if not value:
+            return None
+        parsed = urlparse(value)
+        bucket, prefix = parsed.netloc, parsed.path.strip("/")
+        extra = parsed.query or parsed.fragment or parsed.params
+        if parsed.scheme != "s3" or not _BUCKET.fullmatch(bucket) or extra:
+            raise ImproperlyConfigured(
+                f"{name}={value!r} is not an object storage URL: use s3://bucket or "
+                "s3://bucket/prefix (a bucket name is 3-63 lowercase letters, digits, dots and "
+                "hyphens); leave it unset for files on this machine."
+            )
+        if "//" in prefix or any(part in {".", ".."} for part in prefix.split("/")):
+            raise ImproperlyConfigured(
+                f"{name}={value!r}: the prefix {prefix!r} must be plain path segments."
+            )
+        return bucket, prefix

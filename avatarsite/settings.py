@@ -16,6 +16,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from avatarsite.env import Env
+from avatarsite.s3 import s3_storage, storage_origins
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = Env()
@@ -63,6 +64,7 @@ INSTALLED_APPS = [
     "django_q",
     "axes",
     "csp",
+    "django_prometheus",
     "jobs",
 ]
 
@@ -70,6 +72,8 @@ MIDDLEWARE = [
     # First: refuses an oversized body by its Content-Length before anything reads it
     # (CSRF reads the whole body to find its token; the route limits are in jobs/bodycaps.py).
     "jobs.bodycaps.BodyCapMiddleware",
+    # Times every request for /metrics (it reads no body, so it may sit outside the cap).
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -82,6 +86,7 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     # Inside the CSP middleware, so the styled 405 page gets the policy header too.
     "jobs.views.errors.MethodNotAllowedMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
     # Last, as django-axes asks: it turns a lockout into the page below.
     "axes.middleware.AxesMiddleware",
 ]
@@ -157,7 +162,7 @@ else:
         "NAME": str(DATA_DIR / "db.sqlite3"),
         "CONN_MAX_AGE": 600,
     }
-if _db["ENGINE"] == "django.db.backends.sqlite3":
+if _db["ENGINE"].endswith(".sqlite3"):
     _db.setdefault("OPTIONS", {}).update(
         {
             # WAL lets the web process read while the worker writes; IMMEDIATE transactions and
@@ -173,6 +178,8 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
 else:
     # One test database per test run, so runs side by side never drop each other's.
     _db["TEST"] = {"NAME": f"test_{_db['NAME']}_{os.getpid()}"}
+# django-prometheus's wrappers of the same backends count queries and errors for /metrics.
+_db["ENGINE"] = _db["ENGINE"].replace("django.db.backends.", "django_prometheus.db.backends.")
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -216,14 +223,54 @@ STATIC_ROOT = DATA_DIR / "static"
 MEDIA_ROOT = Path(env.str("MEDIA_ROOT", str(DATA_DIR / "media"))).resolve()
 # Media is never served from a public URL: every file goes through a view that checks the team.
 MEDIA_URL = "/media-is-not-public/"
+# Files on this machine by default; STORAGE_URL=s3://bucket/prefix puts every file (uploads,
+# voice-overs, results, posters, thumbnails) in S3-compatible object storage instead, so web and
+# worker hosts share no disk. Files are then served by a short-lived presigned redirect after the
+# access check (jobs/serve.py), so video bytes never pass through the web workers.
+STORAGE_LINK_SECONDS = env.int("STORAGE_LINK_SECONDS", 300, minimum=30, maximum=3600)
+_s3 = env.s3_location("STORAGE_URL")
+_default_storage: dict[str, Any] = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+# Where browsers fetch files from besides this site (the CSP's media-src and img-src).
+STORAGE_ORIGINS: list[str] = []
+if _s3:
+    _bucket, _prefix = _s3
+    _endpoint = env.url("AWS_S3_ENDPOINT_URL")
+    _region = env.str("AWS_S3_REGION_NAME")
+    _s3_key_id, _s3_secret = env.str("AWS_ACCESS_KEY_ID"), env.str("AWS_SECRET_ACCESS_KEY")
+    if bool(_s3_key_id) != bool(_s3_secret):
+        raise ImproperlyConfigured(
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY go together: set both, or neither "
+            "(boto3 then finds credentials itself, e.g. an instance role)."
+        )
+    # Path style (endpoint/bucket/key) for other providers' endpoints, which MinIO needs and R2
+    # and Backblaze accept; virtual hosts (bucket.s3.region.amazonaws.com) on AWS itself.
+    _addressing = env.choice(
+        "AWS_S3_ADDRESSING_STYLE", "path" if _endpoint else "virtual", ("path", "virtual")
+    )
+    _default_storage = s3_storage(
+        bucket=_bucket,
+        prefix=_prefix,
+        endpoint=_endpoint,
+        region=_region,
+        addressing=_addressing,
+        link_seconds=STORAGE_LINK_SECONDS,
+        key_id=_s3_key_id,
+        secret=_s3_secret,
+    )
+    STORAGE_ORIGINS = storage_origins(
+        bucket=_bucket, endpoint=_endpoint, region=_region, addressing=_addressing
+    )
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": _default_storage,
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if not DEBUG
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
+# A file's presigned redirect is followed by the browser: its origin must be allowed.
+for _directive in ("img-src", "media-src"):
+    CONTENT_SECURITY_POLICY["DIRECTIVES"][_directive] += STORAGE_ORIGINS
 # Uploads bigger than this go to a temporary file instead of memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
@@ -353,11 +400,24 @@ if REDIS_URL:
 else:
     Q_CLUSTER["orm"] = "default"
 
+# LOG_FORMAT=json: one JSON object per line (with the job's code on lines about a job), for log
+# collectors; text for people.
+LOG_FORMAT = env.choice("LOG_FORMAT", "text", ("text", "json"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "avatarsite.logformat.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", "INFO").upper()},
     "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }
+
+# Operators' endpoints. /metrics answers a bearer token or an address in the allowlist (CIDRs);
+# with neither set it answers nobody. /healthz is open (it names checks, never secrets).
+METRICS_TOKEN = env.str("METRICS_TOKEN")
+METRICS_ALLOWLIST = env.networks("METRICS_ALLOWLIST")
+# /healthz fails when no worker has written its heartbeat (jobs/ticker.py) for this long.
+WORKER_HEARTBEAT_MAX_AGE = env.int("WORKER_HEARTBEAT_MAX_AGE", 60, minimum=5, maximum=86_400)

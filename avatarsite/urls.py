@@ -5,6 +5,7 @@ from django.urls import include, path
 
 from jobs.views import accounts
 from jobs.views.hooks import kling_callback
+from jobs.views.ops import healthz, metrics
 from jobs.views.share import share_captions, share_page, share_poster, share_video
 
 
@@ -23,6 +24,8 @@ urlpatterns = [
     path("accounts/profile/", accounts.account, name="account"),
     path("invites/<str:token>/signup/", accounts.invite_signup, name="invite-signup"),
     path("favicon.ico", favicon, name="favicon"),
+    path("healthz", healthz, name="healthz"),
+    path("metrics", metrics, name="metrics"),
     path("", include("jobs.urls")),
     path("", include("jobs.api.urls")),
     # login, logout, password change and reset (email through EMAIL_BACKEND)

@@ -1,4 +1,5 @@
-"""The worker's clock: once a second, wake the jobs whose next step is due.
+"""The worker's clock: once a second, wake the jobs whose next step is due; every
+HEARTBEAT_SECONDS, write the worker's heartbeat (jobs/heartbeat.py) for /healthz.
 
 django-q2's scheduler only fires every 30 seconds or so, too coarse for a first Kling poll
 after a few seconds or a 1 s backoff on 1303. So each worker process runs this small thread
@@ -11,9 +12,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from django.db import close_old_connections
 
+from jobs import heartbeat
 from jobs.services.jobs import reconcile
 
 log = logging.getLogger(__name__)
@@ -22,9 +25,13 @@ _started = threading.Event()
 
 
 def run_forever(stop: threading.Event) -> None:
+    last_beat = 0.0
     while not stop.wait(TICK_SECONDS):
         try:
             close_old_connections()
+            if time.monotonic() - last_beat >= heartbeat.HEARTBEAT_SECONDS:
+                heartbeat.beat()
+                last_beat = time.monotonic()
             reconcile()
         except Exception:
             log.exception("ticker: could not wake due jobs; trying again")

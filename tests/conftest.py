@@ -24,6 +24,7 @@ from tests.helpers import (
     new_job,
     subprocess_env,
 )
+from tests.s3server import S3Server, s3_server
 
 
 @pytest.fixture(scope="session")
@@ -177,3 +178,14 @@ def worker(transactional_db, media_root, tmp_path) -> Iterator[Worker]:
     w = Worker(subprocess_env(media_root), tmp_path / "worker.log").start()
     yield w
     w.stop()
+
+
+# --- object storage -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def s3(settings) -> Iterator[S3Server]:
+    """This test's files go to a bucket on a real S3 API on loopback (moto's server)."""
+    for server in s3_server():
+        settings.STORAGES = {**settings.STORAGES, "default": server.storage()}
+        yield server

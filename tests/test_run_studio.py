@@ -1,5 +1,5 @@
 """`make run`'s last step starts the web server and the workers (jobs and callbacks clusters);
-SIGINT stops them all."""
+SIGINT stops them all. `--web-only` and `--worker-only` start one half each."""
 
 from __future__ import annotations
 
@@ -86,3 +86,67 @@ def test_run_studio_serves_and_stops_on_ctrl_c(tmp_path):
             os.kill(pid, 0)
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/", timeout=2)
+
+
+def _prepared(tmp_path) -> tuple[dict[str, str], list[str]]:
+    env = {**os.environ, "DATA_DIR": str(tmp_path), "PORT": str(free_port())}
+    env.pop("DATABASE_URL", None)
+    env.pop("REDIS_URL", None)
+    manage = [sys.executable, str(ROOT / "manage.py")]
+    for step in (["migrate", "--noinput", "-v", "0"], ["createcachetable"]):
+        subprocess.run(manage + step, env=env, cwd=ROOT, check=True, timeout=120)
+    return env, manage
+
+
+def _run_for(manage: list[str], env: dict[str, str], flag: str, until) -> str:  # noqa: ANN001
+    """Start `run_studio <flag>`, wait until `until()` holds, Ctrl-C it; its whole output."""
+    proc = subprocess.Popen(
+        manage + ["run_studio", flag],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not until():
+            time.sleep(0.3)
+        time.sleep(2)  # what else it would start has had time to
+        os.killpg(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=40)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, out.decode()
+    return out.decode()
+
+
+def _serving(port: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/", timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+def test_web_only_starts_the_web_server_and_no_worker(tmp_path):
+    env, manage = _prepared(tmp_path)
+    out = _run_for(manage, env, "--web-only", lambda: _serving(env["PORT"]))
+    assert f"avatarsite is running: http://127.0.0.1:{env['PORT']}/" in out
+    assert "Press Ctrl-C to stop the web server.\n" in out
+    assert "Q Cluster" not in out, out
+    assert "Stopped." in out
+
+
+@pytest.mark.slow
+def test_worker_only_starts_both_clusters_and_no_web_server(tmp_path):
+    env, manage = _prepared(tmp_path)
+    started = time.monotonic()  # the output is read at the end: give the clusters 8 s
+    out = _run_for(manage, env, "--worker-only", lambda: time.monotonic() - started > 8)
+    running = re.findall(r"Q Cluster \S+ \[(\w+)\] running\.", out)
+    assert sorted(running) == ["avatarsite", "callbacks"], out
+    assert "workers are running" in out and "http://" not in out
+    assert "gunicorn" not in out.lower()
+    assert not _serving(env["PORT"])

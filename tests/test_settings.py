@@ -51,6 +51,13 @@ def test_bad_values_name_the_variable(environ, call, fragment):
         ("PRIVATE_URL_ALLOWLIST", "10.0.0.0/8,intranet", "PRIVATE_URL_ALLOWLIST: 'intranet'"),
         ("TRUSTED_PROXIES", "10.0.0.300", "TRUSTED_PROXIES: '10.0.0.300'"),
         ("PROXY_COUNT", "one", "PROXY_COUNT='one'"),
+        ("STORAGE_URL", "http://bucket/media", "STORAGE_URL='http://bucket/media' is not an obj"),
+        ("STORAGE_URL", "s3://Bad_Bucket", "STORAGE_URL='s3://Bad_Bucket' is not an object"),
+        ("STORAGE_URL", "s3://bucket/a/../b", "STORAGE_URL='s3://bucket/a/../b': the prefix"),
+        ("STORAGE_LINK_SECONDS", "5", "STORAGE_LINK_SECONDS=5 is too small"),
+        ("LOG_FORMAT", "xml", "LOG_FORMAT='xml' is unknown: use one of text, json"),
+        ("METRICS_ALLOWLIST", "10.0.0.0/33", "METRICS_ALLOWLIST: '10.0.0.0/33'"),
+        ("WORKER_HEARTBEAT_MAX_AGE", "1", "WORKER_HEARTBEAT_MAX_AGE=1 is too small"),
     ],
 )
 def test_start_up_stops_with_a_message(name, value, fragment, tmp_path):
@@ -65,3 +72,48 @@ def test_start_up_stops_with_a_message(name, value, fragment, tmp_path):
     )
     assert proc.returncode != 0
     assert fragment in proc.stderr
+
+
+def _settings_of(env_changes: dict[str, str], tmp_path, expr: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DATA_DIR": str(tmp_path), **env_changes}
+    env["DJANGO_SETTINGS_MODULE"] = "avatarsite.settings"
+    code = f"import django; django.setup(); from django.conf import settings; print({expr})"
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_storage_url_selects_s3_storage_and_allows_its_origin(tmp_path):
+    proc = _settings_of(
+        {
+            "STORAGE_URL": "s3://studio-media/prod/files",
+            "AWS_S3_ENDPOINT_URL": "https://minio.internal:9000",
+            "AWS_ACCESS_KEY_ID": "key",
+            "AWS_SECRET_ACCESS_KEY": "secret",
+        },
+        tmp_path,
+        "settings.STORAGES['default']['BACKEND'], "
+        "settings.STORAGES['default']['OPTIONS']['bucket_name'], "
+        "settings.STORAGES['default']['OPTIONS']['location'], "
+        "settings.CONTENT_SECURITY_POLICY['DIRECTIVES']['media-src'][-1]",
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [
+        "storages.backends.s3.S3Storage",
+        "studio-media",
+        "prod/files",
+        "https://minio.internal:9000",
+    ]
+
+
+def test_half_a_storage_key_pair_stops_start_up(tmp_path):
+    proc = _settings_of(
+        {"STORAGE_URL": "s3://studio-media", "AWS_ACCESS_KEY_ID": "k"}, tmp_path, "1"
+    )
+    assert proc.returncode != 0
+    assert "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY go together" in proc.stderr

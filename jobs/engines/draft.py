@@ -13,13 +13,18 @@ MAX_RENDER_ATTEMPTS times.
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
-from pathlib import Path
 
 from django.utils import timezone
 
-from jobs.engines.lifecycle import claim, copy_to_local, fail, job_fail, job_finish
+from jobs.engines.lifecycle import (
+    claim,
+    copy_to_local,
+    fail,
+    job_extra,
+    job_fail,
+    job_finish,
+    job_tempdir,
+)
 from jobs.engines.render import RenderError, render_draft
 from jobs.models import AvatarJob
 
@@ -65,14 +70,18 @@ def _render(job: AvatarJob) -> None:
     """Render the claimed job and store the result, while this worker holds the lease."""
     lease = job.next_attempt_at
     assert job.audio is not None  # drafts always have a voice-over file
-    workdir = Path(tempfile.mkdtemp(prefix=f"draft-{job.code}-"))
-    try:
+    with job_tempdir(job, "draft") as workdir:
         portrait = copy_to_local(job.portrait.file, workdir / f"portrait.{job.portrait.format}")
         audio = copy_to_local(job.audio.file, workdir / f"audio.{job.audio.format}")
         try:
             result = render_draft(portrait=portrait, audio=audio, workdir=workdir / "out")
         except RenderError as exc:
-            log.warning("draft render failed for %s: %s", job.code, getattr(exc, "detail", exc))
+            log.warning(
+                "draft render failed for %s: %s",
+                job.code,
+                getattr(exc, "detail", exc),
+                extra=job_extra(job),
+            )
             job_fail(
                 job=job,
                 code="render_failed",
@@ -91,6 +100,8 @@ def _render(job: AvatarJob) -> None:
             draft_note=result.note,
         )
         if not finished:
-            log.info("render of %s was taken over or canceled; its files were dropped", job.code)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+            log.info(
+                "render of %s was taken over or canceled; its files were dropped",
+                job.code,
+                extra=job_extra(job),
+            )

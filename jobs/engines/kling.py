@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from jobs import kling
 from jobs.engines.kling_download import download
-from jobs.engines.lifecycle import fail, later, release, retry_delay, take, wake
+from jobs.engines.lifecycle import fail, job_extra, later, release, retry_delay, take, wake
 from jobs.kling import messages
 from jobs.kling.client import ErrorKind, KlingClient, KlingError, KlingTask
 from jobs.links import callback_url, callbacks_enabled
@@ -239,7 +239,7 @@ def _submit(job: AvatarJob) -> None:
         payload = _create_payload(job)
     except OSError as exc:
         # Nothing was sent: safe to try again, then give up with a reason.
-        log.warning("could not read the inputs of %s: %s", job.code, exc)
+        log.warning("could not read the inputs of %s: %s", job.code, exc, extra=job_extra(job))
         if job.attempts >= MAX_UNREADABLE_INPUTS:
             fail(
                 job,
@@ -269,7 +269,7 @@ def _adopt_existing(job: AvatarJob, client: KlingClient) -> bool:
     try:
         existing = client.find_by_external_id(job.external_task_id)
     except KlingError as exc:
-        log.info("lookup for %s failed: %s", job.code, exc)
+        log.info("lookup for %s failed: %s", job.code, exc, extra=job_extra(job))
         if exc.kind == ErrorKind.OPERATOR:
             pause_submissions(exc)
         release(
@@ -305,7 +305,14 @@ def _create_payload(job: AvatarJob) -> dict[str, Any]:
 
 
 def _submit_failed(job: AvatarJob, exc: KlingError, client: KlingClient) -> None:
-    log.info("create for %s failed: %s %s (%s)", job.code, exc.code, exc.message, exc.kind)
+    log.info(
+        "create for %s failed: %s %s (%s)",
+        job.code,
+        exc.code,
+        exc.message,
+        exc.kind,
+        extra=job_extra(job),
+    )
     if exc.kind == ErrorKind.DUPLICATE:
         # Kling has a task with our id already: it is this job's. Adopt it (or try later).
         if not _adopt_existing(job, client):
@@ -463,7 +470,14 @@ def _on_task(job: AvatarJob, task: KlingTask) -> None:
 
 
 def _track_failed(job: AvatarJob, exc: KlingError, client: KlingClient) -> None:
-    log.info("query for %s failed: %s %s (%s)", job.code, exc.code, exc.message, exc.kind)
+    log.info(
+        "query for %s failed: %s %s (%s)",
+        job.code,
+        exc.code,
+        exc.message,
+        exc.kind,
+        extra=job_extra(job),
+    )
     if exc.kind == ErrorKind.OPERATOR:
         pause_submissions(exc)
         release(job, OPERATOR_PAUSE.total_seconds())

@@ -7,13 +7,20 @@ killed worker's download is taken over within seconds while a long, healthy one 
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import IO
 
-from jobs.engines.lifecycle import extend, fail, job_finish, release, retry_delay, take
+from jobs.engines.lifecycle import (
+    extend,
+    fail,
+    job_extra,
+    job_finish,
+    job_tempdir,
+    release,
+    retry_delay,
+    take,
+)
 from jobs.ffmpeg import FFmpegError, probe, run_ffmpeg
 from jobs.kling.client import ErrorKind, KlingClient, KlingError
 from jobs.models import AvatarJob
@@ -58,7 +65,11 @@ def download(job: AvatarJob) -> None:
     if not take(job, DOWNLOAD_LEASE):
         return
     client = KlingClient.from_settings()
-    workdir = Path(tempfile.mkdtemp(prefix=f"kling-{job.code}-"))
+    with job_tempdir(job, "kling") as workdir:
+        _download(job, client, workdir)
+
+
+def _download(job: AvatarJob, client: KlingClient, workdir: Path) -> None:
     try:
         url = job.source_url
         if job.attempts > 1:  # the link may have expired: ask Kling for a fresh one
@@ -92,9 +103,15 @@ def download(job: AvatarJob) -> None:
             duration=info.duration or job.duration,
         )
     except _LeaseLost:
-        log.info("download for %s was taken over by another worker", job.code)
+        log.info("download for %s was taken over by another worker", job.code, extra=job_extra(job))
     except (KlingError, FFmpegError, OSError) as exc:
-        log.warning("download for %s failed (attempt %s): %s", job.code, job.attempts, exc)
+        log.warning(
+            "download for %s failed (attempt %s): %s",
+            job.code,
+            job.attempts,
+            exc,
+            extra=job_extra(job),
+        )
         if job.attempts >= MAX_DOWNLOAD_ATTEMPTS:
             fail(
                 job,
@@ -106,5 +123,3 @@ def download(job: AvatarJob) -> None:
             )
         else:
             release(job, retry_delay(job.attempts, first=5.0, cap=1800.0))
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)

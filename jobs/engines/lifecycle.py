@@ -14,6 +14,9 @@ from __future__ import annotations
 import logging
 import random
 import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,25 @@ log = logging.getLogger(__name__)
 
 # The same job in the same state is enqueued at most once per this many seconds.
 WAKE_DEDUP_SECONDS = 30
+
+
+def job_extra(job: AvatarJob) -> dict[str, str]:
+    """`extra=` for a log line about a job: LOG_FORMAT=json puts its code in the `job` field."""
+    return {"job": str(job.code)}
+
+
+@contextmanager
+def job_tempdir(job: AvatarJob, purpose: str) -> Iterator[Path]:
+    """A temporary folder for one step of one job (ffmpeg needs local files), always removed.
+
+    Its own per job and step, so workers on one host never share files, and nothing in
+    MEDIA_ROOT is ever read or written by a path: stored files go through the storage API.
+    """
+    workdir = Path(tempfile.mkdtemp(prefix=f"{purpose}-{job.code}-"))
+    try:
+        yield workdir
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def wake(job_id: int) -> None:
@@ -173,6 +195,8 @@ def job_finish(
     if not finished:
         for f in saved:
             f.delete(save=False)
+    else:
+        log.info("stored the result of %s (%s)", job.code, job.video.name, extra=job_extra(job))
     return finished
 
 

@@ -24,7 +24,7 @@ from jobs import kling
 from jobs.api.callbacks import api_callback_if_changed
 from jobs.engines import draft as draft_engine
 from jobs.engines import kling as kling_engine
-from jobs.engines.lifecycle import wake
+from jobs.engines.lifecycle import job_extra, wake
 from jobs.links import absolute, callbacks_enabled
 from jobs.media.audio import ValidAudio
 from jobs.media.portraits import ValidPortrait
@@ -196,7 +196,11 @@ def _start(job: AvatarJob) -> None:
     try:
         kling_engine.dispatch()
     except Exception:
-        log.exception("dispatch after creating %s failed; the ticker will retry", job.code)
+        log.exception(
+            "dispatch after creating %s failed; the ticker will retry",
+            job.code,
+            extra=job_extra(job),
+        )
 
 
 def job_advance(*, job_id: int) -> None:
@@ -233,7 +237,9 @@ def job_notify(*, job_id: int) -> bool:
     else:
         link = ""
         log.warning(
-            "Job %s: notification sent without a link, as PUBLIC_BASE_URL is not set", job.code
+            "Job %s: notification sent without a link, as PUBLIC_BASE_URL is not set",
+            job.code,
+            extra=job_extra(job),
         )
     if done:
         body = f"Your {job.mode} video from {job.portrait.name} is ready.\n{link}"

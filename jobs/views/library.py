@@ -36,7 +36,13 @@ from PIL import Image, ImageOps
 from jobs.access import Access, StudioRequest, current_team, get_asset
 from jobs.forms import AssetRenameForm
 from jobs.models import Asset, AvatarJob, Team
-from jobs.serve import PRIVATE_CACHE, serve_stored_file
+from jobs.serve import (
+    PRIVATE_CACHE,
+    is_object_storage,
+    presigned_url,
+    redirect_to_stored,
+    serve_stored_file,
+)
 from jobs.services import assets
 
 LIBRARY_PAGE = 48  # files of each kind per library page
@@ -178,10 +184,11 @@ def _make_thumb(asset: Asset) -> bytes:
 
 @login_required
 @require_safe
-def asset_thumb(request: StudioRequest, code: UUID) -> HttpResponse:
+def asset_thumb(request: StudioRequest, code: UUID) -> HttpResponseBase:
     """A small JPEG of a portrait for cards and the library (portraits can be 10 MB).
 
-    Made on first request and kept in storage; the checksum makes a strong ETag.
+    Made on first request and kept in storage; the checksum makes a strong ETag. With object
+    storage the answer is a presigned redirect to the stored thumbnail (jobs/serve.py).
     """
     asset, _ = get_asset(request.user, code)
     if asset.kind != Asset.Kind.PORTRAIT:
@@ -190,6 +197,16 @@ def asset_thumb(request: StudioRequest, code: UUID) -> HttpResponse:
     if request.headers.get("If-None-Match") == etag:
         return HttpResponseNotModified(headers={"ETag": etag})
     name = _thumb_name(asset)
+    if is_object_storage(default_storage):
+        # Object storage writes whole objects, so one that exists is complete (and a second
+        # request making it meanwhile gets a suffixed name: dropped).
+        if not default_storage.exists(name):
+            saved = default_storage.save(name, ContentFile(_make_thumb(asset)))
+            if saved != name:
+                default_storage.delete(saved)
+        url = presigned_url(default_storage, name, content_type="image/jpeg")
+        assert url is not None
+        return redirect_to_stored(url)
     if default_storage.exists(name):
         with default_storage.open(name, "rb") as fh:
             data = fh.read()

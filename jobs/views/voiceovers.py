@@ -39,7 +39,7 @@ from jobs.forms import NewJobForm, VoiceoverForm
 from jobs.media.limits import PROMPT_MAX_CHARS, MediaError
 from jobs.media.portraits import validate_portrait
 from jobs.models import Asset, AvatarJob
-from jobs.serve import serve_stored_file
+from jobs.serve import presigned_url, redirect_to_stored, serve_stored_file
 from jobs.services.assets import asset_store
 from jobs.services.voiceovers import voiceover_create
 from jobs.tts import synth
@@ -304,9 +304,10 @@ def voice_sample(request: StudioRequest, voice_id: str) -> HttpResponseBase:
         return HttpResponse(
             " ".join(exc.messages), status=503, content_type="text/plain; charset=utf-8"
         )
+    filename = f"{voice_id}-sample.mp3"
+    url = presigned_url(default_storage, name, content_type="audio/mpeg", filename=filename)
+    if url is not None:
+        return redirect_to_stored(url)
     return serve_stored_file(
-        request,
-        default_storage.open(name, "rb"),
-        content_type="audio/mpeg",
-        filename=f"{voice_id}-sample.mp3",
+        request, default_storage.open(name, "rb"), content_type="audio/mpeg", filename=filename
     )

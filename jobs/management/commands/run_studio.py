@@ -1,5 +1,6 @@
 """Start the web server and the workers together (the jobs cluster and the callbacks cluster);
-Ctrl-C stops them all."""
+Ctrl-C stops them all. `--web-only` and `--worker-only` start one half, for hosts that only
+serve pages or only run jobs."""
 
 from __future__ import annotations
 
@@ -52,6 +53,15 @@ class Command(BaseCommand):
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
         parser.add_argument("--port", type=int, default=None)
+        only = parser.add_mutually_exclusive_group()
+        only.add_argument(
+            "--web-only", action="store_true", help="Only the web server (a web host)."
+        )
+        only.add_argument(
+            "--worker-only",
+            action="store_true",
+            help="Only the workers, jobs and callbacks clusters (a worker host).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         port = options["port"] or _port_from_env()
@@ -63,25 +73,13 @@ class Command(BaseCommand):
         # The callbacks cluster: same command, its own queue (settings.ALT_CLUSTERS).
         callbacks_env = {**os.environ, "Q_CLUSTER_NAME": settings.API_CALLBACK_CLUSTER}
         jobs_env = {**os.environ, "Q_CLUSTER_NAME": str(settings.Q_CLUSTER["name"])}
-        procs = {
-            "web": _start(web),
-            "worker": _start(worker, env=jobs_env),
-            "callbacks worker": _start(worker, env=callbacks_env),
-        }
-        admins = get_user_model().objects.filter(is_superuser=True).order_by("pk")
-        admin = admins.first()
-        self.stdout.write(
-            self.style.SUCCESS(
-                f"\navatarsite is running: http://{host}:{port}/\n"
-                + (
-                    f"Log in as '{admin.get_username()}' (the password printed when the "
-                    "account was made, or DJANGO_SUPERUSER_PASSWORD).\n"
-                    if admin
-                    else ""
-                )
-                + "Press Ctrl-C to stop the web server and the workers.\n"
-            )
-        )
+        procs: dict[str, subprocess.Popen[bytes]] = {}
+        if not options["worker_only"]:
+            procs["web"] = _start(web)
+        if not options["web_only"]:
+            procs["worker"] = _start(worker, env=jobs_env)
+            procs["callbacks worker"] = _start(worker, env=callbacks_env)
+        self.stdout.write(self.style.SUCCESS(self._banner(host, port, options)))
         exit_code = 0
         try:
             exit_code = self._watch(procs)
@@ -92,6 +90,25 @@ class Command(BaseCommand):
             raise CommandError(
                 "The studio stopped because one of its processes died.", returncode=exit_code
             )
+
+    def _banner(self, host: str, port: int, options: dict[str, Any]) -> str:
+        if options["worker_only"]:
+            return (
+                "\navatarsite workers are running (jobs and callbacks clusters).\n"
+                "Press Ctrl-C to stop them.\n"
+            )
+        admin = get_user_model().objects.filter(is_superuser=True).order_by("pk").first()
+        what = "the web server" if options["web_only"] else "the web server and the workers"
+        return (
+            f"\navatarsite is running: http://{host}:{port}/\n"
+            + (
+                f"Log in as '{admin.get_username()}' (the password printed when the "
+                "account was made, or DJANGO_SUPERUSER_PASSWORD).\n"
+                if admin
+                else ""
+            )
+            + f"Press Ctrl-C to stop {what}.\n"
+        )
 
     def _watch(self, procs: dict[str, subprocess.Popen[bytes]]) -> int:
         """Wait for Ctrl-C (or SIGTERM) or for a process to die; its exit code, or 0."""
