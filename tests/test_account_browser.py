@@ -16,13 +16,13 @@ pytestmark = journeys_marks
 
 
 @pytest.mark.parametrize("size", list(SIZES), ids=list(SIZES))
-def test_a_member_adds_an_email_address_to_get_job_mail(size, live_server, owner, monkeypatch):
+def test_a_member_adds_an_email_address_to_get_job_mail(size, live_server, owner, monkeypatch, axe):
     owner.email = ""
     owner.save()
     problems: list[str] = []
     with playwright_session(monkeypatch) as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        alice = Persona.open(browser, "member", live_server.url, SIZES[size], problems)
+        alice = Persona.open(browser, "member", live_server.url, SIZES[size], problems, axe)
         alice.log_in("alice", "alice-pass-1")
         alice.goto("/jobs/new/")
         assert alice.page.locator("#id_notify_by_email").is_disabled()
