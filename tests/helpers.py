@@ -226,6 +226,12 @@ class Worker:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
 
+    def __enter__(self) -> Worker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         """Ask the clusters to stop (as Ctrl-C would), then make sure nothing is left."""
         procs = [p for p in (self.proc, self.callbacks_proc) if p is not None]

@@ -7,8 +7,6 @@ from __future__ import annotations
 import ast
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from decimal import Decimal
 from io import StringIO
@@ -140,16 +138,6 @@ def sim(settings):
 # --- the seed requests, end to end -----------------------------------------------------------
 
 
-@contextmanager
-def running_worker(env: dict[str, str], log: Path) -> Iterator[Worker]:
-    """A qcluster for the duration of the block."""
-    worker = Worker(env, log).start()
-    try:
-        yield worker
-    finally:
-        worker.stop()
-
-
 def _seed_requests(files: LoopbackServer, portrait: bytes, voice: bytes) -> list[dict[str, Any]]:
     """Seed 000 as written (audio_id of a voice the team has) and seed 004 as written, with the
     image and sound URLs on loopback. Seed 004's example sends only `image`, which Kling refuses
@@ -220,7 +208,7 @@ def test_seed_requests_run_to_succeed_as_drafts(
     settings.ALLOW_PRIVATE_URLS = True
     _team_tts_voice(team, owner, files["tts"])
     log = tmp_path / "worker.log"
-    with running_worker(subprocess_env(media_root), log), LoopbackServer() as server:
+    with Worker(subprocess_env(media_root), log), LoopbackServer() as server:
         bodies = [
             body | {"mode": "draft"}
             for body in _seed_requests(server, files["portrait"], files["voice"])
@@ -250,7 +238,7 @@ def test_seed_requests_run_to_succeed_on_std_against_the_kling_simulator(
             KLING_HTTP_TIMEOUT="5",
             PUBLIC_BASE_URL="",
         )
-        with running_worker(env, tmp_path / "worker.log"), LoopbackServer() as server:
+        with Worker(env, tmp_path / "worker.log"), LoopbackServer() as server:
             tasks = _run_seeds(
                 live_server, token, _seed_requests(server, files["portrait"], files["voice"])
             )
@@ -707,7 +695,7 @@ def test_a_worker_sends_callbacks_in_order_and_the_link_works(
     settings.ALLOW_PRIVATE_URLS = True
     settings.PUBLIC_BASE_URL = live_server.url  # the server the create goes to, as the worker
     env = subprocess_env(media_root, ALLOW_PRIVATE_URLS="1", PUBLIC_BASE_URL=live_server.url)
-    with running_worker(env, tmp_path / "worker.log"), LoopbackServer() as receiver:
+    with Worker(env, tmp_path / "worker.log"), LoopbackServer() as receiver:
         session = requests.Session()
         session.headers["Authorization"] = f"Bearer {token}"
         task_ids = []

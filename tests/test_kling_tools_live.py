@@ -13,7 +13,6 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -136,15 +135,6 @@ def kling_api_module() -> Path:
     return module
 
 
-@contextmanager
-def running_worker(env: dict[str, str], log: Path) -> Iterator[Worker]:
-    worker = Worker(env, log).start()
-    try:
-        yield worker
-    finally:
-        worker.stop()
-
-
 def steps(output: str) -> dict[str, Any]:
     return {line["step"]: line for line in map(json.loads, output.splitlines()) if line}
 
@@ -195,7 +185,7 @@ def test_the_npm_kling_api_client_makes_and_downloads_avatars(
         "OUT_DIR": str(out_dir),
         "NODE_ENV": "development",
     }
-    with running_worker(sim_env(media_root, sim), tmp_path / "worker.log"):
+    with Worker(sim_env(media_root, sim), tmp_path / "worker.log"):
         result = subprocess.run(
             ["node", str(ROOT / "tests" / "kling_npm_client.mjs")],
             env=env,
@@ -258,7 +248,7 @@ def test_the_docs_script_runs_as_a_draft_with_no_kling_key(
     https_studio, key_pair, inputs, settings, media_root, tmp_path, team
 ):
     settings.KLING_API_KEY = settings.KLING_ACCESS_KEY = settings.KLING_SECRET_KEY = ""
-    with running_worker(no_kling_env(media_root), tmp_path / "worker.log"):
+    with Worker(no_kling_env(media_root), tmp_path / "worker.log"):
         got = run_docs_script(https_studio, key_pair, inputs, tmp_path, "draft")
     voice = Asset.objects.get(code=got["tts"]["audio_id"])
     assert voice.team == team and voice.voice_engine == "espeak"  # the offline voice
@@ -269,7 +259,7 @@ def test_the_docs_script_runs_as_a_draft_with_no_kling_key(
 def test_the_docs_script_runs_on_std_against_the_kling_simulator(
     https_studio, key_pair, inputs, sim, media_root, tmp_path, team
 ):
-    with running_worker(sim_env(media_root, sim), tmp_path / "worker.log"):
+    with Worker(sim_env(media_root, sim), tmp_path / "worker.log"):
         got = run_docs_script(https_studio, key_pair, inputs, tmp_path, "std")
     voice = Asset.objects.get(code=got["tts"]["audio_id"])
     assert voice.voice_engine == "kling" and voice.kling_audio_id  # in the library at once
