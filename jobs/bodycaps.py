@@ -65,6 +65,16 @@ API = BodyCap(
     advice="Send large files as URLs instead of base64.",
     api=True,
 )
+# A batch: the spreadsheet and one ZIP of its portraits and recordings. The ZIP's members are
+# capped again when read (jobs/media/archives.py); this only bounds the upload itself.
+BATCH_ZIP_MAX_BYTES = 200 * MB
+BATCH = BodyCap(
+    BATCH_ZIP_MAX_BYTES + 2 * MB + MULTIPART_OVERHEAD,
+    f"a batch: a spreadsheet of up to 2 MB and a ZIP of up to {BATCH_ZIP_MAX_BYTES // MB} MB",
+    advice="Split the batch, or name files already in the library instead of zipping them.",
+)
+# The confirmation carries the checked plan (signed, compressed): up to 500 rows of scripts.
+BATCH_CONFIRM = BodyCap(2 * MB, "a batch's confirmation", "Split the batch in two.")
 # Django refuses form fields beyond DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB) itself; the admin's
 # biggest forms (a bulk action over thousands of rows) stay under it.
 ADMIN = BodyCap(3 * MB, "an admin form", "Select fewer rows at once.")
@@ -80,6 +90,8 @@ ROUTE_CAPS: tuple[tuple[re.Pattern[str], BodyCap], ...] = tuple(
         (r"^voiceovers/new/$", NEW_JOB),
         # One file at a time: job_new.html's hx-params send only the field that changed.
         (r"^jobs/new/check/[^/]+/$", ONE_FILE),
+        (r"^batches/new/$", BATCH),
+        (r"^batches/new/confirm/$", BATCH_CONFIRM),
         (r"^(?:kling/)?v1/", API),
         (r"^admin/", ADMIN),
         (r"^hooks/kling/", CALLBACK),

@@ -211,6 +211,43 @@ def result_upload_to(job: AvatarJob, filename: str) -> str:
 JOB_NAME_MAX_CHARS = 120
 
 
+class Batch(models.Model):
+    """Jobs made together from one spreadsheet: checked in full, then created in one go.
+
+    Its jobs point at it (AvatarJob.batch) with their spreadsheet row (`batch_row`); a
+    retried row gets a new job with the same row number, and the newest job speaks for it.
+    """
+
+    class Source(models.TextChoices):
+        WEB = "web", "web"
+        COMMAND = "command", "command"
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="batches")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    name = models.CharField(max_length=JOB_NAME_MAX_CHARS)
+    created = models.DateTimeField(default=timezone.now, editable=False)
+    source = models.CharField(
+        max_length=10, choices=Source.choices, default=Source.WEB, editable=False
+    )
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        verbose_name_plural = "batches"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("jobs:batch-detail", args=[self.code])
+
+
 class AvatarJob(models.Model):
     class Mode(models.TextChoices):
         DRAFT = "draft", "Draft (free, offline)"
@@ -233,6 +270,7 @@ class AvatarJob(models.Model):
         WEB = "web", "web"
         API = "api", "API"
         COMMAND = "command", "command"
+        BATCH = "batch", "batch"
 
     ACTIVE = (
         Status.QUEUED,
@@ -331,6 +369,12 @@ class AvatarJob(models.Model):
         default=False, help_text="Email the creator when the job finishes."
     )
     notified_at = models.DateTimeField(null=True, blank=True)
+    batch = models.ForeignKey(
+        Batch, on_delete=models.SET_NULL, null=True, blank=True, related_name="jobs"
+    )
+    batch_row = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The batch spreadsheet's row (1 = first data row)."
+    )
 
     objects = AvatarJobQuerySet.as_manager()
 

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from jobs.views import dashboard, job, job_new, library, share, teams, voiceovers
+from jobs.views import batches, dashboard, job, job_new, library, share, teams, voiceovers
 
 app_name = "jobs"
 urlpatterns = [
@@ -12,6 +12,14 @@ urlpatterns = [
     # New job
     path("jobs/new/", job_new.job_new, name="job-new"),
     path("jobs/new/check/<str:kind>/", job_new.job_new_check, name="job-new-check"),
+    # Batches from a spreadsheet
+    path("batches/new/", batches.batch_new, name="batch-new"),
+    path("batches/new/confirm/", batches.batch_confirm, name="batch-confirm"),
+    path("batches/<uuid:code>/", batches.batch_detail, name="batch-detail"),
+    path("batches/<uuid:code>/cancel/", batches.batch_cancel, name="batch-cancel"),
+    path("batches/<uuid:code>/retry/", batches.batch_retry, name="batch-retry"),
+    path("batches/<uuid:code>/report.csv", batches.batch_report, name="batch-report"),
+    path("batches/<uuid:code>/videos.zip", batches.batch_videos, name="batch-videos"),
     # One job
     path("jobs/<uuid:code>/", job.job_detail, name="job-detail"),
     path("jobs/<uuid:code>/cancel/", job.job_cancel, name="job-cancel"),

@@ -1,0 +1,53 @@
+"""Batches (issue 16): a Batch row, and each job's batch and spreadsheet row.
+
+Numbered 0013 as 0010-0012 are taken by other branches; it depends on 0009 only, and is re-pointed
+at the merge.
+"""
+
+import django.db.models.deletion
+import django.utils.timezone
+import uuid
+from django.conf import settings
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+
+    dependencies = [
+        ('jobs', '0009_job_name_and_source'),
+        migrations.swappable_dependency(settings.AUTH_USER_MODEL),
+    ]
+
+    operations = [
+        migrations.AddField(
+            model_name='avatarjob',
+            name='batch_row',
+            field=models.PositiveIntegerField(blank=True, help_text="The batch spreadsheet's row (1 = first data row).", null=True),
+        ),
+        migrations.AlterField(
+            model_name='avatarjob',
+            name='source',
+            field=models.CharField(choices=[('web', 'web'), ('api', 'API'), ('command', 'command'), ('batch', 'batch')], default='web', editable=False, max_length=10),
+        ),
+        migrations.CreateModel(
+            name='Batch',
+            fields=[
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('code', models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
+                ('name', models.CharField(max_length=120)),
+                ('created', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ('source', models.CharField(choices=[('web', 'web'), ('command', 'command')], default='web', editable=False, max_length=10)),
+                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ('team', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='batches', to='jobs.team')),
+            ],
+            options={
+                'verbose_name_plural': 'batches',
+                'ordering': ['-created', '-id'],
+            },
+        ),
+        migrations.AddField(
+            model_name='avatarjob',
+            name='batch',
+            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='jobs', to='jobs.batch'),
+        ),
+    ]
