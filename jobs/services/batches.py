@@ -377,7 +377,9 @@ def batch_check(*, team: Team, csv_text: str, archive: IO[bytes] | None = None) 
         for match in PLACEHOLDER.finditer(row.get(column, ""))
     }
     for column in header:
-        if column and column not in COLUMNS and column not in used:
+        # A filled column nothing reads would be silently ignored: most likely a typo.
+        filled = any(row.get(column) for row in rows)
+        if column and column not in COLUMNS and column not in used and filled:
             check.problems.append(
                 f"The column “{column}” is not used: columns are {', '.join(COLUMNS)}, and the "
                 "placeholders the scripts and prompts name. Rename or remove it."
