@@ -23,7 +23,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest
 from django_htmx.middleware import HtmxDetails
 
-from jobs.models import Asset, AvatarJob, Batch, Membership, ShareLink, Team
+from jobs.models import Asset, AvatarJob, Batch, JobTemplate, Membership, ShareLink, Team
 from jobs.services.teams import personal_team_create
 
 User = Account | AnonymousUser
@@ -287,3 +287,18 @@ def get_batch(user: User, code: UUID, *, action: str = "view") -> tuple[Batch, A
     if batch is None:
         raise Http404("No such batch.")
     return batch, _check(user, batch.team, action, batch)
+
+
+def get_template(user: User, code: UUID, *, action: str = "view") -> tuple[JobTemplate, Access]:
+    """A template of one of the user's teams (404 otherwise), if the role allows `action`."""
+    template = (
+        JobTemplate.objects.select_related("team", "portrait", "audio").filter(code=code).first()
+    )
+    if template is None:
+        raise Http404("No such template.")
+    membership = membership_for(user, template.team)
+    if membership is None:
+        raise Http404("No such template.")
+    access = Access(team=template.team, membership=membership)
+    authorize(access, action)
+    return template, access

@@ -532,6 +532,7 @@ class BatchForm(forms.Form):
         required=False,
         label="Leave out the rows with problems and make the others",
     )
+    template = forms.UUIDField(required=False, widget=forms.HiddenInput)
 
     def clean_name(self) -> str:
         value = self.cleaned_data.get("name") or ""

@@ -469,6 +469,49 @@ class AvatarJob(models.Model):
         return False
 
 
+class JobTemplate(models.Model):
+    """A team's named starting point for jobs and batches: a portrait, a voice-over (a file, or
+    a script with {placeholders} read by a voice at a speed), a prompt and a mode.
+
+    Every input is optional: a batch row fills in what the template leaves out, and its
+    columns fill the script's placeholders.
+    """
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="job_templates")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    name = models.CharField(max_length=JOB_NAME_MAX_CHARS)
+    created = models.DateTimeField(default=timezone.now, editable=False)
+    portrait = models.ForeignKey(
+        Asset, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    audio = models.ForeignKey(
+        Asset, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    script = models.TextField(blank=True, help_text="May hold {placeholders} for batch columns.")
+    voice_id = models.CharField(max_length=64, blank=True)
+    voice_speed = models.FloatField(default=1.0)
+    prompt = models.TextField(blank=True, max_length=2500)
+    mode = models.CharField(
+        max_length=10, choices=AvatarJob.Mode.choices, default=AvatarJob.Mode.DRAFT
+    )
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["team", "name"], name="template_name_unique_per_team"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class KlingAccount(models.Model):
     """The one Kling account this server uses; paused when Kling needs the operator.
 

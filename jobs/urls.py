@@ -25,6 +25,7 @@ urlpatterns = [
     path("jobs/<uuid:code>/cancel/", job.job_cancel, name="job-cancel"),
     path("jobs/<uuid:code>/retry/", job.job_retry, name="job-retry"),
     path("jobs/<uuid:code>/rename/", job.job_rename, name="job-rename"),
+    path("jobs/<uuid:code>/template/", job.job_save_template, name="job-save-template"),
     path("jobs/<uuid:code>/delete/", job.job_delete, name="job-delete"),
     path("jobs/<uuid:code>/video.mp4", job.job_video, name="job-video"),
     path("jobs/<uuid:code>/poster.jpg", job.job_poster, name="job-poster"),

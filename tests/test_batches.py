@@ -13,8 +13,9 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from jobs.models import Asset, AvatarJob, Batch
-from jobs.services.batches import batch_check, batch_create
+from jobs.models import Asset, AvatarJob, Batch, JobTemplate
+from jobs.services.batches import batch_check, batch_create, batch_store_files
+from jobs.voices import VOICES
 from tests.helpers import finish, login, make_audio_file, make_portrait_bytes
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast")]
@@ -374,3 +375,74 @@ def test_draft_batch_runs_to_the_end_with_a_worker(
     assert "3 done, 0 failed" in capsys.readouterr().out
     batch = Batch.objects.get()
     assert all(job.video for job in batch.jobs.all())
+
+
+# --- templates ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def template(team, owner, portrait):
+    return JobTemplate.objects.create(
+        team=team,
+        created_by=owner,
+        name="Welcome",
+        portrait=portrait,
+        script="Hello {first_name}, and welcome to the team. We are glad you are here.",
+        voice_id=VOICES[0].id,
+        voice_speed=1.0,
+        prompt="smile at {first_name}",
+        mode="draft",
+    )
+
+
+def test_save_as_template_from_a_job_page(client, owner, teammate, viewer, outsider, team, done):
+    url = reverse("jobs:job-save-template", args=[done.code])
+    login(client, owner)
+    page = client.get(done.get_absolute_url()).content.decode()
+    assert 'id="save-template"' in page
+    assert client.post(url, {"name": "From a job"}).status_code == 302
+    saved = JobTemplate.objects.get(name="From a job")
+    assert (saved.portrait, saved.audio, saved.prompt) == (done.portrait, done.audio, done.prompt)
+    client.post(url, {"name": "From a job"})  # the same name again: refused, said so
+    assert JobTemplate.objects.count() == 1
+    login(client, teammate, team)
+    assert client.post(url, {"name": "Bob's"}).status_code == 302
+    login(client, viewer, team)
+    assert client.post(url, {"name": "Vera's"}).status_code == 403
+    login(client, outsider)
+    assert client.post(url, {"name": "Oscar's"}).status_code == 404
+    assert JobTemplate.objects.count() == 2
+
+
+def test_new_job_and_new_batch_from_a_template(client, owner, team, template, outsider):
+    login(client, owner)
+    page = client.get(reverse("jobs:job-new") + f"?template={template.code}").content.decode()
+    assert "smile at {first_name}" in page
+    assert re.search(rf'value="{template.portrait.code}"[^>]*checked', page)
+    page = client.get(reverse("jobs:batch-new") + f"?template={template.code}").content.decode()
+    assert 'id="batch-template"' in page and f'value="{template.code}"' in page
+    login(client, outsider)
+    assert client.get(reverse("jobs:batch-new") + f"?template={template.code}").status_code == 404
+
+
+def test_batch_from_a_template_fills_placeholders(owner, team, template):
+    check = batch_check(
+        team=team, csv_text="name,first_name\nFor Ana,Ana\nFor nobody,\n", template=template
+    )
+    assert check.rows[0].ok and check.rows[0].script.startswith("Hello Ana, and welcome")
+    assert check.rows[0].prompt == "smile at Ana"
+    assert check.rows[0].portrait == template.portrait
+    assert any("{first_name} is empty" in p for p in check.rows[1].problems)
+    plan = batch_store_files(check=check, team=team, user=owner)
+    assert [entry["script"][:9] for entry in plan] == ["Hello Ana"]
+
+
+def test_command_with_a_template(owner, team, template, tmp_path, capsys):
+    path = tmp_path / "rows.csv"
+    path.write_text("name,first_name\nFor Ana,Ana\n")
+    with pytest.raises(CommandError) as exc:
+        call_command("generate_batch", "--user", "alice", "--csv", str(path), "--template", "Nope")
+    assert exc.value.returncode == 2 and "has no template named 'Nope'" in capsys.readouterr().err
+    call_command("generate_batch", "--user", "alice", "--csv", str(path), "--template", "Welcome")
+    job = Batch.objects.get().jobs.get()
+    assert job.audio.script.startswith("Hello Ana") and job.prompt == "smile at Ana"

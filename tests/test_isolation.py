@@ -27,6 +27,7 @@ from jobs.models import (
     Asset,
     AvatarJob,
     Batch,
+    JobTemplate,
     Membership,
     ShareLink,
     Team,
@@ -90,6 +91,9 @@ class World:
             "membership": Membership.objects.get(team=team, user=teammate),
             "api_token": api_token_create(user=teammate, team=team, name="ci")[0],
             "batch": Batch.objects.create(team=team, created_by=owner, name="World batch"),
+            "template": JobTemplate.objects.create(
+                team=team, created_by=owner, name="World template", portrait=done.portrait
+            ),
         }
 
     def kwargs(self, route: Route, kinds: dict[str, str]) -> dict[str, Any]:
@@ -169,6 +173,7 @@ COVERED: dict[str, Covered] = {
     "jobs:invite-revoke": Covered({**TEAM, "invite": "invite"}, write=True, get=False),
     # Leaving is open to every member, viewers too: only outsiders are refused (404).
     "jobs:team-leave": Covered(TEAM, write=True, get=False, viewer_post=302),
+    "jobs:job-save-template": Covered({"code": "job"}, write=True, get=False),
     "jobs:batch-detail": Covered({"code": "batch"}, write=False),
     "jobs:batch-report": Covered({"code": "batch"}, write=False),
     "jobs:batch-videos": Covered({"code": "batch"}, write=False),
@@ -305,7 +310,13 @@ def test_outsiders_get_404_and_viewers_403(
 # --- objects named in the query string, and the pages without an object ---------------------
 
 # (parameter of the new-job form, kind of object in World): duplicate a job, reuse a file.
-QUERY_OBJECTS = [("from", "job"), ("from", "failed_job"), ("portrait", "asset"), ("audio", "audio")]
+QUERY_OBJECTS = [
+    ("from", "job"),
+    ("from", "failed_job"),
+    ("portrait", "asset"),
+    ("audio", "audio"),
+    ("template", "template"),
+]
 
 
 @pytest.mark.parametrize(("param", "kind"), QUERY_OBJECTS, ids=lambda v: v)
@@ -412,6 +423,8 @@ ROLE_MATRIX = [
     Action("jobs:invite-revoke", {**TEAM, "invite": "invite"}, {}, (302, 403, 403, 404)),
     Action("jobs:team-leave", TEAM, {}, (302, 302, 302, 404)),
     Action("api:token-revoke", {"code": "api_token"}, {}, (302, 302, 404, 404)),
+    # Members may keep any teammate's job as a template (making jobs is theirs to do).
+    Action("jobs:job-save-template", {"code": "job"}, {}, (302, 302, 403, 404)),
     Action("jobs:batch-cancel", {"code": "batch"}, {}, (302, 403, 403, 404)),
     Action("jobs:batch-retry", {"code": "batch"}, {}, (302, 403, 403, 404)),
     # Actions on the current team: no object in the URL.

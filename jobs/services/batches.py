@@ -38,7 +38,7 @@ from jobs.media.audio import ValidAudio, validate_audio
 from jobs.media.limits import AUDIO_MAX_BYTES, PORTRAIT_MAX_BYTES, MediaError
 from jobs.media.portraits import ValidPortrait, validate_portrait
 from jobs.media.prompts import validate_prompt
-from jobs.models import Asset, AvatarJob, Batch, Team
+from jobs.models import Asset, AvatarJob, Batch, JobTemplate, Team
 from jobs.services.assets import asset_store
 from jobs.services.jobs import check_mode, clean_job_name, job_cancel, job_create
 from jobs.services.quotas import seconds_used
@@ -144,8 +144,13 @@ def read_csv_upload(upload: Any) -> str:
         ) from None
 
 
-def parse_rows(text: str) -> tuple[list[dict[str, str]], list[str], list[str]]:
-    """(rows, header, problems): rows as {column: value}; empty rows are skipped."""
+def parse_rows(
+    text: str, *, portrait_given: bool = False
+) -> tuple[list[dict[str, str]], list[str], list[str]]:
+    """(rows, header, problems): rows as {column: value}; empty rows are skipped.
+
+    `portrait_given`: a template supplies the portrait, so the column may be left out.
+    """
     text = text.lstrip("\ufeff")
     first = text.split("\n", 1)[0]
     delimiter = ";" if first.count(";") > first.count(",") else ","
@@ -163,7 +168,7 @@ def parse_rows(text: str) -> tuple[list[dict[str, str]], list[str], list[str]]:
     for column, count in Counter(header).items():
         if count > 1 and column:
             problems.append(f"The column “{column}” appears {count} times: keep one.")
-    if "portrait" not in header:
+    if "portrait" not in header and not portrait_given:
         problems.append(
             "The spreadsheet has no “portrait” column: add one naming each row's photo (a file "
             "in the ZIP or a library file's name)."
@@ -258,7 +263,28 @@ def _messages(exc: ValidationError) -> list[str]:
     return [str(m) for m in exc.messages]
 
 
-def _check_row(number: int, cells: dict[str, str], files: _Files) -> RowCheck:
+def _with_template(cells: dict[str, str], template: JobTemplate | None) -> dict[str, str]:
+    """The row's cells, with what it leaves empty taken from the template (files apart)."""
+    if template is None:
+        return cells
+    filled = dict(cells)
+    for column, value in (
+        ("prompt", template.prompt),
+        ("mode", template.mode),
+        ("voice", template.voice_id),
+        ("speed", str(template.voice_speed) if template.script else ""),
+    ):
+        if not filled.get(column) and value:
+            filled[column] = value
+    if not filled.get("audio") and not filled.get("script") and template.audio is None:
+        filled["script"] = template.script
+    return filled
+
+
+def _check_row(
+    number: int, raw: dict[str, str], files: _Files, template: JobTemplate | None = None
+) -> RowCheck:
+    cells = _with_template(raw, template)
     row = RowCheck(number=number)
     problems = row.problems
     if cells.get("name"):
@@ -276,12 +302,21 @@ def _check_row(number: int, cells: dict[str, str], files: _Files) -> RowCheck:
     except ValidationError as exc:
         problems.extend(f"prompt: {m}" for m in _messages(exc))
     row.portrait_ref = cells.get("portrait", "")
-    if not row.portrait_ref:
+    if not row.portrait_ref and template is not None and template.portrait is not None:
+        row.portrait, row.portrait_ref = template.portrait, template.portrait.name
+    elif not row.portrait_ref:
         problems.append("portrait: empty: name a photo in the ZIP or in the library.")
     else:
         portrait, found = files.resolve(row.portrait_ref, Asset.Kind.PORTRAIT)
         row.portrait = portrait
         problems.extend(f"portrait: {m}" for m in found)
+    if not raw.get("audio") and not raw.get("script") and template and template.audio:
+        row.audio, row.audio_ref = template.audio, template.audio.name
+        row.seconds = float(template.audio.duration or 0)
+        for column in ("voice", "speed"):
+            if raw.get(column):
+                problems.append(f"{column}: only used with a script, not with a recording.")
+        return row
     _check_voiceover(row, cells, files)
     return row
 
@@ -366,15 +401,26 @@ def _check_quota(team: Team, rows: list[RowCheck]) -> list[ModeNeed]:
     return needs
 
 
-def batch_check(*, team: Team, csv_text: str, archive: IO[bytes] | None = None) -> BatchCheck:
-    """Judge every row (see the module's docstring); nothing is stored, made or charged."""
+def batch_check(
+    *,
+    team: Team,
+    csv_text: str,
+    archive: IO[bytes] | None = None,
+    template: JobTemplate | None = None,
+) -> BatchCheck:
+    """Judge every row (see the module's docstring); nothing is stored, made or charged.
+
+    With a `template`, a row's empty cells are taken from it, and its script's and prompt's
+    {placeholders} are filled from the row's columns.
+    """
     check = BatchCheck()
-    rows, header, check.problems = parse_rows(csv_text)
+    portrait_given = template is not None and template.portrait is not None
+    rows, header, check.problems = parse_rows(csv_text, portrait_given=portrait_given)
+    texts = [template.script, template.prompt] if template else []
     used = {
         match.group(1).lower()
-        for row in rows
-        for column in ("script", "prompt")
-        for match in PLACEHOLDER.finditer(row.get(column, ""))
+        for text in [*texts, *(row.get(c, "") for row in rows for c in ("script", "prompt"))]
+        for match in PLACEHOLDER.finditer(text)
     }
     for column in header:
         # A filled column nothing reads would be silently ignored: most likely a typo.
@@ -395,7 +441,9 @@ def batch_check(*, team: Team, csv_text: str, archive: IO[bytes] | None = None) 
             return check
     try:
         files = _Files(team, zipped, rows)
-        check.rows = [_check_row(n, cells, files) for n, cells in enumerate(rows, start=1)]
+        check.rows = [
+            _check_row(n, cells, files, template) for n, cells in enumerate(rows, start=1)
+        ]
     finally:
         if zipped is not None:
             zipped.close()

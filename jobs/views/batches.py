@@ -24,11 +24,11 @@ from django.urls import reverse
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from jobs.access import Access, StudioRequest, current_team, get_batch
+from jobs.access import Access, StudioRequest, current_team, get_batch, get_template
 from jobs.forms import BatchForm
-from jobs.models import AvatarJob, Batch
+from jobs.models import AvatarJob, Batch, JobTemplate
 from jobs.services import batches as batch_services
-from jobs.views.dashboard import POLL_SECONDS
+from jobs.views.dashboard import POLL_SECONDS, parse_codes
 from jobs.zipstream import stream_zip
 
 PLAN_SALT = "jobs.batch.plan"
@@ -46,9 +46,17 @@ def batch_new(request: StudioRequest) -> HttpResponse:
     access = current_team(request)
     if not access.may("create_batch"):
         return _forbidden(request, access)
-    context: dict[str, Any] = {"access": access, "recent": _recent(access)}
+    context: dict[str, Any] = {
+        "access": access,
+        "recent": _recent(access),
+        "templates": JobTemplate.objects.filter(team=access.team).select_related("portrait"),
+    }
     if request.method != "POST":
-        context["form"] = BatchForm()
+        template = _template(request, access, request.GET.get("template", ""))
+        context.update(
+            form=BatchForm(initial={"template": template.code if template else None}),
+            template=template,
+        )
         return render(request, "jobs/batch_new.html", context)
     form = BatchForm(request.POST, request.FILES)
     context["form"] = form
@@ -56,7 +64,11 @@ def batch_new(request: StudioRequest) -> HttpResponse:
         return render(request, "jobs/batch_new.html", context)
     data = form.cleaned_data
     archive = data.get("archive")
-    check = batch_services.batch_check(team=access.team, csv_text=data["csv_text"], archive=archive)
+    template = _template(request, access, str(data.get("template") or ""))
+    context["template"] = template
+    check = batch_services.batch_check(
+        team=access.team, csv_text=data["csv_text"], archive=archive, template=template
+    )
     context.update(check=check, quota=batch_services.quota_figures(check.needs))
     if check.ok or (data["drop_bad"] and check.usable):
         plan = batch_services.batch_store_files(check=check, team=access.team, user=request.user)
@@ -74,7 +86,12 @@ def batch_new(request: StudioRequest) -> HttpResponse:
         return render(request, "jobs/batch_confirm.html", context)
     # Refused: the rows come back as text to fix here; a file input cannot be refilled.
     form = BatchForm(
-        initial={"rows": data["csv_text"], "name": data["name"], "drop_bad": data["drop_bad"]}
+        initial={
+            "rows": data["csv_text"],
+            "name": data["name"],
+            "drop_bad": data["drop_bad"],
+            "template": template.code if template else None,
+        }
     )
     context.update(form=form, zip_again=bool(archive))
     return render(request, "jobs/batch_new.html", context)
@@ -104,6 +121,15 @@ def batch_confirm(request: StudioRequest) -> HttpResponse:
         return redirect("jobs:batch-new")
     messages.success(request, f"Batch queued: {batch.jobs.count()} jobs. This page updates live.")
     return redirect(batch)
+
+
+def _template(request: StudioRequest, access: Access, value: str) -> JobTemplate | None:
+    """The template a batch starts from (?template= or the form's), through the gate."""
+    codes = parse_codes([value])
+    if not codes:
+        return None
+    template, _ = get_template(request.user, codes[0])
+    return template if template.team_id == access.team.pk else None
 
 
 def _recent(access: Access) -> list[Batch]:

@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from jobs.links import absolute
-from jobs.models import Batch, Membership
+from jobs.models import Batch, JobTemplate, Membership
 from jobs.services.batches import (
     batch_check,
     batch_create,
@@ -39,8 +39,7 @@ class Command(BaseCommand):
         parser.add_argument("--zip", type=Path, help="The portraits and recordings the rows name.")
         parser.add_argument("--name", default="", help="The batch's name (default: the CSV's).")
         parser.add_argument(
-            "--template",
-            help="A team template's name (not available yet: templates come in a later round).",
+            "--template", help="A template of the user's team: empty cells are taken from it."
         )
         parser.add_argument("--wait", action="store_true", help="Wait for every row to finish.")
         parser.add_argument("--timeout", type=float, default=1800, help="With --wait: seconds.")
@@ -51,8 +50,6 @@ class Command(BaseCommand):
         user = model.objects.filter(**{model.USERNAME_FIELD: opts["user"]}).first()
         if user is None:
             problems.append(f"--user: there is no account named {opts['user']!r}.")
-        if opts["template"]:
-            problems.append("--template: templates are not available yet; give every column.")
         csv_text = ""
         if not opts["csv"].is_file():
             problems.append(f"--csv: {opts['csv']} does not exist or is not a file.")
@@ -73,11 +70,26 @@ class Command(BaseCommand):
         )
         assert membership is not None  # every account has a personal team
         team = membership.team
+        template = None
+        if opts["template"]:
+            template = JobTemplate.objects.filter(team=team, name=opts["template"]).first()
+            if template is None:
+                names = ", ".join(
+                    JobTemplate.objects.filter(team=team).values_list("name", flat=True)
+                )
+                self._refuse(
+                    [
+                        f"--template: {team.name} has no template named {opts['template']!r}"
+                        f" (it has: {names or 'none'})."
+                    ]
+                )
         if opts["zip"] is not None:
             with opts["zip"].open("rb") as archive:
-                check = batch_check(team=team, csv_text=csv_text, archive=archive)
+                check = batch_check(
+                    team=team, csv_text=csv_text, archive=archive, template=template
+                )
         else:
-            check = batch_check(team=team, csv_text=csv_text)
+            check = batch_check(team=team, csv_text=csv_text, template=template)
         self._refuse(check.lines())
         plan = batch_store_files(check=check, team=team, user=user)
         try:
