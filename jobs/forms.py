@@ -476,7 +476,8 @@ class AccountForm(forms.Form):
     )
 
     def __init__(self, user: Any, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, initial={"email": user.email}, **kwargs)
+        kwargs.setdefault("initial", {"email": user.email})
+        super().__init__(*args, **kwargs)
         self.user = user
 
     def clean_email(self) -> str:

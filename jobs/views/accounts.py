@@ -22,6 +22,7 @@ from django.shortcuts import redirect, render
 from django.urls import Resolver404, resolve, reverse
 from django.views.decorators.http import require_http_methods
 
+from jobs.access import StudioRequest
 from jobs.forms import AccountForm, SignupForm
 from jobs.models import TeamInvite
 from jobs.services import teams
@@ -135,7 +136,7 @@ def signup(request: HttpRequest) -> HttpResponse:
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def account(request: HttpRequest) -> HttpResponse:
+def account(request: StudioRequest) -> HttpResponse:
     """Your account: who you are, your email address (changed with your password), your teams."""
     user = request.user
     form = AccountForm(user, request.POST or None)
