@@ -13,6 +13,7 @@ urlpatterns = [
     path("jobs/new/", job_new.job_new, name="job-new"),
     path("jobs/new/check/<str:kind>/", job_new.job_new_check, name="job-new-check"),
     # Batches from a spreadsheet
+    path("batches/", batches.batch_list, name="batch-list"),
     path("batches/new/", batches.batch_new, name="batch-new"),
     path("batches/new/confirm/", batches.batch_confirm, name="batch-confirm"),
     path("batches/<uuid:code>/", batches.batch_detail, name="batch-detail"),

@@ -446,3 +446,15 @@ def test_command_with_a_template(owner, team, template, tmp_path, capsys):
     call_command("generate_batch", "--user", "alice", "--csv", str(path), "--template", "Welcome")
     job = Batch.objects.get().jobs.get()
     assert job.audio.script.startswith("Hello Ana") and job.prompt == "smile at Ana"
+
+
+def test_batch_list_and_the_job_page_link(client, viewer, outsider, owner, team, portrait, audio):
+    batch = make_batch(team, owner, portrait, audio, rows=1)
+    login(client, viewer, team)
+    assert reverse("jobs:batch-list") in client.get("/").content.decode()
+    listing = client.get(reverse("jobs:batch-list")).content.decode()
+    assert batch.get_absolute_url() in listing and "New batch" not in listing
+    job = batch.jobs.get()
+    assert batch.get_absolute_url() in client.get(job.get_absolute_url()).content.decode()
+    login(client, outsider)
+    assert batch.get_absolute_url() not in client.get(reverse("jobs:batch-list")).content.decode()

@@ -138,6 +138,15 @@ def _recent(access: Access) -> list[Batch]:
 
 @login_required
 @require_GET
+def batch_list(request: StudioRequest) -> HttpResponse:
+    """The team's batches, newest first: every role may follow them."""
+    access = current_team(request)
+    batches = Batch.objects.filter(team=access.team).select_related("created_by")[:100]
+    return render(request, "jobs/batch_list.html", {"access": access, "batches": batches})
+
+
+@login_required
+@require_GET
 def batch_detail(request: StudioRequest, code: UUID) -> HttpResponse:
     """The batch page; while rows run, htmx asks for `#batch-live` once per interval (204 when
     nothing changed since the version the page holds)."""
