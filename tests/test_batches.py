@@ -458,3 +458,19 @@ def test_batch_list_and_the_job_page_link(client, viewer, outsider, owner, team,
     assert batch.get_absolute_url() in client.get(job.get_absolute_url()).content.decode()
     login(client, outsider)
     assert batch.get_absolute_url() not in client.get(reverse("jobs:batch-list")).content.decode()
+
+
+def test_quota_lowered_between_check_and_confirm_makes_nothing(owner, team, portrait, audio):
+    from django.core.exceptions import ValidationError
+
+    team.quota_draft_seconds = 5  # room for one 3 s row, not two
+    team.save()
+    plan = [
+        {"row": n, "name": f"Row {n}", "mode": "draft", "prompt": "", "script": "",
+         "portrait": str(portrait.code), "audio": str(audio.code), "voice": "", "speed": 1.0}
+        for n in (1, 2)
+    ]  # fmt: skip
+    with pytest.raises(ValidationError) as exc:
+        batch_create(team=team, user=owner, plan=plan, name="Too much")
+    assert "Row 2:" in exc.value.messages[0] and "Nothing was queued" in exc.value.messages[0]
+    assert Batch.objects.count() == 0 and AvatarJob.objects.count() == 0
