@@ -23,12 +23,12 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest
 from django_htmx.middleware import HtmxDetails
 
-from jobs.models import Asset, AvatarJob, Membership, ShareLink, Team
+from jobs.models import Asset, AvatarJob, Batch, JobTemplate, Membership, ShareLink, Team
 from jobs.services.teams import personal_team_create
 
 User = Account | AnonymousUser
 Role = Membership.Role
-Owned = AvatarJob | ShareLink | Asset
+Owned = AvatarJob | ShareLink | Asset | Batch
 
 
 class Reach(enum.Enum):
@@ -89,6 +89,15 @@ RULES: dict[str, Rule] = {
             OWN,
             NONE,
             _not_own("link", "revoke it"),
+        ),
+        Rule("create_batch", "make batches of jobs from a spreadsheet", ALL, ALL, NONE),
+        Rule(
+            "manage_batch",
+            "cancel or retry the rest of a batch",
+            ALL,
+            OWN,
+            NONE,
+            _not_own("batch", "cancel or retry it"),
         ),
         Rule("library_upload", "add portraits and voice-overs to the library", ALL, ALL, NONE),
         Rule(
@@ -270,3 +279,26 @@ def get_share(user: User, code: UUID, *, action: str = "revoke_share") -> tuple[
     if link is None:
         raise Http404("No such share link.")
     return link, _check(user, link.job.team, action, link)
+
+
+def get_batch(user: User, code: UUID, *, action: str = "view") -> tuple[Batch, Access]:
+    """A batch of one of the user's teams (404 otherwise), if the role allows `action`."""
+    batch = Batch.objects.select_related("team", "created_by").filter(code=code).first()
+    if batch is None:
+        raise Http404("No such batch.")
+    return batch, _check(user, batch.team, action, batch)
+
+
+def get_template(user: User, code: UUID, *, action: str = "view") -> tuple[JobTemplate, Access]:
+    """A template of one of the user's teams (404 otherwise), if the role allows `action`."""
+    template = (
+        JobTemplate.objects.select_related("team", "portrait", "audio").filter(code=code).first()
+    )
+    if template is None:
+        raise Http404("No such template.")
+    membership = membership_for(user, template.team)
+    if membership is None:
+        raise Http404("No such template.")
+    access = Access(team=template.team, membership=membership)
+    authorize(access, action)
+    return template, access

@@ -74,6 +74,16 @@ TTS = BodyCap(
 )
 # GET-only API routes (account costs): nothing to send in a body.
 API_QUERY = BodyCap(4 * KB, "an API query", advice="Send the parameters in the URL.", api=True)
+# A batch: the spreadsheet and one ZIP of its portraits and recordings. The ZIP's members are
+# capped again when read (jobs/media/archives.py); this only bounds the upload itself.
+BATCH_ZIP_MAX_BYTES = 200 * MB
+BATCH = BodyCap(
+    BATCH_ZIP_MAX_BYTES + 2 * MB + MULTIPART_OVERHEAD,
+    f"a batch: a spreadsheet of up to 2 MB and a ZIP of up to {BATCH_ZIP_MAX_BYTES // MB} MB",
+    advice="Split the batch, or name files already in the library instead of zipping them.",
+)
+# The confirmation carries the checked plan (signed, compressed): up to 500 rows of scripts.
+BATCH_CONFIRM = BodyCap(2 * MB, "a batch's confirmation", "Split the batch in two.")
 # Django refuses form fields beyond DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB) itself; the admin's
 # biggest forms (a bulk action over thousands of rows) stay under it.
 ADMIN = BodyCap(3 * MB, "an admin form", "Select fewer rows at once.")
@@ -90,6 +100,8 @@ ROUTE_CAPS: tuple[tuple[re.Pattern[str], BodyCap], ...] = tuple(
         # One file at a time: job_new.html's hx-params send only the field that changed.
         (r"^jobs/new/check/[^/]+/$", ONE_FILE),
         (r"^(?:kling/)?v1/audio/tts$", TTS),
+        (r"^batches/new/$", BATCH),
+        (r"^batches/new/confirm/$", BATCH_CONFIRM),
         (r"^(?:kling/)?v1/", API),
         (r"^(?:kling/)?account/", API_QUERY),
         (r"^admin/", ADMIN),

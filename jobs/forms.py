@@ -22,6 +22,7 @@ from jobs.media.limits import (
 from jobs.media.portraits import validate_portrait
 from jobs.media.prompts import validate_prompt
 from jobs.models import DRAFT_MODE_HELP, JOB_NAME_MAX_CHARS, Asset, AvatarJob, Membership, Team
+from jobs.services.batches import read_csv_upload
 from jobs.services.jobs import check_mode, clean_job_name
 from jobs.tts.script import check_audio_id, check_script
 from jobs.voices import VOICES
@@ -505,3 +506,61 @@ class AccountForm(forms.Form):
         if not self.user.check_password(password):
             raise ValidationError("That is not your password: the address was not changed.")
         return password
+
+
+class BatchForm(forms.Form):
+    """A batch's rows (a CSV file, or rows pasted as text) and an optional ZIP of its files.
+
+    The fields only parse: jobs.services.batches.batch_check judges every row, with the checks
+    a single job gets.
+    """
+
+    rows_file = forms.FileField(
+        required=False,
+        label="Spreadsheet (CSV)",
+        help_text="One row per video, up to 500. Or paste the rows below.",
+        widget=forms.FileInput(attrs={"accept": ".csv,text/csv"}),
+    )
+    rows = forms.CharField(
+        required=False,
+        strip=False,
+        label="Rows (CSV text)",
+        widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false"}),
+        help_text="Columns: name, portrait, audio or script (+ voice, speed), prompt, mode, and "
+        "any {placeholder} a script or prompt uses.",
+    )
+    archive = forms.FileField(
+        required=False,
+        label="Portraits and recordings (ZIP)",
+        help_text="Optional: the files the rows name. Rows may also name library files.",
+        widget=forms.FileInput(attrs={"accept": ".zip,application/zip"}),
+    )
+    name = forms.CharField(
+        required=False,
+        widget=forms.TextInput(attrs={"maxlength": JOB_NAME_MAX_CHARS}),
+        label="Batch name",
+        help_text="Empty: the spreadsheet's name and the day.",
+    )
+    drop_bad = forms.BooleanField(
+        required=False,
+        label="Leave out the rows with problems and make the others",
+    )
+    template = forms.UUIDField(required=False, widget=forms.HiddenInput)
+
+    def clean_name(self) -> str:
+        value = self.cleaned_data.get("name") or ""
+        return clean_job_name(value) if value.strip() else ""
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        upload = data.get("rows_file")
+        if upload:
+            try:
+                data["csv_text"] = read_csv_upload(upload)
+            except ValidationError as exc:
+                self.add_error("rows_file", exc)
+        elif (data.get("rows") or "").strip():
+            data["csv_text"] = data["rows"]
+        elif "rows_file" not in self.errors:
+            self.add_error("rows_file", "Choose a CSV file, or paste the rows in the box below it.")
+        return data

@@ -213,6 +213,43 @@ JOB_NAME_MAX_CHARS = 120
 DRAFT_MODE_HELP = "a rough lip-synced preview; Kling makes the real one"
 
 
+class Batch(models.Model):
+    """Jobs made together from one spreadsheet: checked in full, then created in one go.
+
+    Its jobs point at it (AvatarJob.batch) with their spreadsheet row (`batch_row`); a
+    retried row gets a new job with the same row number, and the newest job speaks for it.
+    """
+
+    class Source(models.TextChoices):
+        WEB = "web", "web"
+        COMMAND = "command", "command"
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="batches")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    name = models.CharField(max_length=JOB_NAME_MAX_CHARS)
+    created = models.DateTimeField(default=timezone.now, editable=False)
+    source = models.CharField(
+        max_length=10, choices=Source.choices, default=Source.WEB, editable=False
+    )
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        verbose_name_plural = "batches"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def get_absolute_url(self) -> str:
+        return reverse("jobs:batch-detail", args=[self.code])
+
+
 class AvatarJob(models.Model):
     class Mode(models.TextChoices):
         DRAFT = "draft", "Draft (free, offline)"
@@ -235,6 +272,7 @@ class AvatarJob(models.Model):
         WEB = "web", "web"
         API = "api", "API"
         COMMAND = "command", "command"
+        BATCH = "batch", "batch"
 
     ACTIVE = (
         Status.QUEUED,
@@ -339,6 +377,12 @@ class AvatarJob(models.Model):
         default=False, help_text="Email the creator when the job finishes."
     )
     notified_at = models.DateTimeField(null=True, blank=True)
+    batch = models.ForeignKey(
+        Batch, on_delete=models.SET_NULL, null=True, blank=True, related_name="jobs"
+    )
+    batch_row = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The batch spreadsheet's row (1 = first data row)."
+    )
 
     objects = AvatarJobQuerySet.as_manager()
 
@@ -431,6 +475,49 @@ class AvatarJob(models.Model):
                 setattr(self, name, value)
             return True
         return False
+
+
+class JobTemplate(models.Model):
+    """A team's named starting point for jobs and batches: a portrait, a voice-over (a file, or
+    a script with {placeholders} read by a voice at a speed), a prompt and a mode.
+
+    Every input is optional: a batch row fills in what the template leaves out, and its
+    columns fill the script's placeholders.
+    """
+
+    code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="job_templates")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    name = models.CharField(max_length=JOB_NAME_MAX_CHARS)
+    created = models.DateTimeField(default=timezone.now, editable=False)
+    portrait = models.ForeignKey(
+        Asset, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    audio = models.ForeignKey(
+        Asset, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    script = models.TextField(blank=True, help_text="May hold {placeholders} for batch columns.")
+    voice_id = models.CharField(max_length=64, blank=True)
+    voice_speed = models.FloatField(default=1.0)
+    prompt = models.TextField(blank=True, max_length=2500)
+    mode = models.CharField(
+        max_length=10, choices=AvatarJob.Mode.choices, default=AvatarJob.Mode.DRAFT
+    )
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["team", "name"], name="template_name_unique_per_team"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class KlingAccount(models.Model):

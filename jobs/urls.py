@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from jobs.views import dashboard, job, job_new, library, share, teams, voiceovers
+from jobs.views import batches, dashboard, job, job_new, library, share, teams, voiceovers
 
 app_name = "jobs"
 urlpatterns = [
@@ -12,11 +12,21 @@ urlpatterns = [
     # New job
     path("jobs/new/", job_new.job_new, name="job-new"),
     path("jobs/new/check/<str:kind>/", job_new.job_new_check, name="job-new-check"),
+    # Batches from a spreadsheet
+    path("batches/", batches.batch_list, name="batch-list"),
+    path("batches/new/", batches.batch_new, name="batch-new"),
+    path("batches/new/confirm/", batches.batch_confirm, name="batch-confirm"),
+    path("batches/<uuid:code>/", batches.batch_detail, name="batch-detail"),
+    path("batches/<uuid:code>/cancel/", batches.batch_cancel, name="batch-cancel"),
+    path("batches/<uuid:code>/retry/", batches.batch_retry, name="batch-retry"),
+    path("batches/<uuid:code>/report.csv", batches.batch_report, name="batch-report"),
+    path("batches/<uuid:code>/videos.zip", batches.batch_videos, name="batch-videos"),
     # One job
     path("jobs/<uuid:code>/", job.job_detail, name="job-detail"),
     path("jobs/<uuid:code>/cancel/", job.job_cancel, name="job-cancel"),
     path("jobs/<uuid:code>/retry/", job.job_retry, name="job-retry"),
     path("jobs/<uuid:code>/rename/", job.job_rename, name="job-rename"),
+    path("jobs/<uuid:code>/template/", job.job_save_template, name="job-save-template"),
     path("jobs/<uuid:code>/delete/", job.job_delete, name="job-delete"),
     path("jobs/<uuid:code>/video.mp4", job.job_video, name="job-video"),
     path("jobs/<uuid:code>/poster.jpg", job.job_poster, name="job-poster"),

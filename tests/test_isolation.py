@@ -22,7 +22,17 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.urls.converters import IntConverter, UUIDConverter
 
 from jobs.media.portraits import validate_portrait
-from jobs.models import ApiToken, Asset, AvatarJob, Membership, ShareLink, Team, TeamInvite
+from jobs.models import (
+    ApiToken,
+    Asset,
+    AvatarJob,
+    Batch,
+    JobTemplate,
+    Membership,
+    ShareLink,
+    Team,
+    TeamInvite,
+)
 from jobs.services.api_tokens import api_token_create
 from jobs.services.assets import asset_store
 from jobs.services.sharing import share_create
@@ -80,6 +90,10 @@ class World:
             "invite": invite_create(team=team, by=owner)[0],
             "membership": Membership.objects.get(team=team, user=teammate),
             "api_token": api_token_create(user=teammate, team=team, name="ci")[0],
+            "batch": Batch.objects.create(team=team, created_by=owner, name="World batch"),
+            "template": JobTemplate.objects.create(
+                team=team, created_by=owner, name="World template", portrait=done.portrait
+            ),
         }
 
     def kwargs(self, route: Route, kinds: dict[str, str]) -> dict[str, Any]:
@@ -160,6 +174,12 @@ COVERED: dict[str, Covered] = {
     "jobs:invite-revoke": Covered({**TEAM, "invite": "invite"}, write=True, get=False),
     # Leaving is open to every member, viewers too: only outsiders are refused (404).
     "jobs:team-leave": Covered(TEAM, write=True, get=False, viewer_post=302),
+    "jobs:job-save-template": Covered({"code": "job"}, write=True, get=False),
+    "jobs:batch-detail": Covered({"code": "batch"}, write=False),
+    "jobs:batch-report": Covered({"code": "batch"}, write=False),
+    "jobs:batch-videos": Covered({"code": "batch"}, write=False),
+    "jobs:batch-cancel": Covered({"code": "batch"}, write=True, get=False),
+    "jobs:batch-retry": Covered({"code": "batch"}, write=True, get=False),
     # A token is revoked by its owner or a team admin; to anyone else it does not exist.
     "api:token-revoke": Covered({"code": "api_token"}, write=True, get=False, viewer_post=404),
 }
@@ -293,7 +313,13 @@ def test_outsiders_get_404_and_viewers_403(
 # --- objects named in the query string, and the pages without an object ---------------------
 
 # (parameter of the new-job form, kind of object in World): duplicate a job, reuse a file.
-QUERY_OBJECTS = [("from", "job"), ("from", "failed_job"), ("portrait", "asset"), ("audio", "audio")]
+QUERY_OBJECTS = [
+    ("from", "job"),
+    ("from", "failed_job"),
+    ("portrait", "asset"),
+    ("audio", "audio"),
+    ("template", "template"),
+]
 
 
 @pytest.mark.parametrize(("param", "kind"), QUERY_OBJECTS, ids=lambda v: v)
@@ -400,9 +426,16 @@ ROLE_MATRIX = [
     Action("jobs:invite-revoke", {**TEAM, "invite": "invite"}, {}, (302, 403, 403, 404)),
     Action("jobs:team-leave", TEAM, {}, (302, 302, 302, 404)),
     Action("api:token-revoke", {"code": "api_token"}, {}, (302, 302, 404, 404)),
+    # Members may keep any teammate's job as a template (making jobs is theirs to do).
+    Action("jobs:job-save-template", {"code": "job"}, {}, (302, 302, 403, 404)),
+    Action("jobs:batch-cancel", {"code": "batch"}, {}, (302, 403, 403, 404)),
+    Action("jobs:batch-retry", {"code": "batch"}, {}, (302, 403, 403, 404)),
     # Actions on the current team: no object in the URL.
     Action("jobs:job-new", {}, {}, (200, 200, 403, 200)),
     Action("jobs:job-new-check", {}, {}, (200, 200, 403, 200)),
+    Action("jobs:batch-new", {}, {}, (200, 200, 403, 200)),
+    # A confirmation without its signed plan goes back to the form, refused.
+    Action("jobs:batch-confirm", {}, {}, (302, 302, 403, 302)),
     Action("api:tokens", {}, {"name": "script"}, (201, 201, 403, 201)),
     Action("jobs:team-create", {}, {"name": "Side project"}, (302, 302, 302, 302)),
 ]

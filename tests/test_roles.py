@@ -9,21 +9,24 @@ of the team) or 404 (outsiders) and change nothing.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from django.core import signing
 from django.core.exceptions import PermissionDenied
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.http import Http404
 from django.urls import NoReverseMatch, reverse
 
 from jobs.access import RULES, Access, authorize, get_job
-from jobs.models import Asset, AvatarJob, Membership, ShareLink, Team, TeamInvite
+from jobs.models import Asset, AvatarJob, Batch, Membership, ShareLink, Team, TeamInvite
 from jobs.services.assets import asset_store
 from jobs.services.sharing import share_create
 from jobs.services.teams import invite_create
+from jobs.views.batches import PLAN_SALT
 from tests.helpers import finish, login, make_portrait_bytes, new_job
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast")]
@@ -48,6 +51,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "manage_members": {"admin": OK, "member": NO, "viewer": NO},
     "invite": {"admin": OK, "member": NO, "viewer": NO},
     "team_settings": {"admin": OK, "member": NO, "viewer": NO},
+    "create_batch": {"admin": OK, "member": OK, "viewer": NO},
+    "manage_batch": {"admin": (OK, OK), "member": (OK, NO), "viewer": (NO, NO)},
 }
 READ_ONLY = {"view", "download", "api_tokens"}  # checked by test_isolation and test_api
 
@@ -194,6 +199,32 @@ def _team_settings(w: World, _creator) -> Call:
     )
 
 
+def _create_batch(w: World, _creator) -> Call:
+    """The confirmation of a checked batch (its signed plan), which makes the jobs."""
+    job = w.job(w.users["admin"])
+    plan = [
+        {"row": 1, "name": "Batch row", "mode": "draft", "prompt": "", "script": "",
+         "portrait": str(job.portrait.code), "audio": str(job.audio.code), "voice": "",
+         "speed": 1.0}
+    ]  # fmt: skip
+    token = signing.dumps({"code": str(uuid.uuid4()), "name": "B", "plan": plan}, salt=PLAN_SALT)
+    return Call(
+        reverse("jobs:batch-confirm"),
+        {"plan": token},
+        done=lambda: Batch.objects.filter(team=w.team).exists(),
+    )
+
+
+def _manage_batch(w: World, creator) -> Call:
+    job = w.job(creator)
+    batch = Batch.objects.create(team=w.team, created_by=creator, name="B")
+    AvatarJob.objects.filter(pk=job.pk).update(batch=batch, batch_row=1)
+    return Call(
+        reverse("jobs:batch-cancel", args=[batch.code]),
+        done=lambda: AvatarJob.objects.get(pk=job.pk).status == AvatarJob.Status.CANCELED,
+    )
+
+
 CALLS: dict[str, Callable[[World, Any], Call]] = {
     "cancel": _cancel,
     "retry": _retry,
@@ -209,10 +240,12 @@ CALLS: dict[str, Callable[[World, Any], Call]] = {
     "manage_members": _manage_members,
     "invite": _invite,
     "team_settings": _team_settings,
+    "create_batch": _create_batch,
+    "manage_batch": _manage_batch,
 }
 
 # Team actions of the current team: an outsider acts in their own team, so no 404 to check.
-CURRENT_TEAM = {"create_job", "library_upload", "voiceover_create"}
+CURRENT_TEAM = {"create_job", "library_upload", "voiceover_create", "create_batch"}
 
 
 def _cases() -> list[Any]:

@@ -28,7 +28,7 @@ from jobs.engines.lifecycle import job_extra, wake
 from jobs.links import absolute, callbacks_enabled
 from jobs.media.audio import ValidAudio
 from jobs.media.portraits import ValidPortrait
-from jobs.models import JOB_NAME_MAX_CHARS, Asset, AvatarJob, Team
+from jobs.models import JOB_NAME_MAX_CHARS, Asset, AvatarJob, Batch, Team
 from jobs.services.assets import asset_store
 from jobs.services.quotas import check_quota
 
@@ -120,6 +120,8 @@ def job_create(
     notify_by_email: bool = False,
     name: str = "",
     source: str = AvatarJob.Source.WEB,
+    batch: Batch | None = None,
+    batch_row: int | None = None,
 ) -> AvatarJob:
     """Queue a new job; the worker is woken once the row is committed.
 
@@ -162,6 +164,8 @@ def job_create(
             prompt=prompt,
             mode=mode,
             notify_by_email=notify_by_email,
+            batch=batch,
+            batch_row=batch_row,
             next_attempt_at=created
             + (QUEUE_GRACE if mode == AvatarJob.Mode.DRAFT else timedelta(0)),
         )
@@ -330,6 +334,9 @@ def job_retry(*, job: AvatarJob, user: User) -> AvatarJob:
         prompt=job.prompt,
         mode=job.mode,
         name=job.name,
+        source=job.source if job.batch_id else AvatarJob.Source.WEB,
+        batch=job.batch,
+        batch_row=job.batch_row,
     )
 
 

@@ -19,12 +19,13 @@ from django.views.decorators.http import (
     require_safe,
 )
 
-from jobs.access import StudioRequest, get_job
+from jobs.access import StudioRequest, authorize, get_job
 from jobs.cards import attach_estimates, attach_queue_place
 from jobs.models import AvatarJob
 from jobs.presenters import captions, timeline
 from jobs.serve import serve_stored_file
 from jobs.services import jobs as job_services
+from jobs.services.templates import template_from_job
 from jobs.views.dashboard import POLL_SECONDS
 
 Status = AvatarJob.Status
@@ -71,6 +72,27 @@ def job_retry(request: StudioRequest, code: UUID) -> HttpResponse:
         return redirect(job)
     messages.success(request, "Trying again with the same inputs: here is the new job.")
     return redirect(f"{reverse('jobs:dashboard')}?new={new.code}")
+
+
+@login_required
+@require_POST
+def job_save_template(request: StudioRequest, code: UUID) -> HttpResponse:
+    """Keep this job's inputs as a team template, to start new jobs and batches from."""
+    job, access = get_job(request.user, code)
+    authorize(access, "create_job")
+    try:
+        template = template_from_job(
+            job=job, user=request.user, name=request.POST.get("name") or job.name
+        )
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(
+            request,
+            f"Saved as the template “{template.name}”: start jobs and batches from it on the "
+            "New batch page.",
+        )
+    return redirect(job)
 
 
 @login_required

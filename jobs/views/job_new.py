@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from jobs import kling
-from jobs.access import Access, StudioRequest, current_team, get_asset, get_job
+from jobs.access import Access, StudioRequest, current_team, get_asset, get_job, get_template
 from jobs.forms import MODE_HELP, NewJobForm, refusal_token
 from jobs.media.audio import ValidAudio, validate_audio
 from jobs.media.limits import MediaError
@@ -78,7 +78,17 @@ def _prefill(request: HttpRequest, access: Access) -> dict[str, Any]:
     """Initial values from ?from=<job> (duplicate) or ?portrait=/?audio=<asset> (reuse), and
     ?mode=/?prompt= (kept across a voice-over written without JavaScript)."""
     initial: dict[str, Any] = {}
-    codes = {key: parse_codes([request.GET.get(key, "")]) for key in ("from", "portrait", "audio")}
+    keys = ("from", "portrait", "audio", "template")
+    codes = {key: parse_codes([request.GET.get(key, "")]) for key in keys}
+    if codes["template"]:
+        template, _ = get_template(request.user, codes["template"][0])
+        if template.team_id == access.team.pk:
+            initial.update(
+                portrait_asset=template.portrait,
+                audio_asset=template.audio,
+                prompt=template.prompt,
+                mode=template.mode,
+            )
     if codes["from"]:
         job, _ = get_job(request.user, codes["from"][0])
         if job.team_id == access.team.pk:

@@ -1,0 +1,89 @@
+"""A member's batch, in a real Chromium at a desktop and a phone size: a spreadsheet and a ZIP
+with one bad row, the row's problem shown, fixed, confirmed, watched to the end live, and the
+report downloaded. Every page is checked by the Persona harness (console errors, CSP
+violations, failed requests, horizontal overflow)."""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from jobs.models import Batch
+from tests.helpers import ARGS, CHROMIUM, make_audio_file, make_portrait_bytes, playwright_session
+from tests.test_journeys import SIZES, TIMEOUT_MS, Persona
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason=f"no browser: {CHROMIUM} is missing (apt-get install chromium; .ci/run does)",
+    ),
+]
+
+HEADER = "name,portrait,audio,prompt,mode"
+GOOD = ["Welcome Ana,face.jpg,voice.mp3,smile,draft", "Welcome Ben,face.jpg,voice.mp3,nod,draft"]
+
+
+@pytest.fixture
+def batch_files(tmp_path: Path) -> dict[str, Path]:
+    voice = make_audio_file(tmp_path / "voice.mp3", 2.5)
+    archive = tmp_path / "files.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("face.jpg", make_portrait_bytes())
+        z.write(voice, "voice.mp3")
+    rows = tmp_path / "welcome.csv"
+    rows.write_text("\n".join([HEADER, *GOOD, "Welcome Cy,cy.jpg,voice.mp3,wave,draft"]) + "\n")
+    return {"csv": rows, "zip": archive}
+
+
+@pytest.mark.parametrize("size", list(SIZES), ids=list(SIZES))
+def test_member_batch_journey(
+    size, live_server, worker, owner, teammate, team, batch_files, monkeypatch, tmp_path
+):
+    problems: list[str] = []
+    with playwright_session(monkeypatch) as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        bob = Persona.open(browser, "member", live_server.url, SIZES[size], problems)
+        bob.log_in("bob", "bob-pass-1")
+        with bob.page.expect_navigation():
+            bob.page.select_option("#team-switch", value=str(team.code))
+        bob.check()
+        bob.click("main a:has-text('New batch')", wait_url=re.compile(r"/batches/new/$"))
+
+        # One bad row: its portrait is not in the ZIP.
+        bob.page.set_input_files("#id_rows_file", str(batch_files["csv"]))
+        bob.page.set_input_files("#id_archive", str(batch_files["zip"]))
+        bob.click("button:has-text('Check the batch')", wait_url=re.compile(r"/batches/new/$"))
+        problem = bob.page.locator("#bad-row-3").inner_text()
+        assert "“cy.jpg” is neither in the ZIP" in problem, problem
+        assert Batch.objects.count() == 0
+
+        # Fixed in the box the rows came back in; the ZIP chosen again.
+        fixed = "\n".join([HEADER, *GOOD, "Welcome Cy,face.jpg,voice.mp3,wave,draft"])
+        bob.page.fill("#id_rows", fixed)
+        bob.page.set_input_files("#id_archive", str(batch_files["zip"]))
+        bob.click("button:has-text('Check the batch')", wait_url=re.compile(r"/batches/new/$"))
+        assert "draft" in bob.page.locator("#batch-quota").inner_text()
+        bob.click("button:has-text('Queue 3 jobs')", wait_url=re.compile(r"/batches/[0-9a-f-]+/$"))
+        batch = Batch.objects.get()
+        assert batch.jobs.count() == 3
+
+        # The page follows the batch to its end without a reload.
+        bob.page.evaluate("window.__sameDocument = true")
+        bob.page.locator("#batch-finished").wait_for(timeout=TIMEOUT_MS * 2)
+        bob.check()
+        assert bob.page.evaluate("window.__sameDocument") is True
+        assert "3 done" in bob.page.locator("#batch-counts").inner_text()
+        assert bob.page.locator("#batch-live[hx-get]").count() == 0  # polling stopped
+
+        with bob.page.expect_download() as download:
+            bob.page.click("#batch-report")
+        report = Path(download.value.path()).read_text()
+        assert report.count("succeeded") == 3 and "Welcome Cy" in report
+        bob.check()
+        browser.close()
+    assert problems == []
