@@ -42,12 +42,12 @@ def batch_files(tmp_path: Path) -> dict[str, Path]:
 
 @pytest.mark.parametrize("size", list(SIZES), ids=list(SIZES))
 def test_member_batch_journey(
-    size, live_server, worker, owner, teammate, team, batch_files, monkeypatch, tmp_path
+    size, live_server, worker, owner, teammate, team, batch_files, monkeypatch, tmp_path, axe
 ):
     problems: list[str] = []
     with playwright_session(monkeypatch) as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        bob = Persona.open(browser, "member", live_server.url, SIZES[size], problems)
+        bob = Persona.open(browser, "member", live_server.url, SIZES[size], problems, axe)
         bob.log_in("bob", "bob-pass-1")
         with bob.page.expect_navigation():
             bob.page.select_option("#team-switch", value=str(team.code))
