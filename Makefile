@@ -31,17 +31,25 @@ MEDIAPIPE   := mediapipe==0.10.21
 MODELS      := var/models
 WHEELS      := var/cache/wheels
 FACE_MODELS := $(MODELS)/face_detection_short_range.tflite $(MODELS)/face_landmark.tflite
+# Each file's sha256, checked as it is taken out: the same bytes on every machine.
+FACE_MODEL_HASHES := \
+	face_detection_short_range.tflite=bbff11cebd1eb27a1e004cae0b0e63ec8c551cbf34a4451148b4908b8db3eca8 \
+	face_landmark.tflite=1055cb9d4a9ca8b8c688902a3a5194311138ba256bcc94e336d8373a5f30c814
 
 define EXTRACT_FACE_MODELS
-import glob, pathlib, sys, zipfile
+import glob, hashlib, pathlib, sys, zipfile
 wheels = glob.glob(sys.argv[1])
 if not wheels:
     sys.exit("no mediapipe wheel was downloaded")
 with zipfile.ZipFile(wheels[0]) as wheel:
-    for name in sys.argv[3:]:
+    for spec in sys.argv[3:]:
+        name, digest = spec.split("=")
         inside = next(n for n in wheel.namelist() if n.endswith("/" + name))
+        body = wheel.read(inside)
+        if hashlib.sha256(body).hexdigest() != digest:
+            sys.exit(f"{name} in the wheel is not the file the drafts were tested with")
         dest = pathlib.Path(sys.argv[2], name)
-        dest.with_suffix(".part").write_bytes(wheel.read(inside))
+        dest.with_suffix(".part").write_bytes(body)
         dest.with_suffix(".part").rename(dest)
 endef
 export EXTRACT_FACE_MODELS
@@ -51,7 +59,7 @@ $(FACE_MODELS) &: | $(STAMP)
 	@( $(PY) -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
 	    -d $(WHEELS) '$(MEDIAPIPE)' \
 	  && $(PY) -c "$$EXTRACT_FACE_MODELS" '$(WHEELS)/mediapipe-0.10.21-*.whl' $(MODELS) \
-	    $(notdir $(FACE_MODELS)) ) \
+	    $(FACE_MODEL_HASHES) ) \
 	  || echo "!! the face models could not be fetched: drafts will have no lip movement"
 
 setup: $(STAMP) $(FACE_MODELS)
