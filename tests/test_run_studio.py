@@ -3,6 +3,7 @@ SIGINT stops them all. `--web-only` and `--worker-only` start one half each."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -11,10 +12,21 @@ import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 from tests.helpers import ROOT
+
+
+def stop_studio(proc: subprocess.Popen) -> None:
+    """After a failure: run_studio stops its children (each in its own process group) itself."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 def free_port() -> int:
@@ -64,8 +76,7 @@ def test_run_studio_serves_and_stops_on_ctrl_c(tmp_path):
         os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         proc.wait(timeout=40)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_studio(proc)
     text = log.read_text()
     assert f"avatarsite is running: http://127.0.0.1:{port}/" in text
     assert "Stopped." in text
@@ -116,8 +127,7 @@ def _run_for(manage: list[str], env: dict[str, str], flag: str, until) -> str:  
         os.killpg(proc.pid, signal.SIGINT)
         out, _ = proc.communicate(timeout=40)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_studio(proc)
     assert proc.returncode == 0, out.decode()
     return out.decode()
 
@@ -150,3 +160,54 @@ def test_worker_only_starts_both_clusters_and_no_web_server(tmp_path):
     assert "workers are running" in out and "http://" not in out
     assert "gunicorn" not in out.lower()
     assert not _serving(env["PORT"])
+
+
+STUBBORN = """
+import signal, subprocess, sys, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+child = subprocess.Popen([sys.executable, "-c", "import signal, time; "
+                          "signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"])
+print(child.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_child_that_ignores_the_stop_is_killed_with_everything_it_started(monkeypatch, capsys):
+    """qcluster's master killed alone would leave its sentinel and workers running as orphans."""
+    from jobs.management.commands import run_studio
+
+    monkeypatch.setattr(run_studio, "STOP_GRACE_SECONDS", 1)
+    proc = run_studio._start([sys.executable, "-c", STUBBORN])
+    grandchild = None
+    try:
+        command = run_studio.Command()
+        command.hurry = False
+        deadline = time.monotonic() + 10
+        # The grandchild's pid, from the child's process group.
+        while grandchild is None and time.monotonic() < deadline:
+            members = subprocess.run(
+                ["pgrep", "-g", str(proc.pid)], capture_output=True, text=True
+            ).stdout.split()
+            others = [int(pid) for pid in members if int(pid) != proc.pid]
+            grandchild = others[0] if others else None
+            time.sleep(0.1)
+        assert grandchild is not None
+        command._stop({"stubborn": proc})
+        assert "The stubborn process did not stop in time: killed." in capsys.readouterr().err
+        assert proc.returncode == -signal.SIGKILL
+        deadline = time.monotonic() + 5
+        while _alive(grandchild) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(grandchild)
+    finally:  # whatever happened, nothing of this test keeps running
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    """Running, not gone nor a zombie waiting for whoever adopted it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"

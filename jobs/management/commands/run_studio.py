@@ -4,6 +4,7 @@ serve pages or only run jobs."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -144,8 +145,7 @@ class Command(BaseCommand):
                 for name, proc in procs.items():
                     if proc.poll() is None:
                         self.stderr.write(f"The {name} process did not stop in time: killed.")
-                        proc.kill()
-                        proc.wait()
+                        _kill_group(proc)
                 return
             time.sleep(0.1)
 
@@ -162,6 +162,14 @@ def _start(command: list[str], env: dict[str, str] | None = None) -> subprocess.
     memory?"). Here every child gets one SIGTERM, its graceful stop, from this command.
     """
     return subprocess.Popen(command, env=env, process_group=0)
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a child and everything it started (its process group, see `_start`): killing
+    only qcluster's or gunicorn's master would leave its workers running as orphans."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def _port_from_env() -> int:
