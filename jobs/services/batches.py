@@ -40,7 +40,7 @@ from jobs.media.portraits import ValidPortrait, validate_portrait
 from jobs.media.prompts import validate_prompt
 from jobs.models import Asset, AvatarJob, Batch, JobTemplate, Team
 from jobs.services.assets import asset_store
-from jobs.services.jobs import check_mode, clean_job_name, job_cancel, job_create
+from jobs.services.jobs import check_mode, clean_job_name, job_cancel, job_create, job_retry
 from jobs.services.quotas import seconds_used
 from jobs.services.voiceovers import voiceover_create
 from jobs.tts.script import check_script, estimate_seconds, normalize_script
@@ -630,25 +630,15 @@ def batch_cancel(*, batch: Batch) -> int:
     )
 
 
-def batch_retry(*, batch: Batch, user: User | None) -> int:
+def batch_retry(*, batch: Batch, user: User) -> int:
     """A fresh job for every failed row, with the same inputs (all or none: the quota)."""
     failed = [job.pk for job in batch_progress(batch).rows if job.status == Status.FAILED]
-    jobs = AvatarJob.objects.filter(pk__in=failed).select_related("portrait", "audio")
+    jobs = AvatarJob.objects.filter(pk__in=failed).select_related(
+        "team", "batch", "portrait", "audio"
+    )
     with transaction.atomic():
         for job in jobs:
-            job_create(
-                team=batch.team,
-                user=user,
-                portrait=job.portrait,
-                audio=job.audio,
-                kling_audio_id=job.kling_audio_id,
-                prompt=job.prompt,
-                mode=job.mode,
-                name=job.name,
-                source=AvatarJob.Source.BATCH,
-                batch=batch,
-                batch_row=job.batch_row,
-            )
+            job_retry(job=job, user=user)
     return len(failed)
 
 
