@@ -82,7 +82,7 @@ def test_bad_rows_are_refused_each_with_its_reason_and_nothing_is_made(
         5: "the limit is 300 s",
         6: "is also row 1&#x27;s name",
         7: "Mode &#x27;turbo&#x27; does not exist",
-        8: "“Unknown portrait” is neither in the ZIP or a portrait in the team&#x27;s library",
+        8: "“Unknown portrait” is neither in the ZIP nor a portrait in the team&#x27;s library",
         9: "over the team&#x27;s draft limit",
     }
     for number, reason in reasons.items():

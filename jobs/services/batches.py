@@ -223,7 +223,7 @@ class _Files:
                 f"{len(found)} library {what}s are named “{ref}”: rename all but one in the "
                 "Library, or put the file in the ZIP."
             ]
-        where = "in the ZIP or" if self.archive else "in a ZIP (none was uploaded) or"
+        where = "in the ZIP nor" if self.archive else "in a ZIP (none was uploaded) nor"
         return None, [f"“{ref}” is neither {where} a {what} in the team's library."]
 
     def _validated(self, member: Member, kind: str) -> tuple[Any, list[str]]:
