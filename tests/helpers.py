@@ -269,6 +269,17 @@ ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+# Every browser test: marked, and skipped with a word where Debian's Chromium is missing.
+BROWSER = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason=f"no browser: {CHROMIUM} is missing (apt-get install chromium; .ci/run does)",
+    ),
+]
+# The screen sizes the journeys are walked at: a laptop and a phone.
+SIZES = {"desktop": {"width": 1366, "height": 900}, "phone": {"width": 390, "height": 844}}
+
 # Counts CSP violations in the page itself: injected by the driver, so the CSP does not apply.
 CSP_LISTENER = """
 window.__csp = [];

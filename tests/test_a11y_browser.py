@@ -19,8 +19,10 @@ from jobs.services.api_tokens import api_token_create
 from jobs.services.sharing import share_create, share_revoke
 from tests.helpers import (
     ARGS,
+    BROWSER,
     CHROMIUM,
     CSP_LISTENER,
+    SIZES,
     axe_violations,
     csp_violations,
     finish,
@@ -28,15 +30,8 @@ from tests.helpers import (
     playwright_session,
 )
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason=f"no browser: {CHROMIUM} is missing (apt-get install chromium; .ci/run does)",
-    ),
-]
+pytestmark = BROWSER
 
-SIZES = {"desktop": {"width": 1366, "height": 900}, "phone": {"width": 390, "height": 844}}
 TIMEOUT_MS = 90_000  # a draft render on a busy 2-core machine
 
 

@@ -8,11 +8,10 @@ import re
 
 import pytest
 
-from tests.helpers import ARGS, CHROMIUM, playwright_session
-from tests.test_journeys import SIZES, Persona
-from tests.test_journeys import pytestmark as journeys_marks
+from tests.helpers import ARGS, BROWSER, CHROMIUM, SIZES, playwright_session
+from tests.test_journeys import Persona
 
-pytestmark = journeys_marks
+pytestmark = [*BROWSER, pytest.mark.slow]
 
 
 @pytest.mark.parametrize("size", list(SIZES), ids=list(SIZES))

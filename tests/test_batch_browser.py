@@ -12,17 +12,17 @@ from pathlib import Path
 import pytest
 
 from jobs.models import Batch
-from tests.helpers import ARGS, CHROMIUM, make_audio_file, make_portrait_bytes, playwright_session
+from tests.helpers import (
+    ARGS,
+    BROWSER,
+    CHROMIUM,
+    make_audio_file,
+    make_portrait_bytes,
+    playwright_session,
+)
 from tests.test_journeys import SIZES, TIMEOUT_MS, Persona
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason=f"no browser: {CHROMIUM} is missing (apt-get install chromium; .ci/run does)",
-    ),
-]
+pytestmark = [*BROWSER, pytest.mark.slow]
 
 HEADER = "name,portrait,audio,prompt,mode"
 GOOD = ["Welcome Ana,face.jpg,voice.mp3,smile,draft", "Welcome Ben,face.jpg,voice.mp3,nod,draft"]

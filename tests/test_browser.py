@@ -16,6 +16,7 @@ import pytest
 from jobs.models import AvatarJob
 from tests.helpers import (
     ARGS,
+    BROWSER,
     CHROMIUM,
     CSP_LISTENER,
     csp_violations,
@@ -26,13 +27,7 @@ from tests.helpers import (
 
 POLL_PATH = "/jobs/cards/"
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason=f"no browser: {CHROMIUM} is missing (apt-get install chromium; .ci/run does)",
-    ),
-]
+pytestmark = BROWSER
 
 
 @pytest.fixture

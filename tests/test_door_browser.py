@@ -10,6 +10,7 @@ import pytest
 from jobs.models import Membership, Team
 from tests.helpers import (
     ARGS,
+    BROWSER,
     CHROMIUM,
     CSP_LISTENER,
     Aborts,
@@ -19,13 +20,7 @@ from tests.helpers import (
     watch_errors,
 )
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason=f"no browser: {CHROMIUM} is missing (apt-get install chromium; .ci/run does)",
-    ),
-]
+pytestmark = BROWSER
 
 SIZES = [(1366, 900), (390, 844)]
 OVERFLOW = "() => document.documentElement.scrollWidth <= window.innerWidth"

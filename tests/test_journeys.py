@@ -29,24 +29,18 @@ import pytest
 from jobs.models import AvatarJob, Membership, Team
 from tests.helpers import (
     ARGS,
+    BROWSER,
     CHROMIUM,
     CSP_LISTENER,
+    SIZES,
     Aborts,
     axe_violations,
     make_audio_file,
     playwright_session,
 )
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason=f"no browser: {CHROMIUM} is missing (apt-get install chromium; .ci/run does)",
-    ),
-]
+pytestmark = [*BROWSER, pytest.mark.slow]
 
-SIZES = {"desktop": {"width": 1366, "height": 900}, "phone": {"width": 390, "height": 844}}
 TIMEOUT_MS = 90_000  # a draft render on a busy 2-core machine
 
 OVERFLOW = """() => {

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from tests.helpers import (
     ARGS,
+    BROWSER,
     CHROMIUM,
     CSP_LISTENER,
     csp_violations,
@@ -21,13 +20,7 @@ from tests.helpers import (
 POLL_PATH = "/jobs/cards/"
 HEARTBEAT = 2  # seconds, instead of the 20 s of a real dashboard
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason=f"no browser: {CHROMIUM} is missing (apt-get install chromium; .ci/run does)",
-    ),
-]
+pytestmark = BROWSER
 
 # Makes the page believe its tab is hidden (or shown again), as switching tabs would.
 SET_VISIBILITY = """(state) => {
