@@ -302,6 +302,47 @@ def test_third_concurrent_url_create_is_refused_with_1302(peer, owner, team, mon
     assert again.status_code == 400 and "longer than 2 s" in again.json()["message"]
 
 
+@pytest.mark.django_db(transaction=True)
+def test_many_tokens_cannot_take_every_thread(peer, owner, team, monkeypatch) -> None:
+    """One token per create gets past the per-token limit, so a web process also runs at most
+    FETCHES_PER_PROCESS fetches at once: the third token is refused at once, pages stay free."""
+    monkeypatch.setattr(inputs, "FETCH_SECONDS", 2.0)
+    tokens = [api_token_create(user=owner, team=team, name=f"t{n}")[1] for n in range(3)]
+    body = json.dumps(
+        {"image": peer.url("/trickle-headers/portrait.jpg"), "sound_file": "AAAA", "mode": "draft"}
+    )
+
+    def create(token: str) -> Any:
+        return Client().post(
+            "/kling/v1/videos/avatar/image2video",
+            data=body,
+            content_type="application/json",
+            HTTP_AUTHORIZATION=f"Bearer {token}",
+        )
+
+    answers: list[Any] = []
+    holders = [threading.Thread(target=lambda t=t: answers.append(create(t))) for t in tokens[:2]]
+    for holder in holders:
+        holder.start()
+    deadline_at = time.monotonic() + 10
+    while len(peer.paths) < 2 and time.monotonic() < deadline_at:
+        time.sleep(0.05)
+    assert len(peer.paths) == 2
+
+    started = time.monotonic()
+    third = create(tokens[2])
+    assert time.monotonic() - started < 1.0
+    assert third.status_code == 429 and third.json()["code"] == 1302
+    assert "the studio is already fetching as many files" in third.json()["message"]
+    assert len(peer.paths) == 2
+
+    for holder in holders:
+        holder.join(10)
+    assert [a.status_code for a in answers] == [400, 400]
+    again = create(tokens[2])  # the process's slots are given back too
+    assert again.status_code == 400 and "longer than 2 s" in again.json()["message"]
+
+
 @pytest.mark.django_db
 def test_base64_creates_take_no_fetch_slot(owner, team) -> None:
     for _ in range(3):

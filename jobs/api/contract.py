@@ -58,6 +58,9 @@ FETCH_SECONDS = 20.0  # wall-clock time for one URL fetch, redirects included
 # thread for up to FETCH_SECONDS, so a caller pointing many creates at a slow server would
 # otherwise take every thread and stall the site for everyone.
 FETCH_SLOTS_PER_TOKEN = 2
+# URL fetches one web process runs at once, whatever the tokens: run_studio gives each gunicorn
+# worker 4 threads, so callers with many tokens still leave half of them free for pages.
+FETCHES_PER_PROCESS = 2
 PAGE_NUM_MAX = 1000
 PAGE_SIZE_MAX = 500
 PAGE_SIZE_DEFAULT = 30

@@ -10,6 +10,7 @@ import base64
 import binascii
 import json
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -25,6 +26,7 @@ from jobs.api.contract import (
     BODY_MAX_BYTES,
     FETCH_SECONDS,
     FETCH_SLOTS_PER_TOKEN,
+    FETCHES_PER_PROCESS,
     IMAGE_MAX_BYTES,
     SOUND_MAX_BYTES,
     TOO_MANY_REQUESTS,
@@ -36,6 +38,7 @@ from jobs.media.limits import AUDIO_MAX_BYTES, MB, PORTRAIT_MAX_BYTES, MediaErro
 from jobs.media.portraits import ValidPortrait, validate_portrait
 from jobs.media.sniffing import sniff
 
+_PROCESS_FETCHES = threading.BoundedSemaphore(FETCHES_PER_PROCESS)
 _URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 _BASE64_URLSAFE = str.maketrans("-_", "+/")
 
@@ -170,10 +173,11 @@ def _is_url(value: str) -> bool:
 @contextmanager
 def fetch_slot(token_id: int, *values: str) -> Iterator[None]:
     """Hold one of the token's FETCH_SLOTS_PER_TOKEN URL-fetch slots while the block runs, if
-    any of `values` is a URL; refuse with 1302 (HTTP 429) when all are taken.
+    any of `values` is a URL, and one of this process's FETCHES_PER_PROCESS; refuse with 1302
+    (HTTP 429) when either is taken, so neither one caller nor many tokens can hold every thread.
 
-    The slots are cache keys (shared by every web process); each expires a little after the
-    longest its fetches can take, so a process killed mid-fetch cannot keep it for good.
+    The token's slots are cache keys (shared by every web process); each expires a little after
+    the longest its fetches can take, so a process killed mid-fetch cannot keep it for good.
     """
     fetches = sum(1 for value in values if _is_url(value))
     if not fetches:
@@ -191,9 +195,17 @@ def fetch_slot(token_id: int, *values: str) -> Iterator[None]:
             "fetching files from URLs; wait for one of them to be answered and try again, or "
             "send the files as bare base64.",
         )
+    if not _PROCESS_FETCHES.acquire(blocking=False):
+        cache.delete(key)
+        raise ApiError(
+            TOO_MANY_REQUESTS,
+            "image, sound_file: the studio is already fetching as many files from URLs as it "
+            "allows at once; try again in a few seconds, or send the files as bare base64.",
+        )
     try:
         yield
     finally:
+        _PROCESS_FETCHES.release()
         cache.delete(key)
 
 

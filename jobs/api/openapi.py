@@ -81,8 +81,9 @@ def _errors(*statuses: int) -> dict[str, Any]:
         "405": _error_response("1202: the method is not allowed on this path.", [1202]),
         "429": _error_response(
             "1102: the team's monthly quota for this mode is used up (the message says what is "
-            "left); 1302: this token already has 2 creates fetching files from URLs (retry "
-            "with backoff, or send the files as base64).",
+            "left); 1302: this token already has 2 creates fetching files from URLs, or the "
+            "studio is running as many URL fetches as it allows at once (retry with backoff, or "
+            "send the files as base64).",
             [1102, 1302],
         ),
         "413": _error_response("1200: the body is larger than this path accepts.", [1200]),
