@@ -173,7 +173,8 @@ def main() -> None:
     verdict = "OK" if p95 < TARGET_LOGIN_P95_MS else "OVER TARGET"
     print(
         f"slowpeer: {args.attackers} attackers on {len(tokens)} token(s): longest {longest:.1f} s "
-        f"({cut} cut at the deadline, {refused} refused 1302, {other} other); login median {median:.1f} ms, p95 {p95:.1f} ms over "
+        f"({cut} cut at the deadline, {refused} refused 1302, {other} other); "
+        f"login median {median:.1f} ms, p95 {p95:.1f} ms over "
         f"{len(login):,} requests [{verdict}: p95 < {TARGET_LOGIN_P95_MS:g} ms]"
     )
 
