@@ -218,11 +218,24 @@ class Batch(models.Model):
 
     Its jobs point at it (AvatarJob.batch) with their spreadsheet row (`batch_row`); a
     retried row gets a new job with the same row number, and the newest job speaks for it.
+
+    A batch with scripts to speak starts PREPARING: the worker makes its voice-overs from
+    `plan` (the confirmed rows), then all its jobs in one transaction, and it is READY; if a
+    row cannot be made (a voice-over refused, the quota gone meanwhile) it is FAILED with the
+    reason in `problem`, and nothing was queued. `next_attempt_at` is the preparing worker's
+    lease, so a killed worker's batch is taken up again.
     """
 
     class Source(models.TextChoices):
         WEB = "web", "web"
         COMMAND = "command", "command"
+        API = "api", "API"
+
+    class State(models.TextChoices):
+        PREPARING = "preparing", "making voice-overs"
+        READY = "ready", "queued"
+        FAILED = "failed", "could not be queued"
+        CANCELED = "canceled", "canceled before it was queued"
 
     code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="batches")
@@ -238,6 +251,15 @@ class Batch(models.Model):
     source = models.CharField(
         max_length=10, choices=Source.choices, default=Source.WEB, editable=False
     )
+    state = models.CharField(max_length=10, choices=State.choices, default=State.READY)
+    plan = models.JSONField(
+        default=list, blank=True, help_text="The rows to make, while preparing."
+    )
+    problem = models.TextField(blank=True, help_text="Why the batch could not be queued.")
+    voiceovers_needed = models.PositiveIntegerField(default=0)
+    voiceovers_made = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created", "-id"]

@@ -8,6 +8,7 @@ names and their place.
 from __future__ import annotations
 
 from jobs.api import callbacks
+from jobs.services import batch_jobs
 from jobs.services import jobs as job_services
 
 
@@ -17,8 +18,13 @@ def advance_job(job_id: int) -> None:
 
 
 def reconcile() -> int:
-    """Wake every job that is due (every minute from django-q2's scheduler)."""
-    return job_services.reconcile()
+    """Wake every job and batch that is due (every minute from django-q2's scheduler)."""
+    return job_services.reconcile() + batch_jobs.batch_sweep()
+
+
+def prepare_batch(batch_id: int) -> str:
+    """Make a confirmed batch's voice-overs, then its jobs (jobs/services/batch_jobs.py)."""
+    return batch_jobs.batch_prepare(batch_id)
 
 
 def deliver_callback(job_id: int, attempt: int = 1) -> str:

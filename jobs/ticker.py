@@ -1,4 +1,4 @@
-"""The worker's clock: once a second, wake the jobs whose next step is due; every
+"""The worker's clock: once a second, wake the jobs (and batches) whose next step is due; every
 HEARTBEAT_SECONDS, write the worker's heartbeat (jobs/heartbeat.py) for /healthz.
 
 django-q2's scheduler only fires every 30 seconds or so, too coarse for a first Kling poll
@@ -17,6 +17,7 @@ import time
 from django.db import close_old_connections
 
 from jobs import heartbeat
+from jobs.services.batch_jobs import batch_sweep
 from jobs.services.jobs import reconcile
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,7 @@ def run_forever(stop: threading.Event) -> None:
                 heartbeat.beat()
                 last_beat = time.monotonic()
             reconcile()
+            batch_sweep()
         except Exception:
             log.exception("ticker: could not wake due jobs; trying again")
 

@@ -14,7 +14,8 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from jobs.models import Asset, AvatarJob, Batch, JobTemplate
-from jobs.services.batches import batch_check, batch_create, batch_store_files
+from jobs.services.batch_jobs import batch_create, batch_prepare
+from jobs.services.batches import batch_check, batch_store_files
 from jobs.voices import VOICES
 from tests.helpers import finish, login, make_audio_file, make_portrait_bytes
 
@@ -116,6 +117,13 @@ def test_fixed_rows_are_confirmed_then_created_together(client, owner, team, bat
     confirmed = client.post(reverse("jobs:batch-confirm"), {"plan": token})
     batch = Batch.objects.get()
     assert confirmed.status_code == 302 and confirmed["Location"] == batch.get_absolute_url()
+    # A row speaks a script: the worker makes its voice-over, then queues every row at once.
+    assert batch.state == Batch.State.PREPARING and not batch.jobs.exists()
+    page = client.get(batch.get_absolute_url()).content.decode()
+    assert "0 of 1 voice-over made" in page and "all 3 rows are queued at once" in page
+    assert batch_prepare(batch.pk) == "ready"
+    batch.refresh_from_db()
+    assert batch.state == Batch.State.READY and batch.plan == [] and batch.voiceovers_made == 1
     jobs = list(batch.jobs.order_by("batch_row"))
     assert [j.batch_row for j in jobs] == [1, 2, 3]
     assert [j.name for j in jobs][:2] == ["One", "Two"]
@@ -359,7 +367,9 @@ def test_draft_batch_runs_to_the_end_with_a_worker(
     worker, owner, team, tmp_path, batch_zip, capsys
 ):
     path = tmp_path / "rows.csv"
-    path.write_text(rows_csv(*[f"R{i},face.jpg,voice.mp3,,draft," for i in range(3)]))
+    script = '"Hello {first_name}, and welcome to the team. We are glad you are here."'
+    rows = [f"R{i},face.jpg,voice.mp3,,draft," for i in range(3)]
+    path.write_text(rows_csv(*rows, f"Spoken,face.jpg,,{script},draft,Ana"))
     call_command(
         "generate_batch",
         "--user",
@@ -372,9 +382,10 @@ def test_draft_batch_runs_to_the_end_with_a_worker(
         "--timeout",
         "240",
     )
-    assert "3 done, 0 failed" in capsys.readouterr().out
-    batch = Batch.objects.get()
-    assert all(job.video for job in batch.jobs.all())
+    assert "4 done, 0 failed" in capsys.readouterr().out
+    batch = Batch.objects.get()  # the worker made the voice-over, then queued all four
+    assert batch.state == Batch.State.READY and batch.voiceovers_made == 1
+    assert all(job.video for job in batch.jobs.all()) and batch.jobs.count() == 4
 
 
 # --- templates ----------------------------------------------------------------------------------
@@ -444,6 +455,7 @@ def test_command_with_a_template(owner, team, template, tmp_path, capsys):
         call_command("generate_batch", "--user", "alice", "--csv", str(path), "--template", "Nope")
     assert exc.value.returncode == 2 and "has no template named 'Nope'" in capsys.readouterr().err
     call_command("generate_batch", "--user", "alice", "--csv", str(path), "--template", "Welcome")
+    assert batch_prepare(Batch.objects.get().pk) == "ready"  # the worker speaks the script
     job = Batch.objects.get().jobs.get()
     assert job.audio.script.startswith("Hello Ana") and job.prompt == "smile at Ana"
 

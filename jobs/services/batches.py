@@ -12,9 +12,7 @@ The flow, in three steps, each a function here:
 2. `batch_store_files` puts the ZIP files the passing rows use into the team's library (stored
    once by checksum, as every upload is) and returns the plan: plain data, so the confirmation
    page can carry it signed.
-3. `batch_create` synthesizes the rows' scripts (the library keeps each voice-over, and the same
-   script is never synthesized twice), then makes the Batch and all its jobs in one transaction:
-   if any job is refused (the quota moved meanwhile), none is made.
+3. `batch_create` (jobs/services/batch_jobs.py) makes the Batch and its jobs, and follows it.
 """
 
 from __future__ import annotations
@@ -22,7 +20,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -30,7 +27,6 @@ from typing import IO, Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from jobs.media.archives import Member, SafeZip
@@ -38,11 +34,10 @@ from jobs.media.audio import ValidAudio, validate_audio
 from jobs.media.limits import AUDIO_MAX_BYTES, PORTRAIT_MAX_BYTES, MediaError
 from jobs.media.portraits import ValidPortrait, validate_portrait
 from jobs.media.prompts import validate_prompt
-from jobs.models import Asset, AvatarJob, Batch, JobTemplate, Team
+from jobs.models import Asset, AvatarJob, JobTemplate, Team
 from jobs.services.assets import asset_store
-from jobs.services.jobs import check_mode, clean_job_name, job_cancel, job_create, job_retry
+from jobs.services.jobs import check_mode, clean_job_name
 from jobs.services.quotas import seconds_used
-from jobs.services.voiceovers import voiceover_create
 from jobs.tts.script import check_script, estimate_seconds, normalize_script
 from jobs.voices import VOICES
 
@@ -488,158 +483,6 @@ def default_batch_name(filename: str = "") -> str:
     stem = filename.rsplit(".", 1)[0].strip() if filename else ""
     day = timezone.localtime()
     return f"{stem or 'Batch'} · {day.day} {day:%b}"
-
-
-def batch_create(
-    *,
-    team: Team,
-    user: User | None,
-    plan: list[dict[str, Any]],
-    name: str,
-    source: str = Batch.Source.WEB,
-    code: uuid.UUID | None = None,
-) -> Batch:
-    """Make the batch and its jobs: scripts synthesized first, then every job or none.
-
-    `code` (from the confirmation page) makes a repeated confirm harmless: the batch exists,
-    and the second attempt is refused with code "exists".
-    """
-    if code is not None and Batch.objects.filter(code=code).exists():
-        raise ValidationError("This batch was created already.", code="exists")
-    codes = {entry[k] for entry in plan for k in ("portrait", "audio") if entry[k]}
-    assets = {str(a.code): a for a in Asset.objects.for_team(team).filter(code__in=codes)}
-    missing = codes - assets.keys()
-    if missing:
-        raise ValidationError(
-            "A file this batch uses was deleted from the library meanwhile: check the batch again.",
-            code="missing",
-        )
-    voiceovers: dict[int, Asset] = {}
-    for entry in plan:  # outside the transaction: synthesis takes seconds, the library keeps it
-        if entry["script"]:
-            try:
-                voiceovers[entry["row"]] = voiceover_create(
-                    team=team,
-                    user=user,
-                    text=entry["script"],
-                    voice_id=entry["voice"],
-                    speed=entry["speed"],
-                    offline=entry["mode"] == AvatarJob.Mode.DRAFT or None,
-                )
-            except ValidationError as exc:
-                raise ValidationError(
-                    f"Row {entry['row']}: {' '.join(_messages(exc))}", code="voiceover"
-                ) from None
-    try:
-        with transaction.atomic():
-            batch = Batch.objects.create(
-                team=team,
-                created_by=user,
-                name=clean_job_name(name),
-                source=source,
-                **({"code": code} if code else {}),
-            )
-            for entry in plan:
-                try:
-                    job_create(
-                        team=team,
-                        user=user,
-                        portrait=assets[entry["portrait"]],
-                        audio=voiceovers.get(entry["row"]) or assets[entry["audio"]],
-                        prompt=entry["prompt"],
-                        mode=entry["mode"],
-                        name=entry["name"],
-                        source=AvatarJob.Source.BATCH,
-                        batch=batch,
-                        batch_row=entry["row"],
-                    )
-                except ValidationError as exc:
-                    raise ValidationError(
-                        f"Row {entry['row']}: {' '.join(_messages(exc))} Nothing was queued.",
-                        code=exc.code,
-                    ) from None
-    except IntegrityError:  # the same confirmation, twice at once
-        raise ValidationError("This batch was created already.", code="exists") from None
-    return batch
-
-
-# --------------------------------------------------------------------------- following it
-
-
-@dataclass
-class Progress:
-    rows: list[AvatarJob]  # the newest job of each row, in row order
-    done: int
-    running: int
-    queued: int
-    failed: int
-    canceled: int
-
-    @property
-    def total(self) -> int:
-        return len(self.rows)
-
-    @property
-    def finished(self) -> int:
-        return self.done + self.failed + self.canceled
-
-    @property
-    def is_final(self) -> bool:
-        return self.running == 0 and self.queued == 0
-
-    @property
-    def version(self) -> str:
-        """Changes whenever a row does: the poll answers 204 while it stays the same."""
-        newest = max((job.updated for job in self.rows), default=None)
-        return f"{len(self.rows)}-{newest.timestamp() if newest else 0:.6f}"
-
-
-def batch_progress(batch: Batch) -> Progress:
-    """The batch's rows (one query): a retried row is shown by its newest job."""
-    latest: dict[int, AvatarJob] = {}
-    for job in batch.jobs.order_by("batch_row", "id").only(
-        "code",
-        "name",
-        "status",
-        "mode",
-        "batch_row",
-        "error_message",
-        "video",
-        "updated",
-        "created_by_id",
-        "team_id",
-        "duration",
-    ):
-        latest[job.batch_row or 0] = job
-    rows = [latest[n] for n in sorted(latest)]
-    count = Counter(job.status for job in rows)
-    return Progress(
-        rows=rows,
-        done=count[Status.SUCCEEDED],
-        running=sum(count[s] for s in AvatarJob.ACTIVE if s != Status.QUEUED),
-        queued=count[Status.QUEUED],
-        failed=count[Status.FAILED],
-        canceled=count[Status.CANCELED],
-    )
-
-
-def batch_cancel(*, batch: Batch) -> int:
-    """Cancel every row still waiting in the queue; rows already running go on."""
-    return sum(
-        job_cancel(job=job) for job in batch_progress(batch).rows if job.status == Status.QUEUED
-    )
-
-
-def batch_retry(*, batch: Batch, user: User) -> int:
-    """A fresh job for every failed row, with the same inputs (all or none: the quota)."""
-    failed = [job.pk for job in batch_progress(batch).rows if job.status == Status.FAILED]
-    jobs = AvatarJob.objects.filter(pk__in=failed).select_related(
-        "team", "batch", "portrait", "audio"
-    )
-    with transaction.atomic():
-        for job in jobs:
-            job_retry(job=job, user=user)
-    return len(failed)
 
 
 def quota_figures(needs: list[ModeNeed]) -> list[dict[str, Any]]:

@@ -27,6 +27,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from jobs.access import Access, StudioRequest, current_team, get_batch, get_template
 from jobs.forms import BatchForm
 from jobs.models import AvatarJob, Batch, JobTemplate
+from jobs.services import batch_jobs
 from jobs.services import batches as batch_services
 from jobs.views.dashboard import POLL_SECONDS, parse_codes
 from jobs.zipstream import stream_zip
@@ -110,7 +111,7 @@ def batch_confirm(request: StudioRequest) -> HttpResponse:
         messages.error(request, "This confirmation is too old or damaged: check the batch again.")
         return redirect("jobs:batch-new")
     try:
-        batch = batch_services.batch_create(
+        batch = batch_jobs.batch_create(
             team=access.team, user=request.user, plan=signed["plan"], name=signed["name"], code=code
         )
     except ValidationError as exc:
@@ -119,7 +120,16 @@ def batch_confirm(request: StudioRequest) -> HttpResponse:
             return redirect(existing)
         messages.error(request, " ".join(exc.messages))
         return redirect("jobs:batch-new")
-    messages.success(request, f"Batch queued: {batch.jobs.count()} jobs. This page updates live.")
+    if batch.state == Batch.State.PREPARING:
+        messages.success(
+            request,
+            f"Batch confirmed: {len(batch.plan)} rows. Its voice-overs are being made, then "
+            "every row is queued at once. This page updates live.",
+        )
+    else:
+        messages.success(
+            request, f"Batch queued: {batch.jobs.count()} jobs. This page updates live."
+        )
     return redirect(batch)
 
 
@@ -151,7 +161,7 @@ def batch_detail(request: StudioRequest, code: UUID) -> HttpResponse:
     """The batch page; while rows run, htmx asks for `#batch-live` once per interval (204 when
     nothing changed since the version the page holds)."""
     batch, access = get_batch(request.user, code)
-    progress = batch_services.batch_progress(batch)
+    progress = batch_jobs.batch_progress(batch)
     if request.htmx and request.GET.get("v") == progress.version:
         return HttpResponse(status=204)
     context = {
@@ -169,8 +179,12 @@ def batch_detail(request: StudioRequest, code: UUID) -> HttpResponse:
 @require_POST
 def batch_cancel(request: StudioRequest, code: UUID) -> HttpResponse:
     batch, _ = get_batch(request.user, code, action="manage_batch")
-    count = batch_services.batch_cancel(batch=batch)
-    messages.success(request, f"Canceled {count} queued job{'s' if count != 1 else ''}.")
+    whole = batch.state != Batch.State.READY
+    count = batch_jobs.batch_cancel(batch=batch)
+    if whole:
+        messages.success(request, "Canceled the batch: none of its rows was queued.")
+    else:
+        messages.success(request, f"Canceled {count} queued job{'s' if count != 1 else ''}.")
     return redirect(batch)
 
 
@@ -178,12 +192,16 @@ def batch_cancel(request: StudioRequest, code: UUID) -> HttpResponse:
 @require_POST
 def batch_retry(request: StudioRequest, code: UUID) -> HttpResponse:
     batch, _ = get_batch(request.user, code, action="manage_batch")
+    whole = batch.state == Batch.State.FAILED
     try:
-        count = batch_services.batch_retry(batch=batch, user=request.user)
+        count = batch_jobs.batch_retry(batch=batch, user=request.user)
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages) + " Nothing was retried.")
     else:
-        messages.success(request, f"Retrying {count} failed row{'s' if count != 1 else ''}.")
+        if whole:
+            messages.success(request, "Trying again: the voice-overs left are being made.")
+        else:
+            messages.success(request, f"Retrying {count} failed row{'s' if count != 1 else ''}.")
     return redirect(batch)
 
 
@@ -199,7 +217,7 @@ def batch_report(request: StudioRequest, code: UUID) -> HttpResponse:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["row", "name", "status", "reason", "video"])
-    for job in batch_services.batch_progress(batch).rows:
+    for job in batch_jobs.batch_progress(batch).rows:
         video = ""
         if job.status == AvatarJob.Status.SUCCEEDED and job.video:
             video = request.build_absolute_uri(reverse("jobs:job-video", args=[job.code]))
@@ -216,7 +234,7 @@ def batch_videos(request: StudioRequest, code: UUID) -> StreamingHttpResponse:
     batch, _ = get_batch(request.user, code, action="download")
     done = [
         job
-        for job in batch_services.batch_progress(batch).rows
+        for job in batch_jobs.batch_progress(batch).rows
         if job.status == AvatarJob.Status.SUCCEEDED and job.video
     ]
 

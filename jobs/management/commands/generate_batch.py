@@ -16,10 +16,9 @@ from django.core.management.base import BaseCommand, CommandError
 
 from jobs.links import absolute
 from jobs.models import Batch, JobTemplate, Membership
+from jobs.services.batch_jobs import batch_create, batch_progress
 from jobs.services.batches import (
     batch_check,
-    batch_create,
-    batch_progress,
     batch_store_files,
     default_batch_name,
     read_csv_upload,
@@ -115,10 +114,14 @@ class Command(BaseCommand):
     def _wait(self, batch: Batch, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while True:
+            batch.refresh_from_db()
             progress = batch_progress(batch)
             if progress.is_final or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
+        if progress.state != Batch.State.READY:
+            what = progress.problem or f"The batch is {batch.get_state_display()}."
+            raise CommandError(what, returncode=1)
         self.stdout.write(
             f"{progress.done} done, {progress.failed} failed, {progress.canceled} canceled, "
             f"{progress.running + progress.queued} unfinished"
