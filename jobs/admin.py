@@ -17,7 +17,16 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from jobs.engines.kling import resume_submissions
-from jobs.models import Asset, AvatarJob, KlingAccount, Membership, ShareLink, Team, TeamInvite
+from jobs.models import (
+    Asset,
+    AvatarJob,
+    Batch,
+    KlingAccount,
+    Membership,
+    ShareLink,
+    Team,
+    TeamInvite,
+)
 from jobs.serve import serve_stored_file
 from jobs.services.jobs import job_cancel, job_poke, job_retry
 from jobs.services.sharing import share_revoke
@@ -93,6 +102,33 @@ class MembershipAdmin(admin.ModelAdmin):
     search_fields = ["user__username", "user__email", "team__name"]
     list_select_related = ["user", "team"]
     autocomplete_fields = ["user", "team"]
+
+
+@admin.register(Batch)
+class BatchAdmin(admin.ModelAdmin):
+    """Batches are made from the studio's pages, the command or the API; here they are read."""
+
+    list_display = ["name", "team", "created_by", "state", "source", "created"]
+    list_filter = ["state", "source"]
+    search_fields = ["name", "team__name", "created_by__username"]
+    list_select_related = ["team", "created_by"]
+    fields = [
+        "name",
+        "team",
+        "created_by",
+        "source",
+        "state",
+        "problem",
+        "voiceovers_needed",
+        "voiceovers_made",
+        "attempts",
+        "next_attempt_at",
+        "created",
+    ]
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
 
 
 @admin.register(Asset)

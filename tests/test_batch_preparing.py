@@ -215,3 +215,14 @@ def test_the_batch_page_shows_the_eta(client, team, owner, portrait, audio, queu
     login(client, owner)
     page = client.get(batch.get_absolute_url()).content.decode()
     assert 'id="batch-eta"' in page and "left, judged from how long your team" in page
+
+
+def test_the_admin_lists_batches_with_their_state_and_reason(admin_client, preparing, team):
+    team.quota_draft_seconds = 5
+    team.save()
+    batch_prepare(preparing.pk)
+    listing = admin_client.get(reverse("admin:jobs_batch_changelist") + "?state=failed")
+    assert listing.status_code == 200 and "Welcome" in listing.content.decode()
+    page = admin_client.get(reverse("admin:jobs_batch_change", args=[preparing.pk]))
+    assert page.status_code == 200 and "Nothing was queued" in page.content.decode()
+    assert admin_client.get(reverse("admin:jobs_batch_add")).status_code == 403
