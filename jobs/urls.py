@@ -19,6 +19,7 @@ urlpatterns = [
     path("batches/<uuid:code>/", batches.batch_detail, name="batch-detail"),
     path("batches/<uuid:code>/cancel/", batches.batch_cancel, name="batch-cancel"),
     path("batches/<uuid:code>/retry/", batches.batch_retry, name="batch-retry"),
+    path("batches/<uuid:code>/share/", batches.batch_share, name="batch-share"),
     path("batches/<uuid:code>/report.csv", batches.batch_report, name="batch-report"),
     path("batches/<uuid:code>/videos.zip", batches.batch_videos, name="batch-videos"),
     # One job

@@ -226,3 +226,44 @@ def test_the_admin_lists_batches_with_their_state_and_reason(admin_client, prepa
     page = admin_client.get(reverse("admin:jobs_batch_change", args=[preparing.pk]))
     assert page.status_code == 200 and "Nothing was queued" in page.content.decode()
     assert admin_client.get(reverse("admin:jobs_batch_add")).status_code == 403
+
+
+# --- share links for the whole batch ---------------------------------------------------------
+
+
+def test_sharing_a_batch_answers_the_report_with_one_working_link_per_finished_row(
+    client, team, owner, viewer, portrait, audio
+):
+    import csv
+    import io
+
+    from jobs.models import ShareLink
+
+    batch = batch_create(
+        team=team, user=owner, plan=plan_of(portrait, audio, [None] * 3), name="Three"
+    )
+    login(client, owner)
+    url = reverse("jobs:batch-share", args=[batch.code])
+    nothing = client.post(url, {"expires_in": "7"}, follow=True)
+    assert "No row has finished yet" in nothing.content.decode()
+    rows = batch_progress(batch).rows
+    finish(rows[0])
+    finish(rows[2])
+    answer = client.post(url, {"expires_in": "7", "allow_download": "on"})
+    assert answer.status_code == 200 and answer["Content-Type"].startswith("text/csv")
+    assert "no-store" in answer["Cache-Control"]
+    report = list(csv.DictReader(io.StringIO(answer.content.decode())))
+    assert [bool(r["share"]) for r in report] == [True, False, True]
+    links = ShareLink.objects.filter(job__batch=batch)
+    assert links.count() == 2 and all(link.expires_at and link.allow_download for link in links)
+    client.logout()
+    page = client.get(report[0]["share"].removeprefix("http://testserver"))
+    assert page.status_code == 200 and "Row 1" in page.content.decode()
+    # The plain report has the column, empty: a link's address is never shown twice.
+    login(client, owner)
+    plain = client.get(reverse("jobs:batch-report", args=[batch.code])).content.decode()
+    assert "share" in plain.splitlines()[0] and "/s/" not in plain
+    # A viewer may not make links.
+    login(client, viewer, team)
+    assert client.post(url, {"expires_in": ""}).status_code in (403, 404)
+    assert ShareLink.objects.count() == 2

@@ -292,7 +292,7 @@ def test_report_and_streamed_zip(client, owner, team, portrait, audio):
     login(client, owner)
     report = client.get(reverse("jobs:batch-report", args=[batch.code]))
     rows = list(csv.reader(io.StringIO(report.content.decode())))
-    assert rows[0] == ["row", "name", "status", "reason", "video"]
+    assert rows[0] == ["row", "name", "status", "reason", "video", "share"]
     assert rows[1][:3] == ["1", "Row 1", "succeeded"] and rows[1][4].endswith(
         f"/jobs/{first.code}/video.mp4"
     )

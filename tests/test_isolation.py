@@ -180,6 +180,7 @@ COVERED: dict[str, Covered] = {
     "jobs:batch-videos": Covered({"code": "batch"}, write=False),
     "jobs:batch-cancel": Covered({"code": "batch"}, write=True, get=False),
     "jobs:batch-retry": Covered({"code": "batch"}, write=True, get=False),
+    "jobs:batch-share": Covered({"code": "batch"}, write=True, get=False),
     # A token is revoked by its owner or a team admin; to anyone else it does not exist.
     "api:token-revoke": Covered({"code": "api_token"}, write=True, get=False, viewer_post=404),
 }
@@ -430,6 +431,8 @@ ROLE_MATRIX = [
     Action("jobs:job-save-template", {"code": "job"}, {}, (302, 302, 403, 404)),
     Action("jobs:batch-cancel", {"code": "batch"}, {}, (302, 403, 403, 404)),
     Action("jobs:batch-retry", {"code": "batch"}, {}, (302, 403, 403, 404)),
+    # Nothing finished in the battery's batch: the admin is sent back with the reason.
+    Action("jobs:batch-share", {"code": "batch"}, {"expires_in": "7"}, (302, 403, 403, 404)),
     # Actions on the current team: no object in the URL.
     Action("jobs:job-new", {}, {}, (200, 200, 403, 200)),
     Action("jobs:job-new-check", {}, {}, (200, 200, 403, 200)),

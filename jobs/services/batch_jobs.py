@@ -33,6 +33,7 @@ from django_q.tasks import async_task
 from jobs.cards import generating_estimate
 from jobs.models import Asset, AvatarJob, Batch, Team
 from jobs.services.jobs import clean_job_name, job_cancel, job_create, job_retry
+from jobs.services.sharing import share_create
 from jobs.services.voiceovers import voiceover_create
 
 log = logging.getLogger(__name__)
@@ -385,3 +386,20 @@ def batch_retry(*, batch: Batch, user: User) -> int:
         for job in jobs:
             job_retry(job=job, user=user)
     return len(failed)
+
+
+def batch_share(
+    *, batch: Batch, by: User, expires_at: datetime | None, allow_download: bool
+) -> dict[int, str]:
+    """A share link for every finished row's video, all or none: {row: token}. The tokens are
+    shown once (only their hashes are kept), so the caller hands them out at once."""
+    done = [job for job in batch_progress(batch).rows if job.status == Status.SUCCEEDED]
+    if not done:
+        raise ValidationError("No row has finished yet: there is no video to share.")
+    tokens: dict[int, str] = {}
+    with transaction.atomic():
+        for job in done:
+            _, tokens[job.batch_row or 0] = share_create(
+                job=job, by=by, expires_at=expires_at, allow_download=allow_download
+            )
+    return tokens

@@ -25,11 +25,13 @@ from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from jobs.access import Access, StudioRequest, current_team, get_batch, get_template
-from jobs.forms import BatchForm
+from jobs.forms import BatchForm, ShareForm
+from jobs.links import public_base_url
 from jobs.models import AvatarJob, Batch, JobTemplate
 from jobs.services import batch_jobs
 from jobs.services import batches as batch_services
 from jobs.views.dashboard import POLL_SECONDS, parse_codes
+from jobs.views.teams import no_store
 from jobs.zipstream import stream_zip
 
 PLAN_SALT = "jobs.batch.plan"
@@ -170,6 +172,7 @@ def batch_detail(request: StudioRequest, code: UUID) -> HttpResponse:
         "progress": progress,
         "can_manage": access.may("manage_batch", batch),
         "poll_seconds": POLL_SECONDS,
+        "share_form": ShareForm(),
     }
     template = "jobs/batch_detail.html#batch-live" if request.htmx else "jobs/batch_detail.html"
     return render(request, template, context)
@@ -214,17 +217,49 @@ def _stem(batch: Batch) -> str:
 def batch_report(request: StudioRequest, code: UUID) -> HttpResponse:
     """Row, name, status, reason and video link of every row, as CSV."""
     batch, _ = get_batch(request.user, code, action="download")
+    return _report(request, batch, {}, f"{_stem(batch)}-report.csv")
+
+
+def _report(
+    request: StudioRequest, batch: Batch, shares: dict[int, str], filename: str
+) -> HttpResponse:
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["row", "name", "status", "reason", "video"])
+    writer.writerow(["row", "name", "status", "reason", "video", "share"])
+    base = public_base_url(request)
     for job in batch_jobs.batch_progress(batch).rows:
         video = ""
         if job.status == AvatarJob.Status.SUCCEEDED and job.video:
             video = request.build_absolute_uri(reverse("jobs:job-video", args=[job.code]))
-        writer.writerow([job.batch_row, job.name, job.status, job.error_message, video])
+        token = shares.get(job.batch_row or 0)
+        share = base + reverse("share-page", args=[token]) if token else ""
+        writer.writerow([job.batch_row, job.name, job.status, job.error_message, video, share])
     response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{_stem(batch)}-report.csv"'
-    return response
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return no_store(response) if shares else response
+
+
+@login_required
+@require_POST
+def batch_share(request: StudioRequest, code: UUID) -> HttpResponse:
+    """A share link for every finished video, answered as the report with a share column: the
+    links' addresses are in this answer only."""
+    batch, _ = get_batch(request.user, code, action="manage_batch")
+    form = ShareForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose when the links stop working from the list.")
+        return redirect(batch)
+    try:
+        shares = batch_jobs.batch_share(
+            batch=batch,
+            by=request.user,
+            expires_at=form.expires_at(),
+            allow_download=form.cleaned_data["allow_download"],
+        )
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+        return redirect(batch)
+    return _report(request, batch, shares, f"{_stem(batch)}-share-links.csv")
 
 
 @login_required
