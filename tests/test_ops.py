@@ -14,6 +14,7 @@ import sys
 import time
 
 import pytest
+from django.test import override_settings
 from django.urls import reverse
 from django.utils import timezone
 from django_q.conf import Conf
@@ -35,8 +36,13 @@ def dead_port() -> int:
         return s.getsockname()[1]
 
 
-def health(client) -> tuple[int, dict]:
-    response = client.get("/healthz")
+def health(client, *, detail: bool = True) -> tuple[int, dict]:
+    """/healthz as a monitor holding the metrics token sees it (the reasons), or as anyone."""
+    if not detail:
+        response = client.get("/healthz")
+    else:
+        with override_settings(METRICS_TOKEN="monitor-secret"):
+            response = client.get("/healthz", HTTP_AUTHORIZATION="Bearer monitor-secret")
     return response.status_code, response.json()
 
 
@@ -96,6 +102,16 @@ def test_dead_broker_fails_the_queue_and_recovers(client, alive, monkeypatch):
         assert (status, body["failing"]) == (503, ["queue"])
         assert "unreachable" in body["checks"]["queue"]
     assert health(client)[0] == 200
+
+
+def test_anyone_sees_which_check_fails_but_not_why(client, settings):
+    from django.core.cache import cache
+
+    cache.delete(heartbeat.HEARTBEAT_KEY)
+    status, body = health(client, detail=False)
+    assert (status, body["failing"]) == (503, ["worker_heartbeat"])
+    assert body["checks"]["worker_heartbeat"] == "failing"
+    assert "no worker has written a heartbeat" in health(client)[1]["checks"]["worker_heartbeat"]
 
 
 def test_stale_or_missing_worker_heartbeat_fails_and_recovers(client, settings):

@@ -20,7 +20,8 @@ from jobs.metrics import StudioCollector
 
 
 class HealthView(HealthCheckView):
-    """200 when every check passes, else 503; JSON naming each check and why it failed.
+    """200 when every check passes, else 503; JSON naming each check, and why it failed to
+    those /metrics answers (a reason can name an internal host or bucket).
 
     django-health-check runs the checks side by side; its own view answers 500 and picks a
     format by the Accept header, while a load balancer wants 503 and monitors one shape.
@@ -33,7 +34,11 @@ class HealthView(HealthCheckView):
         with self.get_executor() as executor:
             results = await asyncio.gather(*(c.get_result(executor) for c in named.values()))
         outcome = dict(zip(named, results, strict=True))
-        checks = {name: str(r.error) if r.error else "ok" for name, r in outcome.items()}
+        detail = _metrics_allowed(request)
+        checks = {
+            name: (str(r.error) if detail else "failing") if r.error else "ok"
+            for name, r in outcome.items()
+        }
         failing = [name for name, r in outcome.items() if r.error]
         body = {"status": "failing" if failing else "ok", "failing": failing, "checks": checks}
         return JsonResponse(body, status=503 if failing else 200)
