@@ -624,6 +624,12 @@ def test_retry_makes_a_new_job_with_the_same_inputs(client, owner, failed):
     assert (new.portrait, new.audio, new.status) == (failed.portrait, failed.audio, S.QUEUED)
 
 
+def test_a_retry_keeps_an_api_caller_s_watermark_choice(client, owner, failed):
+    AvatarJob.objects.filter(pk=failed.pk).update(watermark=False)
+    login(client, owner).post(reverse("jobs:job-retry", args=[failed.code]))
+    assert AvatarJob.objects.exclude(pk=failed.pk).get().watermark is False
+
+
 def test_only_failed_jobs_can_be_retried(client, owner, done):
     response = login(client, owner).post(reverse("jobs:job-retry", args=[done.code]), follow=True)
     assert "Only a failed job can be retried." in response.content.decode()

@@ -325,19 +325,24 @@ def job_retry(*, job: AvatarJob, user: User) -> AvatarJob:
     """Make a fresh job with the same inputs (a new UUID, so a new Kling task id)."""
     if job.status != AvatarJob.Status.FAILED:
         raise ValidationError("Only a failed job can be retried.")
-    return job_create(
-        team=job.team,
-        user=user,
-        portrait=job.portrait,
-        audio=job.audio,
-        kling_audio_id=job.kling_audio_id,
-        prompt=job.prompt,
-        mode=job.mode,
-        name=job.name,
-        source=job.source if job.batch_id else AvatarJob.Source.WEB,
-        batch=job.batch,
-        batch_row=job.batch_row,
-    )
+    with transaction.atomic():  # the worker is woken on commit, with the watermark set
+        fresh = job_create(
+            team=job.team,
+            user=user,
+            portrait=job.portrait,
+            audio=job.audio,
+            kling_audio_id=job.kling_audio_id,
+            prompt=job.prompt,
+            mode=job.mode,
+            name=job.name,
+            source=job.source if job.batch_id else AvatarJob.Source.WEB,
+            batch=job.batch,
+            batch_row=job.batch_row,
+        )
+        if job.watermark is not None:  # an API caller's watermark_info goes with its inputs
+            AvatarJob.objects.filter(pk=fresh.pk).update(watermark=job.watermark)
+            fresh.watermark = job.watermark
+    return fresh
 
 
 def job_poke(*, job: AvatarJob) -> bool:
