@@ -4,12 +4,13 @@ pages, and an overview of what needs a person."""
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
 from django.http import Http404, HttpRequest
 from django.http.response import HttpResponseBase
 from django.urls import URLPattern, path, reverse
@@ -20,7 +21,9 @@ from jobs.engines.kling import resume_submissions
 from jobs.models import Asset, AvatarJob, KlingAccount, Membership, ShareLink, Team, TeamInvite
 from jobs.serve import serve_stored_file
 from jobs.services.jobs import job_cancel, job_poke, job_retry
+from jobs.services.quotas import month_start
 from jobs.services.sharing import share_revoke
+from jobs.services.units import account_units, format_units, units_by_team, units_warning
 
 if TYPE_CHECKING:
     from django_stubs_ext import WithAnnotations
@@ -47,6 +50,18 @@ def overview() -> dict[str, Any]:
         .select_related("team", "created_by")
         .order_by("updated")[:20],
         "kling_account": KlingAccount.objects.filter(pk=1).first(),
+        **units_overview(),
+    }
+
+
+def units_overview() -> dict[str, Any]:
+    """The Kling account's packs (read at most once a minute), whether they cover the work
+    waiting for Kling, and this month's units per team and member."""
+    account = account_units()
+    return {
+        "account": account,
+        "units_warning": units_warning(account),
+        "units_by_team": units_by_team(),
     }
 
 
@@ -60,6 +75,7 @@ class _Counted(TypedDict):
     """What TeamAdmin.get_queryset annotates each team with."""
 
     n_members: int
+    units_month: Decimal | None
 
 
 @admin.register(Team)
@@ -72,6 +88,8 @@ class TeamAdmin(admin.ModelAdmin):
         "quota_draft_seconds",
         "quota_std_seconds",
         "quota_pro_seconds",
+        "monthly_unit_budget",
+        "units_this_month",
         "created",
     ]
     list_filter = ["personal"]
@@ -79,11 +97,26 @@ class TeamAdmin(admin.ModelAdmin):
     inlines = [MembershipInline]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Team]:
-        return super().get_queryset(request).annotate(n_members=Count("memberships"))
+        # A subquery, not a second join: joined with the members it would be counted per member.
+        units = (
+            AvatarJob.objects.filter(team=OuterRef("pk"), created__gte=month_start())
+            .values("team")
+            .annotate(units=Sum("units_charged"))
+            .values("units")
+        )
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(n_members=Count("memberships"), units_month=Subquery(units))
+        )
 
     @admin.display(description="members", ordering="n_members")
     def member_count(self, team: WithAnnotations[Team, _Counted]) -> int:
         return team.n_members
+
+    @admin.display(description="Kling units this month", ordering="units_month")
+    def units_this_month(self, team: WithAnnotations[Team, _Counted]) -> str:
+        return format_units(team.units_month or 0)
 
 
 @admin.register(Membership)

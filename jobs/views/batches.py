@@ -28,6 +28,7 @@ from jobs.access import Access, StudioRequest, current_team, get_batch, get_temp
 from jobs.forms import BatchForm
 from jobs.models import AvatarJob, Batch, JobTemplate
 from jobs.services import batches as batch_services
+from jobs.services.units import batch_units
 from jobs.views.dashboard import POLL_SECONDS, parse_codes
 from jobs.zipstream import stream_zip
 
@@ -69,7 +70,11 @@ def batch_new(request: StudioRequest) -> HttpResponse:
     check = batch_services.batch_check(
         team=access.team, csv_text=data["csv_text"], archive=archive, template=template
     )
-    context.update(check=check, quota=batch_services.quota_figures(check.needs))
+    context.update(
+        check=check,
+        quota=batch_services.quota_figures(check.needs),
+        units=batch_units(team=access.team, rows=check.good_rows),
+    )
     if check.ok or (data["drop_bad"] and check.usable):
         plan = batch_services.batch_store_files(check=check, team=access.team, user=request.user)
         upload = data.get("rows_file")
