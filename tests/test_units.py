@@ -151,7 +151,7 @@ def test_a_job_past_the_unit_budget_is_refused_with_the_estimate_and_what_is_lef
     message = exc.value.messages[0]
     assert exc.value.code == "quota"
     assert "estimated at about 1.2 units, from the configured rate" in message
-    assert "0.8 Kling units of its monthly budget left (budget 2 units" in message
+    assert "0.8 units of its monthly Kling budget left (budget 2 units;" in message
     assert "ask a team admin to raise the budget" in message
     assert AvatarJob.objects.count() == 1 and OrmQ.objects.count() == queued_before
     # Drafts are free: the budget never refuses them.
@@ -226,7 +226,7 @@ def test_a_budget_lowered_between_check_and_confirm_makes_nothing(
     units.unit_budget_set(team=team, units=2)  # room for one row's 1.2 units, not two
     with pytest.raises(ValidationError) as exc:
         batch_create(team=team, user=owner, plan=plan, name="Too dear")
-    assert "Row 2:" in exc.value.messages[0] and "Kling units" in exc.value.messages[0]
+    assert "Row 2:" in exc.value.messages[0] and "monthly Kling budget" in exc.value.messages[0]
     assert Batch.objects.count() == 0 and AvatarJob.objects.count() == 0
 
 
@@ -260,7 +260,7 @@ def test_units_used_this_month_per_team_and_member(
     assert "6.5 units charged" in page and "93.5 units left" in page
     assert '<th scope="row">alice</th>' in page and '<td class="num">2.5</td>' in page
     admin = admin_client.get("/admin/").content.decode()
-    assert "Used this month" in admin and "<td>6.500</td>" in admin and "<td>bob</td>" in admin
+    assert "Used this month" in admin and "<td>6.5</td>" in admin and "<td>bob</td>" in admin
     listing = admin_client.get(reverse("admin:jobs_team_changelist")).content.decode()
     assert "Kling units this month" in listing and "6.5" in listing
 
@@ -272,7 +272,7 @@ def test_the_packs_are_read_at_most_once_a_minute(client, admin_client, sim, tea
     login(client, owner)
     for _ in range(3):
         page = usage(client, team)
-    assert "Simulator pack" in page and '<td class="num" id="packs-remaining">10000</td>' in page
+    assert "Simulator pack" in page and '<td class="num" id="packs-remaining">10,000</td>' in page
     assert admin_client.get("/admin/").status_code == 200
     assert costs_requests(sim) == 1  # four page views, one request
     a_minute_passes(sim)
@@ -325,7 +325,7 @@ def test_admins_are_warned_when_the_packs_would_not_cover_the_queued_work(
     std_job(team, owner, portrait, audio)  # queued: about 1.2 units
     admin = admin_client.get("/admin/").content.decode()
     assert "Kling units are running short" in admin
-    assert "1 units left, but the queued and running std and pro jobs need about 1.2" in admin
+    assert "1 unit left, but the queued and running std and pro jobs need about 1.2" in admin
     login(client, owner)  # the team's admin
     assert 'id="units-warning"' in usage(client, team)
     login(client, teammate)  # a member: no banner

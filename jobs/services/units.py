@@ -53,6 +53,12 @@ def format_units(value: Decimal | float | int, places: int = 3) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
+def n_units(value: Decimal | float | int, places: int = 1) -> str:
+    """ "1 unit", "2.5 units"."""
+    text = format_units(value, places)
+    return f"{text} unit" if text == "1" else f"{text} units"
+
+
 # --------------------------------------------------------------------------- estimates
 
 
@@ -79,7 +85,7 @@ class UnitEstimate:
     rate: UnitRate
 
     def __str__(self) -> str:
-        return f"about {format_units(self.units, 1)} units, {self.rate.source}"
+        return f"about {n_units(self.units)}, {self.rate.source}"
 
 
 def configured_rate(mode: str) -> Decimal:
@@ -152,8 +158,11 @@ class Budget:
 
     @property
     def percent(self) -> int | None:
-        if not self.budget:
+        """How much of the budget is used or reserved, for a progress bar (0: all of it)."""
+        if self.budget is None:
             return None
+        if self.budget == 0:
+            return 100
         return min(round(100 * self.committed / self.budget), 100)
 
 
@@ -189,7 +198,8 @@ def _advice(mode: str) -> str:
 
 def check_unit_budget(*, team: Team, mode: str, seconds: float | None) -> None:
     """Refuse a job whose estimate would take the team past its monthly unit budget."""
-    if team.monthly_unit_budget is None:
+    budget = team.monthly_unit_budget
+    if budget is None:
         return
     need = estimate(team=team, mode=mode, seconds=seconds)
     if need is None:
@@ -199,8 +209,8 @@ def check_unit_budget(*, team: Team, mode: str, seconds: float | None) -> None:
     if need.units > left:
         raise ValidationError(
             f"This {mode} job is estimated at {need}, but the team has "
-            f"{format_units(left, 1)} Kling units of its monthly budget left (budget "
-            f"{summary.budget} units; {format_units(summary.committed, 1)} used or reserved by "
+            f"{n_units(left)} of its monthly Kling budget left (budget {n_units(budget)}; "
+            f"{format_units(summary.committed, 1)} used or reserved by "
             f"this month's jobs). {_advice(mode)}",
             code="quota",
         )
@@ -219,7 +229,8 @@ class BatchRow(Protocol):
 
 def check_batch_budget(*, team: Team, rows: Sequence[BatchRow]) -> None:
     """Refuse, in order, the passing rows whose estimates go past the team's unit budget."""
-    if team.monthly_unit_budget is None:
+    budget = team.monthly_unit_budget
+    if budget is None:
         return
     rates: dict[str, UnitRate] = {m: unit_rate(team=team, mode=m) for m in CHARGED_MODES}
     left = budget_summary(team=team).left or Decimal(0)
@@ -232,10 +243,10 @@ def check_batch_budget(*, team: Team, rows: Sequence[BatchRow]) -> None:
         if total + units > left:
             row.problems.append(
                 f"mode: over the team's monthly Kling budget: this row is estimated at about "
-                f"{format_units(units, 1)} units ({rate.source}) and "
-                f"{format_units(max(left - total, Decimal(0)), 1)} units are left this month "
-                f"after the rows above (budget {team.monthly_unit_budget} units). Drop rows, "
-                "make drafts or shorter voice-overs, or ask an admin to raise the budget."
+                f"{n_units(units)} ({rate.source}) and "
+                f"{n_units(max(left - total, Decimal(0)))} are left this month after the rows "
+                f"above (budget {n_units(budget)}). Drop rows, make drafts "
+                "or shorter voice-overs, or ask an admin to raise the budget."
             )
         else:
             total += units
@@ -376,7 +387,7 @@ class UnitsWarning:
 
     def __str__(self) -> str:
         return (
-            f"Kling's resource packs have {format_units(self.remaining, 1)} units left, but the "
+            f"Kling's resource packs have {n_units(self.remaining)} left, but the "
             f"queued and running std and pro jobs need about {format_units(self.needed, 1)}. "
             "Top up the Kling account, or jobs will wait (or fail) when the units run out."
         )

@@ -73,7 +73,7 @@ def batch_new(request: StudioRequest) -> HttpResponse:
     context.update(
         check=check,
         quota=batch_services.quota_figures(check.needs),
-        units=batch_units(team=access.team, rows=check.good_rows),
+        unit_estimate=batch_units(team=access.team, rows=check.good_rows),
     )
     if check.ok or (data["drop_bad"] and check.usable):
         plan = batch_services.batch_store_files(check=check, team=access.team, user=request.user)
