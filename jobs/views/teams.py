@@ -297,7 +297,7 @@ def invite_accept(request: StudioRequest, token: str) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def team_settings(request: StudioRequest, code: UUID) -> HttpResponse:
-    """Monthly limits per mode, for the team's admins."""
+    """Monthly limits (seconds per mode, Kling units), for the team's admins."""
     access = get_team(request.user, code, admin=True)
     team = access.team
     initial: dict[str, int | None] = {
