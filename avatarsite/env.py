@@ -11,6 +11,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
 from urllib.parse import urlparse
 
 from django.core.exceptions import ImproperlyConfigured
@@ -64,6 +65,30 @@ class Env:
         if minimum is not None and number < minimum:
             raise ImproperlyConfigured(f"{name}={number} is too small: the minimum is {minimum}.")
         if maximum is not None and number > maximum:
+            raise ImproperlyConfigured(f"{name}={number} is too large: the maximum is {maximum}.")
+        return number
+
+    def decimal(
+        self,
+        name: builtins.str,
+        default: builtins.str,
+        *,
+        minimum: builtins.str | None = None,
+        maximum: builtins.str | None = None,
+    ) -> Decimal:
+        """A decimal number such as `0.4`; `default`, `minimum` and `maximum` are written
+        as strings so no float rounding creeps in."""
+        value = self.raw(name)
+        text = default if value is None or value == "" else value
+        try:
+            number = Decimal(text)
+        except InvalidOperation:
+            raise ImproperlyConfigured(f"{name}={value!r} is not a number, e.g. 0.4.") from None
+        if not number.is_finite():
+            raise ImproperlyConfigured(f"{name}={value!r} is not a number, e.g. 0.4.")
+        if minimum is not None and number < Decimal(minimum):
+            raise ImproperlyConfigured(f"{name}={number} is too small: the minimum is {minimum}.")
+        if maximum is not None and number > Decimal(maximum):
             raise ImproperlyConfigured(f"{name}={number} is too large: the maximum is {maximum}.")
         return number
 

@@ -345,6 +345,14 @@ KLING_MAX_AUDIO_SECONDS = env.int(
     "KLING_MAX_AUDIO_SECONDS", KLING_PRESETS[KLING_PRESET][1], minimum=2, maximum=300
 )
 KLING_HTTP_TIMEOUT = env.int("KLING_HTTP_TIMEOUT", 30, minimum=1, maximum=300)
+# Kling units per second of video, for estimates until a team has its own history (the
+# simulator charges the same; Kling's pro costs about twice std).
+KLING_UNITS_PER_SECOND_STD = env.decimal(
+    "KLING_UNITS_PER_SECOND_STD", "0.4", minimum="0", maximum="1000"
+)
+KLING_UNITS_PER_SECOND_PRO = env.decimal(
+    "KLING_UNITS_PER_SECOND_PRO", "0.8", minimum="0", maximum="1000"
+)
 # The first status query after submitting (later ones back off); ×10 when callbacks are on.
 KLING_POLL_SECONDS = env.int("KLING_POLL_SECONDS", 3, minimum=1, maximum=600)
 KLING_JOB_DEADLINE_SECONDS = env.int("KLING_JOB_DEADLINE_SECONDS", 7200, minimum=60)

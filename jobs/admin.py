@@ -4,12 +4,13 @@ pages, and an overview of what needs a person."""
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, OuterRef, Q, QuerySet, Subquery, Sum
 from django.http import Http404, HttpRequest
 from django.http.response import HttpResponseBase
 from django.urls import URLPattern, path, reverse
@@ -29,7 +30,9 @@ from jobs.models import (
 )
 from jobs.serve import serve_stored_file
 from jobs.services.jobs import job_cancel, job_poke, job_retry
+from jobs.services.quotas import month_start
 from jobs.services.sharing import share_revoke
+from jobs.services.units import account_units, format_units, units_by_team, units_warning
 
 if TYPE_CHECKING:
     from django_stubs_ext import WithAnnotations
@@ -56,6 +59,18 @@ def overview() -> dict[str, Any]:
         .select_related("team", "created_by")
         .order_by("updated")[:20],
         "kling_account": KlingAccount.objects.filter(pk=1).first(),
+        **units_overview(),
+    }
+
+
+def units_overview() -> dict[str, Any]:
+    """The Kling account's packs (read at most once a minute), whether they cover the work
+    waiting for Kling, and this month's units per team and member."""
+    account = account_units()
+    return {
+        "account": account,
+        "units_warning": units_warning(account),
+        "units_by_team": units_by_team(),
     }
 
 
@@ -69,6 +84,7 @@ class _Counted(TypedDict):
     """What TeamAdmin.get_queryset annotates each team with."""
 
     n_members: int
+    units_month: Decimal | None
 
 
 @admin.register(Team)
@@ -81,6 +97,8 @@ class TeamAdmin(admin.ModelAdmin):
         "quota_draft_seconds",
         "quota_std_seconds",
         "quota_pro_seconds",
+        "monthly_unit_budget",
+        "units_this_month",
         "created",
     ]
     list_filter = ["personal"]
@@ -88,11 +106,26 @@ class TeamAdmin(admin.ModelAdmin):
     inlines = [MembershipInline]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Team]:
-        return super().get_queryset(request).annotate(n_members=Count("memberships"))
+        # A subquery, not a second join: joined with the members it would be counted per member.
+        units = (
+            AvatarJob.objects.filter(team=OuterRef("pk"), created__gte=month_start())
+            .values("team")
+            .annotate(units=Sum("units_charged"))
+            .values("units")
+        )
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(n_members=Count("memberships"), units_month=Subquery(units))
+        )
 
     @admin.display(description="members", ordering="n_members")
     def member_count(self, team: WithAnnotations[Team, _Counted]) -> int:
         return team.n_members
+
+    @admin.display(description="Kling units this month", ordering="units_month")
+    def units_this_month(self, team: WithAnnotations[Team, _Counted]) -> str:
+        return format_units(team.units_month or 0)
 
 
 @admin.register(Membership)
@@ -112,7 +145,7 @@ class BatchAdmin(admin.ModelAdmin):
     list_filter = ["state", "source"]
     search_fields = ["name", "team__name", "created_by__username"]
     list_select_related = ["team", "created_by"]
-    fields = [
+    fields = readonly_fields = (
         "name",
         "team",
         "created_by",
@@ -124,8 +157,7 @@ class BatchAdmin(admin.ModelAdmin):
         "attempts",
         "next_attempt_at",
         "created",
-    ]
-    readonly_fields = fields
+    )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

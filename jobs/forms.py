@@ -379,7 +379,7 @@ class RoleForm(forms.Form):
 
 
 class QuotaForm(forms.Form):
-    """Monthly seconds per mode; empty means no limit."""
+    """Monthly seconds per mode and the monthly Kling unit budget; empty means no limit."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -391,6 +391,13 @@ class QuotaForm(forms.Form):
                 label=f"{label}: seconds a month",
                 help_text="Empty: no limit. 0: this mode is off for the team.",
             )
+        self.fields["unit_budget"] = forms.IntegerField(
+            required=False,
+            min_value=0,
+            max_value=100_000_000,
+            label="Kling units a month (std and pro)",
+            help_text="Empty: no limit. A job or batch whose estimate would go past it is refused.",
+        )
 
 
 class ShareForm(forms.Form):

@@ -52,6 +52,10 @@ class Team(models.Model):
     quota_pro_seconds = models.PositiveIntegerField(
         null=True, blank=True, help_text="Seconds of pro video a month (empty: no limit)."
     )
+    # Kling units the team's std and pro jobs may use in a calendar month; empty: no limit.
+    monthly_unit_budget = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Kling units a month for std and pro (empty: no limit)."
+    )
 
     class Meta:
         ordering = ["name"]

@@ -28,10 +28,12 @@ from jobs.deadline import DeadlineExceeded, deadline, mount_deadline_adapter
 from jobs.kling.errors import AUTH_RENEW_CODES, ErrorKind, KlingError, business_error, classify
 from jobs.kling.replies import (
     KlingAudio,
+    KlingResourcePack,
     KlingTask,
     normalize_status,
     parse_audio,
     parse_float,
+    parse_resource_packs,
     parse_task,
     parse_task_list,
     str_id,
@@ -41,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 CREATE_PATH = "/v1/videos/avatar/image2video"
 TTS_PATH = "/v1/audio/tts"
+COSTS_PATH = "/account/costs"
 
 TOKEN_LIFETIME = 1800  # seconds, as Kling's docs prescribe
 TOKEN_RENEW_MARGIN = 300  # mint a new token this long before the old one expires
@@ -118,14 +121,16 @@ class KlingClient:
         self._token_exp = 0.0
 
     @classmethod
-    def from_settings(cls) -> KlingClient:
-        """A client configured from the settings as they are now (never read at import)."""
+    def from_settings(cls, *, timeout: float | None = None) -> KlingClient:
+        """A client configured from the settings as they are now (never read at import);
+        `timeout` shortens KLING_HTTP_TIMEOUT (e.g. for a call a page waits on)."""
+        limit = float(settings.KLING_HTTP_TIMEOUT)
         return cls(
             settings.KLING_BASE_URL,
             access_key=settings.KLING_ACCESS_KEY,
             secret_key=settings.KLING_SECRET_KEY,
             api_key=settings.KLING_API_KEY,
-            timeout=settings.KLING_HTTP_TIMEOUT,
+            timeout=limit if timeout is None else min(timeout, limit),
         )
 
     @property
@@ -447,6 +452,18 @@ class KlingClient:
             f"{data.get('task_status_msg') or 'no reason given'})",
             request_id=request_id,
         )
+
+    def account_costs(self, *, start: datetime, end: datetime) -> list[KlingResourcePack]:
+        """The account's resource packs (GET /account/costs) in the window `start`..`end`.
+
+        Free, but Kling allows one request a second and its amounts may lag (up to 12 h).
+        """
+        params = {
+            "start_time": int(start.timestamp() * 1000),
+            "end_time": int(end.timestamp() * 1000),
+        }
+        data, _ = self._request("GET", COSTS_PATH, params=params)
+        return parse_resource_packs(data)
 
     def download(self, url: str, dest: Writable, *, max_bytes: int, timeout: float) -> int:
         """Stream `url` into `dest`; return the number of bytes written.

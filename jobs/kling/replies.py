@@ -46,6 +46,27 @@ class KlingTask:
         return self.status in ("succeed", "failed")
 
 
+@dataclass(frozen=True)
+class KlingResourcePack:
+    """One resource pack of GET /account/costs (amounts in Kling units; they may lag)."""
+
+    name: str
+    pack_id: str
+    status: str  # Kling's word: "online", "runOut", "expired", ...
+    total: Decimal | None
+    used: Decimal | None
+    remaining: Decimal | None
+    effective_at: datetime | None
+    expires_at: datetime | None
+
+    @property
+    def is_usable(self) -> bool:
+        """Whether its remaining units can still be spent: online (or no status) and valid."""
+        if self.status and self.status.lower() not in ("online", "active"):
+            return False
+        return self.expires_at is None or self.expires_at > datetime.now(UTC)
+
+
 _STATUS_ALIASES = {
     "succeed": "succeed",
     "succeeded": "succeed",
@@ -201,3 +222,33 @@ def _list_items(data: Any) -> Iterable[Any]:
             if isinstance(data.get(key), list):
                 return data[key]
     return []
+
+
+def parse_resource_packs(data: Any) -> list[KlingResourcePack]:
+    """The packs of a costs reply: `data.resource_pack_subscribe_infos[]` (a gateway may nest
+    the list one level deeper, or send it bare)."""
+    if isinstance(data, dict) and not isinstance(data.get("resource_pack_subscribe_infos"), list):
+        data = _dict_at(data, "data") or data
+    items = data.get("resource_pack_subscribe_infos") if isinstance(data, dict) else data
+    packs = []
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict):
+            continue
+        total = parse_decimal(item.get("total_quantity"))
+        remaining = parse_decimal(item.get("remaining_quantity"))
+        used = parse_decimal(item.get("used_quantity"))
+        if used is None and total is not None and remaining is not None:
+            used = total - remaining
+        packs.append(
+            KlingResourcePack(
+                name=str(item.get("resource_pack_name") or item.get("resource_pack_id") or "pack"),
+                pack_id=str_id(item.get("resource_pack_id")),
+                status=str(item.get("status") or ""),
+                total=total,
+                used=used,
+                remaining=remaining,
+                effective_at=parse_timestamp(item.get("effective_time")),
+                expires_at=parse_timestamp(item.get("invalid_time")),
+            )
+        )
+    return packs

@@ -139,6 +139,10 @@ class SimulatorConfig:
     # than succeed, with no audio in it).
     tts_error_rates: dict[int, float] = field(default_factory=dict)  # code → chance
     tts_pending_rate: float = 0.0  # answer "processing" with no audios
+    # GET /account/costs: the one pack's size (remaining = this minus what tasks used), and
+    # errors on demand (code → chance, e.g. {5000: 1.0} for a failing endpoint).
+    costs_total_units: float = 10000.0
+    costs_error_rates: dict[int, float] = field(default_factory=dict)
     video_factory: Callable[[bytes, bytes], bytes] | None = None  # (image, audio) → MP4 bytes
     seed: int | None = None  # for reproducible faults
 
@@ -432,7 +436,7 @@ class KlingSimulator:
         unknown = set(changes) - known
         if unknown:
             raise ValueError(f"Unknown simulator options: {', '.join(sorted(unknown))}")
-        for name in ("error_rates", "query_error_rates", "tts_error_rates"):
+        for name in ("error_rates", "query_error_rates", "tts_error_rates", "costs_error_rates"):
             if name in changes:
                 changes[name] = {int(k): float(v) for k, v in (changes[name] or {}).items()}
         with self._lock:
@@ -922,13 +926,14 @@ class KlingSimulator:
             raise SimError(1201, "start_time and end_time (Unix ms) are required") from None
         if start > end:
             raise SimError(1201, "start_time must not be after end_time")
+        self._inject(self.config.costs_error_rates)
         with self._lock:
             now = time.monotonic()
             if now - self._last_costs_query < 1.0:
                 raise SimError(1302, "At most one costs query per second", reason="rate_limit")
             self._last_costs_query = now
             used = sum((t.units for t in self._tasks.values()), Decimal("0"))
-        total = Decimal("10000")
+        total = Decimal(str(self.config.costs_total_units))
         return _Reply(
             200,
             self._envelope(

@@ -38,6 +38,7 @@ from jobs.models import Asset, AvatarJob, JobTemplate, Team
 from jobs.services.assets import asset_store
 from jobs.services.jobs import check_mode, clean_job_name
 from jobs.services.quotas import seconds_used
+from jobs.services.units import check_batch_budget
 from jobs.tts.script import check_script, estimate_seconds, normalize_script
 from jobs.voices import VOICES
 
@@ -443,6 +444,7 @@ def batch_check(
         if zipped is not None:
             zipped.close()
     _check_names(check.rows)
+    check_batch_budget(team=team, rows=check.rows)  # first, so the seconds count passing rows
     check.needs = _check_quota(team, check.rows)
     return check
 

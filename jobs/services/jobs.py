@@ -31,6 +31,7 @@ from jobs.media.portraits import ValidPortrait
 from jobs.models import JOB_NAME_MAX_CHARS, Asset, AvatarJob, Batch, Team
 from jobs.services.assets import asset_store
 from jobs.services.quotas import check_quota
+from jobs.services.units import check_unit_budget
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +146,7 @@ def job_create(
         # A pasted Kling audio id's length is unknown: reserve the longest allowed.
         seconds = audio.duration if audio else settings.KLING_MAX_AUDIO_SECONDS
         check_quota(team=team, mode=mode, seconds=seconds)
+        check_unit_budget(team=team, mode=mode, seconds=seconds)
         created = timezone.now()
         name = name or default_job_name(
             prompt=prompt,

@@ -36,7 +36,7 @@ def _counted_jobs(team: Team, since: Any) -> Any:
     )
 
 
-def _job_seconds() -> Coalesce:
+def job_seconds() -> Coalesce:
     """A job's seconds: its video's, else its voice-over's, else (a pasted audio id) the most
     a voice-over may last."""
     return Coalesce("duration", "audio__duration", Value(float(settings.KLING_MAX_AUDIO_SECONDS)))
@@ -44,9 +44,7 @@ def _job_seconds() -> Coalesce:
 
 def seconds_used(*, team: Team, mode: str, now: Any = None) -> float:
     used = (
-        _counted_jobs(team, month_start(now))
-        .filter(mode=mode)
-        .aggregate(s=Sum(_job_seconds()))["s"]
+        _counted_jobs(team, month_start(now)).filter(mode=mode).aggregate(s=Sum(job_seconds()))["s"]
     )
     return float(used or 0)
 
@@ -75,7 +73,7 @@ def usage_summary(*, team: Team, now: Any = None) -> dict[str, Any]:
         _counted_jobs(team, month_start(now))
         .values("created_by__username", "mode")
         .annotate(
-            seconds=Sum(_job_seconds()),
+            seconds=Sum(job_seconds()),
             units=Sum("units_charged"),
         )
         .order_by("created_by__username", "mode")

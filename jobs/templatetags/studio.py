@@ -12,6 +12,7 @@ from django.urls import get_script_prefix, reverse
 
 from jobs import presenters
 from jobs.models import AvatarJob
+from jobs.services.units import format_units
 
 register = template.Library()
 
@@ -27,6 +28,12 @@ for _filter in (
     presenters.has_captions,
 ):
     register.filter(_filter.__name__, _filter)
+
+
+@register.filter
+def units(value: Any, places: int = 3) -> str:
+    """Kling units as Kling writes them (1.5, 12, 0.125); empty for no value."""
+    return "" if value is None or value == "" else format_units(value, int(places))
 
 
 _PATHS: dict[tuple[str, str], str] = {}

@@ -30,6 +30,7 @@ from jobs.links import public_base_url
 from jobs.models import AvatarJob, Batch, JobTemplate
 from jobs.services import batch_jobs
 from jobs.services import batches as batch_services
+from jobs.services.units import batch_units
 from jobs.views.dashboard import POLL_SECONDS, parse_codes
 from jobs.views.teams import no_store
 from jobs.zipstream import stream_zip
@@ -72,7 +73,11 @@ def batch_new(request: StudioRequest) -> HttpResponse:
     check = batch_services.batch_check(
         team=access.team, csv_text=data["csv_text"], archive=archive, template=template
     )
-    context.update(check=check, quota=batch_services.quota_figures(check.needs))
+    context.update(
+        check=check,
+        quota=batch_services.quota_figures(check.needs),
+        unit_estimate=batch_units(team=access.team, rows=check.good_rows),
+    )
     if check.ok or (data["drop_bad"] and check.usable):
         plan = batch_services.batch_store_files(check=check, team=access.team, user=request.user)
         upload = data.get("rows_file")

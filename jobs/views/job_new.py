@@ -25,6 +25,7 @@ from jobs.media.portraits import ValidPortrait, validate_portrait
 from jobs.models import Asset, AvatarJob
 from jobs.services.assets import asset_store
 from jobs.services.jobs import job_create
+from jobs.services.units import UnitEstimate, estimates_for
 from jobs.views.dashboard import parse_codes
 
 LIBRARY_PICKS = 12  # library files offered on the new-job page, newest first
@@ -45,6 +46,8 @@ class FilePick:
     selected: Asset | None
     library: list[Asset]
     errors: list[str] = dataclass_field(default_factory=list)
+    # A picked voice-over's Kling units in std and pro, before the job is made.
+    estimates: list[UnitEstimate] = dataclass_field(default_factory=list)
 
     @property
     def asset_name(self) -> str:
@@ -67,7 +70,10 @@ def file_pick(
     recent = list(library[:LIBRARY_PICKS])
     if selected is not None and selected not in recent:
         recent.insert(0, selected)  # a pick from further back stays visible and checked
-    return FilePick(kind, form[kind], selected, recent, errors or [])
+    estimates = []
+    if kind == "audio" and selected is not None and kling.is_configured():
+        estimates = estimates_for(team=form.team, seconds=selected.duration)
+    return FilePick(kind, form[kind], selected, recent, errors or [], estimates)
 
 
 def asset_kind(kind: str) -> str:

@@ -30,6 +30,13 @@ from jobs.models import AvatarJob, Membership, TeamInvite
 from jobs.services import teams
 from jobs.services.quotas import quota_set, usage_summary
 from jobs.services.teams import invite_find, member_set_role
+from jobs.services.units import (
+    account_units,
+    budget_summary,
+    format_units,
+    unit_budget_set,
+    units_warning,
+)
 
 ResponseT = TypeVar("ResponseT", bound=HttpResponseBase)
 
@@ -290,22 +297,21 @@ def invite_accept(request: StudioRequest, token: str) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def team_settings(request: StudioRequest, code: UUID) -> HttpResponse:
-    """Monthly limits per mode, for the team's admins."""
+    """Monthly limits (seconds per mode, Kling units), for the team's admins."""
     access = get_team(request.user, code, admin=True)
     team = access.team
-    initial = {mode: team.quota_seconds(mode) for mode in AvatarJob.Mode.values}
+    initial: dict[str, int | None] = {
+        mode: team.quota_seconds(mode) for mode in AvatarJob.Mode.values
+    }
+    initial["unit_budget"] = team.monthly_unit_budget
     form = QuotaForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         for mode in AvatarJob.Mode.values:
             quota_set(team=team, mode=mode, seconds=form.cleaned_data[mode])
+        unit_budget_set(team=team, units=form.cleaned_data["unit_budget"])
         messages.success(request, "Saved the monthly limits.")
         return redirect("jobs:team-settings", code=team.code)
     return render(request, "teams/team_settings.html", {"access": access, "form": form})
-
-
-def _units(value: Any) -> str:
-    """Kling units as Kling writes them: 1.5, 12, 0.125 (no padding zeros)."""
-    return f"{float(value):,.3f}".rstrip("0").rstrip(".")
 
 
 @login_required
@@ -314,6 +320,7 @@ def team_usage(request: StudioRequest, code: UUID) -> HttpResponse:
     """This month's generated seconds per member and mode, Kling's units, and what is left."""
     access = get_team(request.user, code)
     summary = usage_summary(team=access.team)
+    account = account_units()
     labels = dict(AvatarJob.Mode.choices)
     people: dict[str, dict[str, Any]] = defaultdict(lambda: {"seconds": {}, "units": 0})
     for row in summary["rows"]:
@@ -324,7 +331,7 @@ def team_usage(request: StudioRequest, code: UUID) -> HttpResponse:
         {
             "name": name,
             "seconds": [numbers["seconds"].get(mode, 0) for mode in AvatarJob.Mode.values],
-            "units": _units(numbers["units"]),
+            "units": format_units(numbers["units"]),
         }
         for name, numbers in sorted(people.items())
     ]
@@ -345,6 +352,9 @@ def team_usage(request: StudioRequest, code: UUID) -> HttpResponse:
         "members": members,
         "mode_labels": [labels[mode] for mode in AvatarJob.Mode.values],
         "modes": modes,
-        "total_units": _units(sum(p["units"] for p in people.values())),
+        "total_units": format_units(sum(p["units"] for p in people.values())),
+        "budget": budget_summary(team=access.team),
+        "account": account,
+        "units_warning": units_warning(account) if access.is_admin else None,
     }
     return render(request, "teams/team_usage.html", context)
