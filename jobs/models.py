@@ -223,6 +223,7 @@ class Batch(models.Model):
     class Source(models.TextChoices):
         WEB = "web", "web"
         COMMAND = "command", "command"
+        API = "api", "API"
 
     code = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="batches")
