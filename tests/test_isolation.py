@@ -175,6 +175,11 @@ COVERED: dict[str, Covered] = {
     # Leaving is open to every member, viewers too: only outsiders are refused (404).
     "jobs:team-leave": Covered(TEAM, write=True, get=False, viewer_post=302),
     "jobs:job-save-template": Covered({"code": "job"}, write=True, get=False),
+    # GET is the form or the confirmation, for those who may rename or delete only.
+    "jobs:template-rename": Covered(
+        {"code": "template"}, write=True, data={"name": "Renamed template"}
+    ),
+    "jobs:template-delete": Covered({"code": "template"}, write=True),
     "jobs:batch-detail": Covered({"code": "batch"}, write=False),
     "jobs:batch-report": Covered({"code": "batch"}, write=False),
     "jobs:batch-videos": Covered({"code": "batch"}, write=False),
@@ -277,6 +282,7 @@ def assert_nothing_changed(team: Team) -> None:
     assert not AvatarJob.objects.filter(name="Renamed job").exists()
     assert not AvatarJob.objects.filter(status=AvatarJob.Status.CANCELED).exists()
     assert AvatarJob.objects.filter(status=AvatarJob.Status.FAILED).count() == 1
+    assert list(JobTemplate.objects.values_list("name", flat=True)) == ["World template"]
 
 
 @pytest.mark.parametrize(("route", "kinds"), covered_cases())
@@ -432,6 +438,9 @@ ROLE_MATRIX = [
     Action("api:token-revoke", {"code": "api_token"}, {}, (302, 302, 404, 404)),
     # Members may keep any teammate's job as a template (making jobs is theirs to do).
     Action("jobs:job-save-template", {"code": "job"}, {}, (302, 302, 403, 404)),
+    # Templates are the team's: whoever may save one may rename or delete any.
+    Action("jobs:template-rename", {"code": "template"}, {"name": "Renamed"}, (302, 302, 403, 404)),
+    Action("jobs:template-delete", {"code": "template"}, {}, (302, 302, 403, 404)),
     Action("jobs:batch-cancel", {"code": "batch"}, {}, (302, 403, 403, 404)),
     Action("jobs:batch-retry", {"code": "batch"}, {}, (302, 403, 403, 404)),
     # Actions on the current team: no object in the URL.

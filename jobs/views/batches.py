@@ -49,6 +49,7 @@ def batch_new(request: StudioRequest) -> HttpResponse:
         "access": access,
         "recent": _recent(access),
         "templates": JobTemplate.objects.filter(team=access.team).select_related("portrait"),
+        "can_manage_templates": access.may("manage_template"),
     }
     if request.method != "POST":
         template = _template(request, access, request.GET.get("template", ""))
