@@ -1,11 +1,13 @@
 """Benchmark the web tier's memory while a batch's "download all" streams 200 videos as one ZIP.
 
-Run from the repository root:  .venv/bin/python bench/batchzip.py [--runs N] [--videos 200]
+Run from the repository root:
+    .venv/bin/python bench/batchzip.py [--runs N] [--videos 200] [--max-mb 5] [--s3]
 
 What is measured: the growth of the gunicorn worker's resident memory while it answers
 GET /batches/<id>/videos.zip (jobs/views/batches.py, through the whole middleware stack) for a
 batch of 200 succeeded jobs whose results are real files of 2 to 5 MB in the studio's storage
-(local files), read over HTTP by a client that takes the stream as it comes.
+(local files; with --s3 an S3 bucket: moto's server on loopback, a process of its own, so its
+memory is not counted), read over HTTP by a client that takes the stream as it comes.
 
 How: a setup child migrates a throw-away SQLite database in a temporary DATA_DIR, makes a user
 and a session (the cookie a browser would send), a batch of `--videos` jobs marked succeeded,
@@ -23,6 +25,7 @@ there, stored, at its size. The parent never imports Django. Figures are medians
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -45,6 +48,8 @@ TARGET_MB = 100
 HOST = "127.0.0.1"
 READ = 1 << 20
 MB = 1 << 20
+BUCKET = "bench-batchzip"
+KEYS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench-secret"}
 
 
 def free_port() -> int:
@@ -80,7 +85,7 @@ def children(pid: int) -> list[int]:
 # --- the Django child ---------------------------------------------------------------------
 
 
-def make(videos: int) -> dict[str, Any]:
+def make(videos: int, max_mb: int) -> dict[str, Any]:
     """The database, the session, the two batches and their result files."""
     from django.contrib.auth import get_user_model
     from django.core.files.base import ContentFile
@@ -106,7 +111,7 @@ def make(videos: int) -> dict[str, Any]:
     portrait = asset_store(team=team, user=user, valid=validate_portrait(work / "face.jpg"))
     audio = asset_store(team=team, user=user, valid=validate_audio(voice))
     rng = random.Random(16)
-    block = rng.randbytes(6 * MB)
+    block = rng.randbytes((max_mb + 1) * MB)
 
     def batch_of(count: int, name: str, low: int, high: int) -> tuple[str, int]:
         batch = Batch.objects.create(team=team, created_by=user, name=name)
@@ -130,7 +135,7 @@ def make(videos: int) -> dict[str, Any]:
             total += size
         return str(batch.code), total
 
-    big, total = batch_of(videos, "Bench batch", 2 * MB, 5 * MB)
+    big, total = batch_of(videos, "Bench batch", min(2, max_mb) * MB, max_mb * MB)
     small, _ = batch_of(2, "Warm-up batch", 64 * 1024, 128 * 1024)
     client = Client()
     client.force_login(user)
@@ -248,27 +253,66 @@ def one_run(setup: dict[str, Any], env: dict[str, str], scratch: Path) -> dict[s
     }
 
 
+def bucket(stack: contextlib.ExitStack) -> dict[str, str]:
+    """moto's S3 server on a free port, with the bench's bucket; the settings that use it."""
+    port = free_port()
+    moto = subprocess.Popen(
+        [PY, "-m", "moto.server", "-H", HOST, "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    stack.callback(stop_web, moto)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            socket.create_connection((HOST, port), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise SystemExit("moto's S3 server did not come up") from None
+            time.sleep(0.1)
+    url = f"http://{HOST}:{port}"
+    import boto3
+
+    boto3.client(
+        "s3", endpoint_url=url, region_name="us-east-1",
+        aws_access_key_id=KEYS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=KEYS["AWS_SECRET_ACCESS_KEY"],
+    ).create_bucket(Bucket=BUCKET)  # fmt: skip
+    return {
+        **KEYS,
+        "STORAGE_URL": f"s3://{BUCKET}/media",
+        "AWS_S3_ENDPOINT_URL": url,
+        "AWS_S3_REGION_NAME": "us-east-1",
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--videos", type=int, default=200)
+    parser.add_argument("--max-mb", type=int, default=5, help="the largest result (from 2 MB)")
+    parser.add_argument("--s3", action="store_true", help="results in S3 (moto) instead of files")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         import django
 
         django.setup()
-        print(json.dumps(make(args.videos)))
+        print(json.dumps(make(args.videos, args.max_mb)))
         return
 
-    with tempfile.TemporaryDirectory(prefix="bench-batchzip-") as tmp:
-        scratch = Path(tmp)
+    with contextlib.ExitStack() as stack:
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-batchzip-")))
         env = {**os.environ, "DATA_DIR": str(scratch / "data"), "LOG_LEVEL": "ERROR"}
         env.update(DJANGO_SETTINGS_MODULE="avatarsite.settings", ALLOWED_HOSTS=HOST)
         for name in ("DATABASE_URL", "REDIS_URL", "MEDIA_ROOT", "STORAGE_URL"):
             env.pop(name, None)
+        if args.s3:
+            env.update(bucket(stack))
         made = subprocess.run(
-            [PY, __file__, "--child", "--videos", str(args.videos)],
+            [PY, __file__, "--child", "--videos", str(args.videos), "--max-mb", str(args.max_mb)],
             capture_output=True,
             cwd=ROOT,
             env=env,
@@ -284,10 +328,14 @@ def main() -> None:
     rate = med["bytes"] / MB / med["seconds"]
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     ok = "met" if med["growth_mb"] < TARGET_MB else "MISSED"
-    print(f"runs: {args.runs}, a fresh gunicorn each (run_studio's web command); load {load}")
+    where = "an S3 bucket (moto)" if args.s3 else "local files"
     print(
-        f"{args.videos} videos of 2-5 MB, {setup['bytes'] / MB:.1f} MiB of video; the ZIP "
-        f"{med['bytes'] / MB:.1f} MiB, every member stored at its size"
+        f"runs: {args.runs}, a fresh gunicorn each (run_studio's web command), results in "
+        f"{where}; load {load}"
+    )
+    print(
+        f"{args.videos} videos of 2-{args.max_mb} MB, {setup['bytes'] / MB:.1f} MiB of video; "
+        f"the ZIP {med['bytes'] / MB:.1f} MiB, every member stored at its size"
     )
     print(
         f"the answering worker: RSS baseline {med['baseline_mb']:.1f} MB, peak "
@@ -295,7 +343,8 @@ def main() -> None:
         f"{med['other_growth_mb']:.1f} MB; growth target under {TARGET_MB} MB: {ok}"
     )
     print(
-        f"batchzip: {args.videos} videos, {med['bytes'] / MB:.1f} MiB in {med['seconds']:.2f} s "
+        f"batchzip{' s3' if args.s3 else ''}: {args.videos} videos, {med['bytes'] / MB:.1f} MiB "
+        f"in {med['seconds']:.2f} s "
         f"({rate:.0f} MiB/s), web RSS growth {med['growth_mb']:.1f} MB median (runs: {each})"
     )
     if med["growth_mb"] >= TARGET_MB:

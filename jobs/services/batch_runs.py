@@ -21,6 +21,7 @@ from django.db.models.fields.files import FieldFile
 from django.utils.text import slugify
 
 from jobs.models import AvatarJob, Batch, JobTemplate, Team
+from jobs.serve import open_stored
 from jobs.services.batches import (
     BatchCheck,
     batch_check,
@@ -100,4 +101,4 @@ def video_entries(rows: list[AvatarJob]) -> Iterator[tuple[str, datetime, Opener
 
 
 def _opener(file: FieldFile) -> Opener:
-    return lambda: file.open("rb")
+    return lambda: open_stored(file)  # from a bucket too, a chunk at a time
