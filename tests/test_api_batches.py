@@ -351,3 +351,40 @@ def test_the_openapi_document_puts_batches_at_the_root_only():
         ]
     body = paths["/api/batches"]["post"]["requestBody"]["content"]
     assert set(body) == {"application/json", "multipart/form-data"}
+
+
+def test_a_text_field_sent_as_a_file_and_a_csv_past_the_forms_limit(client, token):
+    template = SimpleUploadedFile("t.txt", b"Welcome")
+    reply = client.post(BATCHES, {"csv": "a,b\n", "template": template}, **bearer(token))
+    assert reply.json()["message"] == "template: must be a text field, not a file part"
+    reply = client.post(BATCHES, {"csv": "name,portrait\n" + "x,y\n" * 700_000}, **bearer(token))
+    assert reply.status_code == 400 and "send the CSV as a file part" in reply.json()["message"]
+
+
+def test_a_quota_that_moved_since_the_check_is_1102(client, token, portrait, audio, monkeypatch):
+    from django.core.exceptions import ValidationError
+
+    from jobs.services import batch_runs
+
+    def refuse(**kwargs: Any) -> None:
+        raise ValidationError("Row 1: 0 s of draft video left. Nothing was queued.", code="quota")
+
+    monkeypatch.setattr(batch_runs, "batch_create", refuse)
+    reply = post_json(
+        client, token, {"csv": f"name,portrait,audio\nA,{portrait.name},{audio.name}\n"}
+    )
+    assert reply.status_code == 429 and reply.json()["code"] == 1102
+    assert reply.json()["message"].startswith("quota: Row 1: 0 s of draft video left")
+
+
+def test_the_role_table_is_asked_too(teammate, team):
+    """A viewer's token is refused at authentication already; the view asks the gate as well."""
+    from jobs.api.batches import _access
+    from jobs.api.contract import ApiError
+
+    token, _ = api_token_create(user=teammate, team=team)
+    assert _access(token, "create_batch").membership.user == teammate
+    Membership.objects.filter(user=teammate, team=team).update(role=Membership.Role.VIEWER)
+    with pytest.raises(ApiError) as refused:
+        _access(token, "create_batch")
+    assert refused.value.code == 1103 and "can only view and download" in refused.value.message

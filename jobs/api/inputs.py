@@ -407,10 +407,20 @@ def _batch_json(body: dict[str, Any]) -> BatchRequest:
 def _batch_form(request: HttpRequest) -> BatchRequest:
     try:
         form, files = request.POST, request.FILES
-    except (RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent, MultiPartParserError) as exc:
-        # Past the route's cap the body-cap middleware turns this into its 413.
+    except RequestDataTooBig:
+        # Past the route's cap the body-cap middleware turns this into its 413; otherwise the
+        # text fields passed Django's limit for them (DATA_UPLOAD_MAX_MEMORY_SIZE).
+        raise ApiError(
+            BAD_REQUEST,
+            "body: the form's text fields are larger than Django takes: send the CSV as a file "
+            "part (curl: -F csv=@rows.csv).",
+        ) from None
+    except (TooManyFieldsSent, TooManyFilesSent, MultiPartParserError) as exc:
         raise ApiError(BAD_REQUEST, f"body: the multipart form cannot be read: {exc}") from None
     _unknown([*form.keys(), *files.keys()])
+    for field in ("template", "name", "drop_bad_rows"):
+        if field in files:
+            raise bad(field, "must be a text field, not a file part")
     for field in BATCH_FIELDS:
         if len(form.getlist(field)) + len(files.getlist(field)) > 1:
             raise bad(field, "is given more than once: send it once")
