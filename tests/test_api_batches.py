@@ -311,6 +311,8 @@ def test_another_teams_batch_does_not_exist(client, token, owner, outsider, port
     reply = client.get(f"{BATCHES}/{batch_id}/elsewhere/", **bearer(token))
     assert reply.status_code == 404 and reply.json()["code"] == 1203
     assert client.get(f"{BATCHES}/{batch_id}/elsewhere/").status_code == 401
+    reply = client.post(f"{BATCHES}/", {"csv": "a,b\n"}, **bearer(token))
+    assert reply.status_code == 404 and "without a trailing slash" in reply.json()["message"]
 
 
 def test_the_route_has_its_body_cap(client, token):

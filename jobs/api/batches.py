@@ -243,4 +243,5 @@ def batch_videos(request: HttpRequest, token: ApiToken, ref: str) -> StreamingHt
 @api_view("GET", "POST")
 def batch_not_found(request: HttpRequest, token: ApiToken, rest: str = "") -> Any:
     """Any other path under /api/batches/: Kling's "not found", after the token is checked."""
-    raise ApiError(NOT_FOUND, f"The requested resource does not exist: {request.path}")
+    hint = " (batches are made by POST /api/batches, without a trailing slash)" if not rest else ""
+    raise ApiError(NOT_FOUND, f"The requested resource does not exist: {request.path}{hint}")
