@@ -99,6 +99,9 @@ RULES: dict[str, Rule] = {
             NONE,
             _not_own("batch", "cancel or retry it"),
         ),
+        # Templates are the team's, like the library's uploads, but nothing depends on one
+        # (jobs keep their own inputs), so whoever may save one may rename or delete any.
+        Rule("manage_template", "rename and delete the team's templates", ALL, ALL, NONE),
         Rule("library_upload", "add portraits and voice-overs to the library", ALL, ALL, NONE),
         Rule(
             "library_rename",

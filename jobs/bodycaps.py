@@ -82,6 +82,9 @@ BATCH = BodyCap(
     f"a batch: a spreadsheet of up to 2 MB and a ZIP of up to {BATCH_ZIP_MAX_BYTES // MB} MB",
     advice="Split the batch, or name files already in the library instead of zipping them.",
 )
+# The same batch over the API (POST /api/batches), as a multipart form (a JSON body, the CSV as
+# text, is held to the API's own BODY_MAX_BYTES by jobs/api/inputs.py).
+API_BATCH = BodyCap(BATCH.max_bytes, BATCH.what, advice=BATCH.advice, api=True)
 # The confirmation carries the checked plan (signed, compressed): up to 500 rows of scripts.
 BATCH_CONFIRM = BodyCap(2 * MB, "a batch's confirmation", "Split the batch in two.")
 # Django refuses form fields beyond DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MB) itself; the admin's
@@ -103,6 +106,8 @@ ROUTE_CAPS: tuple[tuple[re.Pattern[str], BodyCap], ...] = tuple(
         (r"^batches/new/$", BATCH),
         (r"^batches/new/confirm/$", BATCH_CONFIRM),
         (r"^(?:kling/)?v1/", API),
+        (r"^api/batches/?$", API_BATCH),  # the slash: refused with a word, not a 413
+        (r"^api/batches/", API_QUERY),
         (r"^(?:kling/)?account/", API_QUERY),
         (r"^admin/", ADMIN),
         (r"^hooks/kling/", CALLBACK),

@@ -293,6 +293,18 @@ class AssetRenameForm(forms.Form):
     )
 
 
+class TemplateRenameForm(forms.Form):
+    name = forms.CharField(
+        max_length=JOB_NAME_MAX_CHARS,
+        label="New name",
+        error_messages={
+            "required": "The name is empty: give the template a name.",
+            "max_length": f"The name is too long: shorten it to {JOB_NAME_MAX_CHARS} "
+            "characters or fewer.",
+        },
+    )
+
+
 class VoiceoverForm(forms.Form):
     """A voice-over written as text: the script, the voice that reads it, and how fast.
 

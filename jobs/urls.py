@@ -2,7 +2,17 @@
 
 from django.urls import path
 
-from jobs.views import batches, dashboard, job, job_new, library, share, teams, voiceovers
+from jobs.views import (
+    batches,
+    dashboard,
+    job,
+    job_new,
+    job_templates,
+    library,
+    share,
+    teams,
+    voiceovers,
+)
 
 app_name = "jobs"
 urlpatterns = [
@@ -22,6 +32,9 @@ urlpatterns = [
     path("batches/<uuid:code>/share/", batches.batch_share, name="batch-share"),
     path("batches/<uuid:code>/report.csv", batches.batch_report, name="batch-report"),
     path("batches/<uuid:code>/videos.zip", batches.batch_videos, name="batch-videos"),
+    # Templates (saved from a job's page, listed on the New batch page)
+    path("templates/<uuid:code>/rename/", job_templates.template_rename, name="template-rename"),
+    path("templates/<uuid:code>/delete/", job_templates.template_delete, name="template-delete"),
     # One job
     path("jobs/<uuid:code>/", job.job_detail, name="job-detail"),
     path("jobs/<uuid:code>/cancel/", job.job_cancel, name="job-cancel"),

@@ -1,7 +1,8 @@
 """A member's batch, in a real Chromium at a desktop and a phone size: a spreadsheet and a ZIP
 with one bad row, the row's problem shown, fixed, confirmed, watched to the end live, and the
-report downloaded. Every page is checked by the Persona harness (console errors, CSP
-violations, failed requests, horizontal overflow)."""
+report downloaded; then a row's job saved as a template, renamed and deleted. Every page is
+checked by the Persona harness (console errors, CSP violations, failed requests, horizontal
+overflow, axe-core)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.models import Batch
+from jobs.models import Batch, JobTemplate
 from tests.helpers import (
     ARGS,
     BROWSER,
@@ -85,5 +86,24 @@ def test_member_batch_journey(
         report = Path(download.value.path()).read_text()
         assert report.count("succeeded") == 3 and "Welcome Cy" in report
         bob.check()
+
+        # A row's job kept as a template, renamed and deleted from the New batch page, with
+        # plain forms (no JavaScript needed); the batch and its jobs stay.
+        bob.click("#row-1 a", wait_url=re.compile(r"/jobs/[0-9a-f-]+/$"))
+        bob.click("#save-template", wait_url=re.compile(r"/jobs/[0-9a-f-]+/$"))
+        template = JobTemplate.objects.get(name="Welcome Ana")
+        bob.goto("/batches/new/")
+        bob.click(
+            f"#template-{template.code} a:has-text('Rename')", wait_url=re.compile(r"/rename/$")
+        )
+        bob.page.fill("#template-name", "Welcome (renamed)")
+        bob.click("#confirm-rename", wait_url=re.compile(r"/batches/new/$"))
+        assert "Welcome (renamed)" in bob.page.locator(f"#template-{template.code}").inner_text()
+        bob.click(
+            f"#template-{template.code} a:has-text('Delete')", wait_url=re.compile(r"/delete/$")
+        )
+        bob.click("#confirm-delete", wait_url=re.compile(r"/batches/new/$"))
+        assert bob.page.locator(f"#template-{template.code}").count() == 0
+        assert not JobTemplate.objects.exists() and batch.jobs.count() == 3
         browser.close()
     assert problems == []

@@ -175,6 +175,11 @@ COVERED: dict[str, Covered] = {
     # Leaving is open to every member, viewers too: only outsiders are refused (404).
     "jobs:team-leave": Covered(TEAM, write=True, get=False, viewer_post=302),
     "jobs:job-save-template": Covered({"code": "job"}, write=True, get=False),
+    # GET is the form or the confirmation, for those who may rename or delete only.
+    "jobs:template-rename": Covered(
+        {"code": "template"}, write=True, data={"name": "Renamed template"}
+    ),
+    "jobs:template-delete": Covered({"code": "template"}, write=True),
     "jobs:batch-detail": Covered({"code": "batch"}, write=False),
     "jobs:batch-report": Covered({"code": "batch"}, write=False),
     "jobs:batch-videos": Covered({"code": "batch"}, write=False),
@@ -196,6 +201,10 @@ EXEMPT: dict[str, str] = {
     "api:video-file": "an HMAC-signed result link handed out by the API",
     "api:audio-file": "an HMAC-signed voice-over link handed out by the API's text to speech",
     "api:not-found": "the API's catch-all: answers Kling's 'not found' envelope, takes no object",
+    "api:batch": "the API: Bearer token, team from the token (tests/test_api_batches.py)",
+    "api:batch-report": "the API: Bearer token, team from the token (tests/test_api_batches.py)",
+    "api:batch-videos": "the API: Bearer token, team from the token (tests/test_api_batches.py)",
+    "api:batch-not-found": "the batches' catch-all: Bearer token, then Kling's 'not found'",
     "jobs:invite-accept": "the invite token is the credential (tests/test_team_pages.py)",
     "invite-signup": "the invite token is the credential (tests/test_onboarding.py)",
     "password_reset_confirm": "Django's password reset token (tests/test_sharing.py)",
@@ -274,6 +283,7 @@ def assert_nothing_changed(team: Team) -> None:
     assert not AvatarJob.objects.filter(name="Renamed job").exists()
     assert not AvatarJob.objects.filter(status=AvatarJob.Status.CANCELED).exists()
     assert AvatarJob.objects.filter(status=AvatarJob.Status.FAILED).count() == 1
+    assert list(JobTemplate.objects.values_list("name", flat=True)) == ["World template"]
 
 
 @pytest.mark.parametrize(("route", "kinds"), covered_cases())
@@ -429,6 +439,9 @@ ROLE_MATRIX = [
     Action("api:token-revoke", {"code": "api_token"}, {}, (302, 302, 404, 404)),
     # Members may keep any teammate's job as a template (making jobs is theirs to do).
     Action("jobs:job-save-template", {"code": "job"}, {}, (302, 302, 403, 404)),
+    # Templates are the team's: whoever may save one may rename or delete any.
+    Action("jobs:template-rename", {"code": "template"}, {"name": "Renamed"}, (302, 302, 403, 404)),
+    Action("jobs:template-delete", {"code": "template"}, {}, (302, 302, 403, 404)),
     Action("jobs:batch-cancel", {"code": "batch"}, {}, (302, 403, 403, 404)),
     Action("jobs:batch-retry", {"code": "batch"}, {}, (302, 403, 403, 404)),
     # Nothing finished in the battery's batch: the admin is sent back with the reason.

@@ -22,7 +22,16 @@ from django.http import Http404
 from django.urls import NoReverseMatch, reverse
 
 from jobs.access import RULES, Access, authorize, get_job
-from jobs.models import Asset, AvatarJob, Batch, Membership, ShareLink, Team, TeamInvite
+from jobs.models import (
+    Asset,
+    AvatarJob,
+    Batch,
+    JobTemplate,
+    Membership,
+    ShareLink,
+    Team,
+    TeamInvite,
+)
 from jobs.services.assets import asset_store
 from jobs.services.sharing import share_create
 from jobs.services.teams import invite_create
@@ -53,6 +62,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "team_settings": {"admin": OK, "member": NO, "viewer": NO},
     "create_batch": {"admin": OK, "member": OK, "viewer": NO},
     "manage_batch": {"admin": (OK, OK), "member": (OK, NO), "viewer": (NO, NO)},
+    # Whoever may save a template may rename or delete any of the team's.
+    "manage_template": {"admin": OK, "member": OK, "viewer": NO},
 }
 READ_ONLY = {"view", "download", "api_tokens"}  # checked by test_isolation and test_api
 
@@ -225,6 +236,15 @@ def _manage_batch(w: World, creator) -> Call:
     )
 
 
+def _manage_template(w: World, _creator) -> Call:
+    template = JobTemplate.objects.create(team=w.team, created_by=w.users["admin"], name="T")
+    return Call(
+        reverse("jobs:template-rename", args=[template.code]),
+        {"name": "Renamed"},
+        done=lambda: JobTemplate.objects.get(pk=template.pk).name == "Renamed",
+    )
+
+
 CALLS: dict[str, Callable[[World, Any], Call]] = {
     "cancel": _cancel,
     "retry": _retry,
@@ -242,6 +262,7 @@ CALLS: dict[str, Callable[[World, Any], Call]] = {
     "team_settings": _team_settings,
     "create_batch": _create_batch,
     "manage_batch": _manage_batch,
+    "manage_template": _manage_template,
 }
 
 # Team actions of the current team: an outsider acts in their own team, so no 404 to check.

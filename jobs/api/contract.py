@@ -70,13 +70,22 @@ CALLBACK_URL_MAX_CHARS = 2000  # AvatarJob.client_callback_url
 
 
 class ApiError(Exception):
-    """A Kling error answer: business code, message (the field first), HTTP status."""
+    """A Kling error answer: business code, message (the field first), HTTP status, and (for
+    a refusal with details, such as a batch's rows) the envelope's `data`."""
 
-    def __init__(self, code: int, message: str, *, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        code: int,
+        message: str,
+        *,
+        headers: dict[str, str] | None = None,
+        data: Any = None,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.headers = headers or {}
+        self.data = data
 
     @property
     def http_status(self) -> int:
@@ -152,7 +161,7 @@ def envelope(data: Any, request_id: str) -> JsonResponse:
 
 
 def error_response(exc: ApiError, request_id: str) -> JsonResponse:
-    body = {"code": exc.code, "message": exc.message, "request_id": request_id, "data": None}
+    body = {"code": exc.code, "message": exc.message, "request_id": request_id, "data": exc.data}
     response = JsonResponse(body, status=exc.http_status)
     for name, value in exc.headers.items():
         response[name] = value

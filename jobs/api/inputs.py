@@ -13,12 +13,21 @@ import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from django.core.cache import cache
+from django.core.exceptions import (
+    RequestDataTooBig,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+    ValidationError,
+)
 from django.core.files.base import ContentFile
+from django.core.files.uploadedfile import UploadedFile
 from django.http import HttpRequest
+from django.http.multipartparser import MultiPartParserError
 
 from jobs import netfetch
 from jobs.api.contract import (
@@ -37,6 +46,8 @@ from jobs.media.audio import ValidAudio, validate_audio
 from jobs.media.limits import AUDIO_MAX_BYTES, MB, PORTRAIT_MAX_BYTES, MediaError
 from jobs.media.portraits import ValidPortrait, validate_portrait
 from jobs.media.sniffing import sniff
+from jobs.models import JOB_NAME_MAX_CHARS
+from jobs.services.batches import CSV_MAX_BYTES, read_csv_upload
 
 _PROCESS_FETCHES = threading.BoundedSemaphore(FETCHES_PER_PROCESS)
 _URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
@@ -309,3 +320,145 @@ def sound_from(value: str) -> ValidAudio:
     except MediaError as exc:
         raise bad("sound_file", " ".join(exc.messages)) from None
     return valid
+
+
+# --- a batch: the spreadsheet as JSON text or a multipart file, and its ZIP ------------------
+
+BATCH_FIELDS = ("csv", "zip", "template", "drop_bad_rows", "name")
+# drop_bad_rows in a multipart form: the words curl users write, and nothing else.
+_FORM_TRUE = ("true", "1", "yes", "on")
+_FORM_FALSE = ("false", "0", "no", "off", "")
+
+
+@dataclass
+class BatchRequest:
+    """A batch request's inputs, read but not yet checked against the team."""
+
+    csv_text: str
+    archive: UploadedFile | None = None
+    template: str = ""  # a template's name
+    drop_bad_rows: bool = False
+    name: str = ""
+    filename: str = ""  # the CSV file's name, for the default batch name
+
+
+def batch_request(request: HttpRequest) -> BatchRequest:
+    """The inputs of POST /api/batches: a JSON object or a multipart form (see openapi.py)."""
+    if request.content_type == "application/json":
+        return _batch_json(json_body(request))
+    if request.content_type == "multipart/form-data":
+        return _batch_form(request)
+    raise ApiError(
+        BAD_REQUEST,
+        f"body: {shown(request.content_type or 'no Content-Type')} is not accepted here: send "
+        "a JSON object (Content-Type: application/json) with the CSV as text in 'csv', or a "
+        "multipart/form-data form with a 'csv' file and optionally a 'zip' file.",
+    )
+
+
+def _unknown(names: Any) -> None:
+    for name in names:
+        if name not in BATCH_FIELDS:
+            raise bad(
+                shown(str(name)),
+                f"is not a parameter of a batch: send {', '.join(BATCH_FIELDS)}",
+            )
+
+
+def _batch_texts(values: dict[str, Any]) -> dict[str, str]:
+    texts = {
+        "template": text_param(values, "template", max_chars=JOB_NAME_MAX_CHARS),
+        "name": text_param(values, "name", max_chars=JOB_NAME_MAX_CHARS),
+    }
+    for field, value in texts.items():
+        if "\x00" in value:
+            raise bad(field, "contains a NUL character")
+    return texts
+
+
+def _csv_text(text: str) -> str:
+    if not text.strip():
+        raise bad("csv", "is required: the spreadsheet as CSV text, a header row first")
+    if len(text.encode("utf-8", "surrogatepass")) > CSV_MAX_BYTES:
+        raise bad("csv", f"is larger than {CSV_MAX_BYTES // MB} MB: a batch has at most 500 rows")
+    if "\x00" in text:
+        raise bad("csv", "contains a NUL character: save the spreadsheet as CSV UTF-8 again")
+    return text
+
+
+def _batch_json(body: dict[str, Any]) -> BatchRequest:
+    if "zip" in body:
+        raise bad(
+            "zip",
+            "cannot be sent in JSON: send the request as multipart/form-data with the ZIP as a "
+            "file part named zip (and the CSV as a file part named csv)",
+        )
+    _unknown(body)
+    value = body.get("csv")
+    if not isinstance(value, str):
+        raise bad(
+            "csv",
+            "is required: the spreadsheet as CSV text"
+            if value is None
+            else f"must be a string of CSV text, not {json_type(value)}",
+        )
+    drop = body.get("drop_bad_rows", False)
+    if drop is None:
+        drop = False
+    if not isinstance(drop, bool):
+        raise bad("drop_bad_rows", f"must be true or false, not {json_type(drop)}")
+    texts = _batch_texts(body)
+    return BatchRequest(
+        csv_text=_csv_text(value),
+        drop_bad_rows=drop,
+        template=texts["template"],
+        name=texts["name"],
+    )
+
+
+def _batch_form(request: HttpRequest) -> BatchRequest:
+    try:
+        form, files = request.POST, request.FILES
+    except RequestDataTooBig:
+        # Past the route's cap the body-cap middleware turns this into its 413; otherwise the
+        # text fields passed Django's limit for them (DATA_UPLOAD_MAX_MEMORY_SIZE).
+        raise ApiError(
+            BAD_REQUEST,
+            "body: the form's text fields are larger than Django takes: send the CSV as a file "
+            "part (curl: -F csv=@rows.csv).",
+        ) from None
+    except (TooManyFieldsSent, TooManyFilesSent, MultiPartParserError) as exc:
+        raise ApiError(BAD_REQUEST, f"body: the multipart form cannot be read: {exc}") from None
+    _unknown([*form.keys(), *files.keys()])
+    for field in ("template", "name", "drop_bad_rows"):
+        if field in files:
+            raise bad(field, "must be a text field, not a file part")
+    for field in BATCH_FIELDS:
+        if len(form.getlist(field)) + len(files.getlist(field)) > 1:
+            raise bad(field, "is given more than once: send it once")
+    if "zip" in form:
+        raise bad("zip", "must be a file part (curl: -F zip=@files.zip), not a text field")
+    upload = files.get("csv")
+    filename = ""
+    if upload is not None:
+        try:
+            text = read_csv_upload(upload)
+        except ValidationError as exc:
+            raise bad("csv", " ".join(exc.messages)) from None
+        filename = upload.name or ""
+    else:
+        text = form.get("csv", "")
+    if not text.strip():
+        raise bad("csv", "is required: a CSV file part (curl: -F csv=@rows.csv) or CSV text")
+    drop = form.get("drop_bad_rows", "")
+    if drop not in _FORM_TRUE + _FORM_FALSE:
+        raise bad("drop_bad_rows", f"must be true or false, not {shown(drop)}")
+    texts = _batch_texts({k: form.get(k) for k in ("template", "name")})
+    return BatchRequest(
+        csv_text=_csv_text(text),
+        archive=files.get("zip"),
+        drop_bad_rows=drop in _FORM_TRUE,
+        template=texts["template"],
+        name=texts["name"],
+        filename=filename,
+    )

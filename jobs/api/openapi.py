@@ -26,6 +26,7 @@ from jobs.tts.script import AUDIO_ID_SHAPE, KLING_TTS_MAX_CHARS, SPEED_MAX, SPEE
 from jobs.voices import VOICES
 
 TASK_STATUSES = ["submitted", "processing", "succeed", "failed"]
+BATCH_ROW_STATUSES = ("done", "running", "queued", "failed", "canceled")
 
 
 def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
@@ -281,6 +282,7 @@ def document(base_url: str) -> dict[str, Any]:
         "security": bearer,
         "paths": {
             **_more_paths(bearer),
+            **_batch_paths(bearer, base_url),
             "/v1/videos/avatar/image2video": {
                 "post": {
                     "operationId": "createAvatarTask",
@@ -583,4 +585,269 @@ def _more_paths(bearer: list[dict[str, list[str]]]) -> dict[str, Any]:
                 },
             }
         },
+    }
+
+
+def _batch_paths(bearer: list[dict[str, list[str]]], base_url: str) -> dict[str, Any]:
+    """The studio's batches, outside Kling's paths: at the server's root, never under /kling."""
+    root = [{"url": base_url, "description": "Batches answer at the root only."}]
+    text = {"type": "string", "maxLength": JOB_NAME_MAX_CHARS}
+    row_problems = {
+        "type": "object",
+        "required": ["row", "name", "problems"],
+        "properties": {
+            "row": {"type": "integer", "description": "1 = the first row under the header."},
+            "name": {"type": "string"},
+            "problems": {"type": "array", "items": {"type": "string"}},
+        },
+    }
+    row = {
+        "type": "object",
+        "required": ["row", "name", "task_id", "status", "reason", "video_url"],
+        "properties": {
+            "row": {"type": "integer"},
+            "name": {"type": "string"},
+            "task_id": {
+                "type": "string",
+                "description": "The row's job: GET /v1/videos/avatar/image2video/{task_id}.",
+            },
+            "status": {"type": "string", "enum": list(BATCH_ROW_STATUSES)},
+            "reason": {"type": "string", "description": "Why it failed or was canceled."},
+            "video_url": {
+                "type": "string",
+                "description": "When done: a signed link to the video, like a task's "
+                "(no session needed, works while this token does). Empty otherwise.",
+            },
+        },
+    }
+    counts = {name: {"type": "integer", "minimum": 0} for name in BATCH_ROW_STATUSES}
+    batch: dict[str, Any] = {
+        "type": "object",
+        "required": [
+            "batch_id", "name", "source", "created_at", "state", "problem", "finished",
+            "total", *counts, "voiceovers_needed", "voiceovers_made", "eta_seconds", "rows",
+            "links",
+        ],
+        "properties": {
+            "batch_id": {"type": "string", "description": "The batch's id (a UUID)."},
+            "name": {"type": "string"},
+            "source": {"type": "string", "enum": ["web", "command", "api"]},
+            "created_at": {"type": "integer", "description": "Unix time in milliseconds."},
+            "state": {
+                "type": "string",
+                "enum": ["preparing", "ready", "failed", "canceled"],
+                "description": "preparing: the worker is making the rows' voice-overs from "
+                "their scripts, and queues every row when all are made (rows is empty until "
+                "then); ready: the rows are queued; failed: a row could not be queued (see "
+                "problem) and none was; canceled: canceled before its rows were queued.",
+            },
+            "problem": {
+                "type": "string",
+                "description": "When failed: which row and why (empty otherwise).",
+            },
+            "finished": {
+                "type": "boolean",
+                "description": "No row is queued or running any more (or the batch failed or "
+                "was canceled before its rows were queued).",
+            },
+            "total": {"type": "integer", "minimum": 0},
+            **counts,
+            "voiceovers_needed": {"type": "integer", "minimum": 0},
+            "voiceovers_made": {"type": "integer", "minimum": 0},
+            "eta_seconds": {
+                "type": ["integer", "null"],
+                "description": "About how many seconds until every row has finished: from "
+                "this batch's pace, or the team's history; null when there is nothing to go "
+                "on or nothing left.",
+            },
+            "rows": {"type": "array", "items": row},
+            "links": {
+                "type": "object",
+                "required": ["self", "report", "videos", "page"],
+                "properties": {
+                    "self": {"type": "string"},
+                    "report": {"type": "string", "description": "The report as CSV."},
+                    "videos": {"type": "string", "description": "Every video, one ZIP."},
+                    "page": {"type": "string", "description": "The batch's studio page."},
+                },
+            },
+        },
+    }  # fmt: skip
+    created = {
+        **batch,
+        "required": [*batch["required"], "dropped_rows"],
+        "properties": {
+            **batch["properties"],
+            "dropped_rows": {
+                "type": "array",
+                "items": row_problems,
+                "description": "With drop_bad_rows: the rows left out, with their problems.",
+            },
+        },
+    }
+    refused = {
+        "description": "Nothing was created. 1201: the spreadsheet, a row or a parameter is "
+        "wrong (the message names it first); a spreadsheet or a row refused comes with "
+        "data.problems (the spreadsheet's) and data.rows (each bad row's). 1200: the body "
+        "is not JSON or a multipart form.",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["code", "message", "request_id", "data"],
+                    "properties": {
+                        "code": {"type": "integer"},
+                        "message": {"type": "string"},
+                        "request_id": {"type": "string"},
+                        "data": {
+                            "anyOf": [
+                                {"type": "null"},
+                                {
+                                    "type": "object",
+                                    "required": ["created", "problems", "rows"],
+                                    "properties": {
+                                        "created": {"type": "boolean", "const": False},
+                                        "problems": {"type": "array", "items": {"type": "string"}},
+                                        "rows": {"type": "array", "items": row_problems},
+                                    },
+                                },
+                            ]
+                        },
+                    },
+                },
+            }
+        },
+    }
+    csv_help = (
+        "The spreadsheet (UTF-8; at most 2 MB and 500 rows): a header row, then one row per "
+        "video. Columns: name, portrait, audio or script (+ voice, speed), prompt, mode, and "
+        "any {placeholder} a script or prompt uses. A portrait or recording is a file in the "
+        "ZIP (its path or bare name) or a library file's name."
+    )
+    shared = {
+        "template": {
+            **text,
+            "description": "A team template's name: a row's empty cells are taken from it.",
+        },
+        "name": {**text, "description": "The batch's name (default: the CSV's and the day)."},
+    }
+    json_body = {
+        "type": "object",
+        "required": ["csv"],
+        "additionalProperties": False,
+        "properties": {
+            "csv": {"type": "string", "minLength": 1, "description": csv_help},
+            **{key: _nullable(value) for key, value in shared.items()},
+            "drop_bad_rows": _nullable(
+                {
+                    "type": "boolean",
+                    "default": False,
+                    "description": "Make the rows that pass and leave out the others.",
+                }
+            ),
+        },
+        "example": {"csv": "name,portrait,audio\nWelcome Ana,Ana.jpg,hello.mp3\n"},
+    }
+    form_body = {
+        "type": "object",
+        "required": ["csv"],
+        "additionalProperties": False,
+        "properties": {
+            "csv": {"type": "string", "format": "binary", "description": csv_help},
+            "zip": {
+                "type": "string",
+                "format": "binary",
+                "description": "The portraits and recordings the rows name (at most 200 MB, "
+                "1,000 files, 1 GB unpacked).",
+            },
+            **shared,
+            "drop_bad_rows": {
+                "type": "string",
+                "enum": ["true", "false", "1", "0", "yes", "no", "on", "off"],
+                "default": "false",
+            },
+        },
+    }
+    batch_id = {
+        "name": "batch_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "minLength": 1},
+    }
+    not_found = {"404": _error_response("1203: no such batch in this token's team.", [1203])}
+
+    def download(operation: str, summary: str, media: str) -> dict[str, Any]:
+        return {
+            "servers": root,
+            "get": {
+                "operationId": operation,
+                "summary": summary,
+                "security": bearer,
+                "parameters": [batch_id],
+                "responses": {
+                    "200": {
+                        "description": summary,
+                        "content": {media: {"schema": {"type": "string", "format": "binary"}}},
+                    },
+                    **_errors(401),
+                    **not_found,
+                    **_errors(405, 500),
+                },
+            },
+        }
+
+    return {
+        "/api/batches": {
+            "servers": root,
+            "post": {
+                "operationId": "createBatch",
+                "summary": "Make a batch of avatar videos from a spreadsheet (and a ZIP)",
+                "description": "Every row is checked as the studio's New batch page checks it. "
+                "With any bad row (and drop_bad_rows not set) the answer is 400 with every "
+                "row's problems and nothing is stored, queued or charged; otherwise the batch "
+                "is made at once and answered as GET /api/batches/{batch_id} shows it.",
+                "security": bearer,
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": json_body},
+                        "multipart/form-data": {"schema": form_body},
+                    },
+                },
+                "responses": {
+                    "200": {
+                        "description": "The batch was made and its jobs queued.",
+                        "content": {"application/json": {"schema": _envelope(created)}},
+                    },
+                    "400": refused,
+                    **_errors(401, 405, 413, 429, 500),
+                },
+            },
+        },
+        "/api/batches/{batch_id}": {
+            "servers": root,
+            "get": {
+                "operationId": "getBatch",
+                "summary": "A batch's progress: its counts and every row",
+                "security": bearer,
+                "parameters": [batch_id],
+                "responses": {
+                    "200": {
+                        "description": "The batch.",
+                        "content": {"application/json": {"schema": _envelope(batch)}},
+                    },
+                    **_errors(401),
+                    **not_found,
+                    **_errors(405, 500),
+                },
+            },
+        },
+        "/api/batches/{batch_id}/report.csv": download(
+            "getBatchReport", "The report: row, name, status, reason, video link", "text/csv"
+        ),
+        "/api/batches/{batch_id}/videos.zip": download(
+            "getBatchVideos",
+            "Every finished video, in one ZIP streamed as it is written",
+            "application/zip",
+        ),
     }

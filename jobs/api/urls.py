@@ -2,6 +2,7 @@
 
 from django.urls import path, re_path
 
+from jobs.api import batches
 from jobs.api.views import (
     account_costs,
     api_not_found,
@@ -37,6 +38,12 @@ urlpatterns = [
     path("kling/files/<uuid:code>/<str:signature>/audio", audio_file, name="audio-file"),
     # Anything else under the API's prefixes gets Kling's "not found" envelope, not HTML.
     re_path(r"^(?:kling/)?v1/(?P<rest>.*)$", api_not_found, name="not-found"),
+    # Batches: the studio's own paths, outside Kling's (no /v1/, /kling/ or /account/).
+    path("api/batches", batches.batches, name="batches"),
+    path("api/batches/<str:ref>", batches.batch, name="batch"),
+    path("api/batches/<str:ref>/report.csv", batches.batch_report, name="batch-report"),
+    path("api/batches/<str:ref>/videos.zip", batches.batch_videos, name="batch-videos"),
+    re_path(r"^api/batches/(?P<rest>.*)$", batches.batch_not_found, name="batch-not-found"),
     path("api/tokens/", tokens, name="tokens"),
     path("api/tokens/<uuid:code>/revoke/", token_revoke, name="token-revoke"),
     path("api/docs/", docs, name="docs"),

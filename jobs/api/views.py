@@ -115,17 +115,19 @@ def _authenticate(request: HttpRequest) -> ApiToken:
         raise ApiError(exc.code, f"Authorization is {what}: {exc}", headers=challenge) from None
 
 
-def api_view(*methods: str) -> Callable[[ApiViewFunc], Callable[..., HttpResponse]]:
-    """Token auth, the allowed methods and Kling's envelope around a view returning `data`.
+def api_view(*methods: str) -> Callable[[ApiViewFunc], Callable[..., HttpResponseBase]]:
+    """Token auth, the allowed methods and Kling's envelope around a view returning `data`
+    (or a response of its own, for a file).
 
     Whatever goes wrong becomes an envelope: a bug answers 5000 (logged), never an HTML page.
     """
 
-    def decorate(view: ApiViewFunc) -> Callable[..., HttpResponse]:
+    def decorate(view: ApiViewFunc) -> Callable[..., HttpResponseBase]:
         @csrf_exempt  # token auth: no cookies are involved, so there is nothing to forge
         @wraps(view)
-        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             request_id = str(uuid.uuid4())
+            response: HttpResponseBase
             try:
                 token = _authenticate(request)
                 if request.method not in methods:
@@ -135,7 +137,10 @@ def api_view(*methods: str) -> Callable[[ApiViewFunc], Callable[..., HttpRespons
                         f"(use {' or '.join(methods)}).",
                         headers={"Allow": ", ".join(methods)},
                     )
-                response = envelope(view(request, token, *args, **kwargs), request_id)
+                result = view(request, token, *args, **kwargs)
+                # A download (a batch's report or videos) is answered as it is.
+                is_file = isinstance(result, HttpResponseBase)
+                response = result if is_file else envelope(result, request_id)
             except ApiError as exc:
                 response = error_response(exc, request_id)
             except Exception:

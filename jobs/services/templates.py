@@ -34,3 +34,37 @@ def template_from_job(*, job: AvatarJob, user: User | None, name: str) -> JobTem
             f"The team already has a template named “{name}”: choose another name.",
             code="exists",
         ) from None
+
+
+def template_rename(*, template: JobTemplate, name: str) -> JobTemplate:
+    """Rename a template; refused when another of the team's templates has that name (in any
+    case: "Welcome" and "welcome" would be told apart by no one)."""
+    if not " ".join((name or "").split()):
+        raise ValidationError("The name is empty: give the template a name.", code="name")
+    name = clean_job_name(name)
+    taken = (
+        JobTemplate.objects.filter(team_id=template.team_id, name__iexact=name)
+        .exclude(pk=template.pk)
+        .first()
+    )
+    if taken is not None:
+        raise ValidationError(
+            f"The team already has a template named “{taken.name}”: choose another name.",
+            code="exists",
+        )
+    try:
+        with transaction.atomic():
+            JobTemplate.objects.filter(pk=template.pk).update(name=name)
+    except IntegrityError:  # the same name, saved by someone else at this very moment
+        raise ValidationError(
+            f"The team already has a template named “{name}”: choose another name.",
+            code="exists",
+        ) from None
+    template.name = name
+    return template
+
+
+def template_delete(*, template: JobTemplate) -> None:
+    """Delete a template. Nothing points at a template (a batch row keeps what it took from
+    it), so the jobs and batches made from it, and its library files, all stay."""
+    JobTemplate.objects.filter(pk=template.pk).delete()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from collections.abc import Iterator
 from typing import Any
 from uuid import UUID
 
@@ -21,15 +20,15 @@ from django.core.exceptions import ValidationError
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from jobs.access import Access, StudioRequest, current_team, get_batch, get_template
 from jobs.forms import BatchForm, ShareForm
 from jobs.links import public_base_url
-from jobs.models import AvatarJob, Batch, JobTemplate
+from jobs.models import Batch, JobTemplate
 from jobs.services import batch_jobs
 from jobs.services import batches as batch_services
+from jobs.services.batch_runs import REPORT_HEADER, file_stem, report_rows, video_entries
 from jobs.services.units import batch_units
 from jobs.views.dashboard import POLL_SECONDS, parse_codes
 from jobs.views.teams import no_store
@@ -54,6 +53,7 @@ def batch_new(request: StudioRequest) -> HttpResponse:
         "access": access,
         "recent": _recent(access),
         "templates": JobTemplate.objects.filter(team=access.team).select_related("portrait"),
+        "can_manage_templates": access.may("manage_template"),
     }
     if request.method != "POST":
         template = _template(request, access, request.GET.get("template", ""))
@@ -214,7 +214,7 @@ def batch_retry(request: StudioRequest, code: UUID) -> HttpResponse:
 
 
 def _stem(batch: Batch) -> str:
-    return slugify(batch.name)[:60].strip("-") or "batch"
+    return file_stem(batch.name, "batch")
 
 
 @login_required
@@ -230,15 +230,20 @@ def _report(
 ) -> HttpResponse:
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(["row", "name", "status", "reason", "video", "share"])
+    writer.writerow(REPORT_HEADER)
     base = public_base_url(request)
-    for job in batch_jobs.batch_progress(batch).rows:
-        video = ""
-        if job.status == AvatarJob.Status.SUCCEEDED and job.video:
-            video = request.build_absolute_uri(reverse("jobs:job-video", args=[job.code]))
+
+    def share_link(job: Any) -> str:
         token = shares.get(job.batch_row or 0)
-        share = base + reverse("share-page", args=[token]) if token else ""
-        writer.writerow([job.batch_row, job.name, job.status, job.error_message, video, share])
+        return base + reverse("share-page", args=[token]) if token else ""
+
+    writer.writerows(
+        report_rows(
+            batch_jobs.batch_progress(batch).rows,
+            lambda job: request.build_absolute_uri(reverse("jobs:job-video", args=[job.code])),
+            share_link,
+        )
+    )
     response = HttpResponse(out.getvalue(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return no_store(response) if shares else response
@@ -272,17 +277,7 @@ def batch_share(request: StudioRequest, code: UUID) -> HttpResponse:
 def batch_videos(request: StudioRequest, code: UUID) -> StreamingHttpResponse:
     """Every finished video of the batch in one ZIP, streamed: never held in memory."""
     batch, _ = get_batch(request.user, code, action="download")
-    done = [
-        job
-        for job in batch_jobs.batch_progress(batch).rows
-        if job.status == AvatarJob.Status.SUCCEEDED and job.video
-    ]
-
-    def entries() -> Iterator[Any]:
-        for job in done:
-            stem = slugify(job.name)[:50].strip("-") or "video"
-            yield (f"{job.batch_row:03d}-{stem}.mp4", job.updated, lambda f=job.video: f.open("rb"))
-
-    response = StreamingHttpResponse(stream_zip(entries()), content_type="application/zip")
+    entries = video_entries(batch_jobs.batch_progress(batch).rows)
+    response = StreamingHttpResponse(stream_zip(entries), content_type="application/zip")
     response["Content-Disposition"] = f'attachment; filename="{_stem(batch)}-videos.zip"'
     return response

@@ -6,6 +6,7 @@ command prints one line per problem, exits 2 and creates nothing.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -16,13 +17,9 @@ from django.core.management.base import BaseCommand, CommandError
 
 from jobs.links import absolute
 from jobs.models import Batch, JobTemplate, Membership
-from jobs.services.batch_jobs import batch_create, batch_progress
-from jobs.services.batches import (
-    batch_check,
-    batch_store_files,
-    default_batch_name,
-    read_csv_upload,
-)
+from jobs.services.batch_jobs import batch_progress
+from jobs.services.batch_runs import batch_from_spreadsheet
+from jobs.services.batches import read_csv_upload
 
 
 class Command(BaseCommand):
@@ -82,25 +79,25 @@ class Command(BaseCommand):
                         f" (it has: {names or 'none'})."
                     ]
                 )
-        if opts["zip"] is not None:
-            with opts["zip"].open("rb") as archive:
-                check = batch_check(
-                    team=team, csv_text=csv_text, archive=archive, template=template
-                )
-        else:
-            check = batch_check(team=team, csv_text=csv_text, template=template)
-        self._refuse(check.lines())
-        plan = batch_store_files(check=check, team=team, user=user)
         try:
-            batch = batch_create(
-                team=team,
-                user=user,
-                plan=plan,
-                name=opts["name"] or default_batch_name(opts["csv"].name),
-                source=Batch.Source.COMMAND,
-            )
+            with contextlib.ExitStack() as stack:
+                archive = stack.enter_context(opts["zip"].open("rb")) if opts["zip"] else None
+                made = batch_from_spreadsheet(
+                    team=team,
+                    user=user,
+                    csv_text=csv_text,
+                    archive=archive,
+                    template=template,
+                    name=opts["name"],
+                    filename=opts["csv"].name,
+                    source=Batch.Source.COMMAND,
+                )
         except ValidationError as exc:
             self._refuse([str(m) for m in exc.messages])
+        batch = made.batch
+        if batch is None:
+            self._refuse(made.check.lines() or ["The spreadsheet has no rows to make."])
+            return
         self.stdout.write(absolute(batch.get_absolute_url()))
         if opts["wait"]:
             self._wait(batch, opts["timeout"])
