@@ -448,6 +448,22 @@ def test_batch_from_a_template_fills_placeholders(owner, team, template):
     assert [entry["script"][:9] for entry in plan] == ["Hello Ana"]
 
 
+def test_a_row_with_its_own_recording_takes_no_voice_from_the_template(
+    owner, team, template, batch_zip
+):
+    with batch_zip.open("rb") as archive:
+        check = batch_check(
+            team=team,
+            csv_text="name,audio,first_name\nOwn voice,voice.mp3,Ana\nSpoken,,Bo\n",
+            archive=archive,
+            template=template,
+        )
+    assert check.ok, [row.problems for row in check.bad_rows]
+    own, spoken = check.rows
+    assert (own.script, own.voice) == ("", "") and own.audio is not None
+    assert spoken.script.startswith("Hello Bo") and spoken.voice == template.voice_id
+
+
 def test_command_with_a_template(owner, team, template, tmp_path, capsys):
     path = tmp_path / "rows.csv"
     path.write_text("name,first_name\nFor Ana,Ana\n")

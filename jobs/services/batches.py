@@ -264,16 +264,17 @@ def _with_template(cells: dict[str, str], template: JobTemplate | None) -> dict[
     if template is None:
         return cells
     filled = dict(cells)
+    if not filled.get("audio") and not filled.get("script") and template.audio is None:
+        filled["script"] = template.script
+    spoken = bool(filled.get("script"))  # a row bringing its own recording takes no voice
     for column, value in (
         ("prompt", template.prompt),
         ("mode", template.mode),
-        ("voice", template.voice_id),
-        ("speed", str(template.voice_speed) if template.script else ""),
+        ("voice", template.voice_id if spoken else ""),
+        ("speed", str(template.voice_speed) if spoken and template.script else ""),
     ):
         if not filled.get(column) and value:
             filled[column] = value
-    if not filled.get("audio") and not filled.get("script") and template.audio is None:
-        filled["script"] = template.script
     return filled
 
 
