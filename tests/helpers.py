@@ -306,9 +306,10 @@ class Aborts:
     """Loads the browser gave up (net::ERR_ABORTED), judged once it is known why.
 
     Chromium drops the favicon, a poster or a video still loading when the page moves on; that
-    is the browser's choice, not a failed request. A load aborted while the page stayed where it
-    was is a fault. The abort is reported before the next page commits, so the verdict waits
-    until `faults()` is asked.
+    is the browser's choice, not a failed request. A form whose answer is a file (a download)
+    ends its navigation the same way, by design. A load aborted while the page stayed where it
+    was, with no download from it, is a fault. The abort is reported before the next page
+    commits or the download starts, so the verdict waits until `faults()` is asked.
     """
 
     def __init__(self, page) -> None:  # noqa: ANN001
@@ -316,8 +317,10 @@ class Aborts:
         self.navigations = 0
         self.started: dict[Any, int] = {}
         self.aborted: list[tuple[str, int]] = []
+        self.downloads: set[str] = set()
         page.on("request", lambda r: self.started.__setitem__(r, self.navigations))
         page.on("framenavigated", lambda f: f == page.main_frame and self._moved())
+        page.on("download", lambda d: self.downloads.add(d.url))
 
     def _moved(self) -> None:
         self.navigations += 1
@@ -331,7 +334,11 @@ class Aborts:
 
     def faults(self) -> list[str]:
         """Asked once the page has loaded: aborts of the page before it are forgiven."""
-        faults = [url for url, seen in self.aborted if seen == self.navigations]
+        faults = [
+            url
+            for url, seen in self.aborted
+            if seen == self.navigations and url not in self.downloads
+        ]
         self.aborted = []
         return [f"{url} failed (net::ERR_ABORTED while the page stayed)" for url in faults]
 

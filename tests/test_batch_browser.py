@@ -6,9 +6,12 @@ overflow, axe-core)."""
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 import zipfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -63,29 +66,50 @@ def test_member_batch_journey(
         assert "“cy.jpg” is neither in the ZIP" in problem, problem
         assert Batch.objects.count() == 0
 
-        # Fixed in the box the rows came back in; the ZIP chosen again.
-        fixed = "\n".join([HEADER, *GOOD, "Welcome Cy,face.jpg,voice.mp3,wave,draft"])
+        # Fixed in the box the rows came back in, with a row spoken from a script; the ZIP
+        # chosen again.
+        fixed = "\n".join(
+            [
+                HEADER + ",script",
+                *(row + "," for row in GOOD),
+                "Welcome Cy,face.jpg,voice.mp3,wave,draft,",
+                "Welcome Di,face.jpg,,wave,draft,Hello Di and welcome to the team. Glad you came.",
+            ]
+        )
         bob.page.fill("#id_rows", fixed)
         bob.page.set_input_files("#id_archive", str(batch_files["zip"]))
         bob.click("button:has-text('Check the batch')", wait_url=re.compile(r"/batches/new/$"))
         assert "draft" in bob.page.locator("#batch-quota").inner_text()
-        bob.click("button:has-text('Queue 3 jobs')", wait_url=re.compile(r"/batches/[0-9a-f-]+/$"))
-        batch = Batch.objects.get()
-        assert batch.jobs.count() == 3
+        bob.click("button:has-text('Queue 4 jobs')", wait_url=re.compile(r"/batches/[0-9a-f-]+/$"))
+        batch = Batch.objects.get()  # the worker speaks the script, then queues all four
 
         # The page follows the batch to its end without a reload.
         bob.page.evaluate("window.__sameDocument = true")
         bob.page.locator("#batch-finished").wait_for(timeout=TIMEOUT_MS * 2)
         bob.check()
         assert bob.page.evaluate("window.__sameDocument") is True
-        assert "3 done" in bob.page.locator("#batch-counts").inner_text()
+        assert "4 done" in bob.page.locator("#batch-counts").inner_text()
         assert bob.page.locator("#batch-live[hx-get]").count() == 0  # polling stopped
+        assert batch.jobs.count() == 4
 
         with bob.page.expect_download() as download:
             bob.page.click("#batch-report")
         report = Path(download.value.path()).read_text()
-        assert report.count("succeeded") == 3 and "Welcome Cy" in report
+        assert report.count("succeeded") == 4 and "Welcome Cy" in report
         bob.check()
+
+        # One share link per video, handed over in a CSV; someone without an account opens one.
+        bob.page.click("#batch-share summary")
+        bob.page.select_option("#id_expires_in", "7")
+        with bob.page.expect_download() as download:
+            bob.page.click("#batch-share button[type=submit]")
+        links = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+        assert len(links) == 4 and all(row["share"] for row in links)
+        bob.check()
+        visitor = Persona.open(browser, "visitor", live_server.url, SIZES[size], problems, axe)
+        visitor.goto(urlsplit(links[3]["share"]).path)
+        assert "Welcome Di" in visitor.page.locator("h1").inner_text()
+        visitor.page.context.close()
 
         # A row's job kept as a template, renamed and deleted from the New batch page, with
         # plain forms (no JavaScript needed); the batch and its jobs stay.
@@ -104,6 +128,6 @@ def test_member_batch_journey(
         )
         bob.click("#confirm-delete", wait_url=re.compile(r"/batches/new/$"))
         assert bob.page.locator(f"#template-{template.code}").count() == 0
-        assert not JobTemplate.objects.exists() and batch.jobs.count() == 3
+        assert not JobTemplate.objects.exists() and batch.jobs.count() == 4
         browser.close()
     assert problems == []
