@@ -28,7 +28,7 @@ from django.utils import timezone
 from PIL import Image, ImageDraw
 
 from jobs.ffmpeg import run_ffmpeg
-from jobs.kling.simulator import SimulatorConfig
+from jobs.kling.simulator import KlingSimulator, SimulatorConfig
 from jobs.models import AvatarJob
 from jobs.services.jobs import job_create
 
@@ -167,6 +167,21 @@ def fast_config(**changes: Any) -> SimulatorConfig:
     }
     options.update(changes)
     return SimulatorConfig(**options)
+
+
+@contextlib.contextmanager
+def simulated_kling(
+    settings: Any, config: SimulatorConfig | None = None, *, http_timeout: float | None = None
+) -> Iterator[KlingSimulator]:
+    """The simulator on loopback, with the studio pointed at it (an API key, no callbacks)."""
+    with KlingSimulator(config or fast_config()) as simulator:
+        settings.KLING_BASE_URL = simulator.base_url
+        settings.KLING_API_KEY = simulator.config.api_key
+        settings.KLING_ACCESS_KEY = settings.KLING_SECRET_KEY = ""
+        if http_timeout is not None:
+            settings.KLING_HTTP_TIMEOUT = http_timeout
+        settings.PUBLIC_BASE_URL = ""
+        yield simulator
 
 
 # --- a real worker -----------------------------------------------------------------------

@@ -37,6 +37,7 @@ from tests.helpers import (
     fast_config,
     make_audio_file,
     make_portrait_bytes,
+    simulated_kling,
     subprocess_env,
     wait_for,
 )
@@ -126,12 +127,7 @@ def step(job: AvatarJob) -> AvatarJob:
 
 @pytest.fixture
 def sim(settings):
-    with KlingSimulator(fast_config(max_concurrency=5)) as simulator:
-        settings.KLING_BASE_URL = simulator.base_url
-        settings.KLING_API_KEY = simulator.config.api_key
-        settings.KLING_ACCESS_KEY = settings.KLING_SECRET_KEY = ""
-        settings.KLING_HTTP_TIMEOUT = 2
-        settings.PUBLIC_BASE_URL = ""
+    with simulated_kling(settings, fast_config(max_concurrency=5), http_timeout=2) as simulator:
         yield simulator
 
 

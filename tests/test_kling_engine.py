@@ -28,7 +28,7 @@ from jobs.media.portraits import validate_portrait
 from jobs.models import AvatarJob, KlingAccount
 from jobs.services.assets import asset_store
 from jobs.services.jobs import job_advance, job_create
-from tests.helpers import fast_config
+from tests.helpers import fast_config, simulated_kling
 
 pytestmark = pytest.mark.django_db
 Status = AvatarJob.Status
@@ -36,12 +36,7 @@ Status = AvatarJob.Status
 
 @pytest.fixture
 def sim(settings):
-    with KlingSimulator(fast_config(max_concurrency=5)) as simulator:
-        settings.KLING_BASE_URL = simulator.base_url
-        settings.KLING_API_KEY = simulator.config.api_key
-        settings.KLING_ACCESS_KEY = settings.KLING_SECRET_KEY = ""
-        settings.KLING_HTTP_TIMEOUT = 1
-        settings.PUBLIC_BASE_URL = ""
+    with simulated_kling(settings, fast_config(max_concurrency=5), http_timeout=1) as simulator:
         yield simulator
 
 

@@ -29,6 +29,7 @@ from tests.helpers import (
     fast_config,
     make_audio_file,
     make_portrait_bytes,
+    simulated_kling,
     subprocess_env,
 )
 from tests.tls import TlsProxy, make_certificate
@@ -74,11 +75,7 @@ def inputs(tmp_path) -> dict[str, Path]:
 
 @pytest.fixture
 def sim(settings) -> Iterator[KlingSimulator]:
-    with KlingSimulator(fast_config(max_concurrency=5)) as simulator:
-        settings.KLING_BASE_URL = simulator.base_url
-        settings.KLING_API_KEY = simulator.config.api_key
-        settings.KLING_ACCESS_KEY = settings.KLING_SECRET_KEY = ""
-        settings.PUBLIC_BASE_URL = ""
+    with simulated_kling(settings, fast_config(max_concurrency=5)) as simulator:
         yield simulator
 
 

@@ -32,7 +32,7 @@ from jobs.tts.espeak import espeak_wav
 from jobs.tts.script import KLING_TTS_MAX_CHARS, check_audio_id, check_script, split_script
 from jobs.tts.synth import synthesize, voice_sample
 from jobs.voices import VOICES, get_voice
-from tests.helpers import Worker, fast_config, subprocess_env
+from tests.helpers import Worker, simulated_kling, subprocess_env
 
 pytestmark = pytest.mark.django_db
 
@@ -44,12 +44,7 @@ TWENTY_WORDS = (
 
 @pytest.fixture
 def sim(settings):
-    with KlingSimulator(fast_config()) as simulator:
-        settings.KLING_BASE_URL = simulator.base_url
-        settings.KLING_API_KEY = simulator.config.api_key
-        settings.KLING_ACCESS_KEY = settings.KLING_SECRET_KEY = ""
-        settings.KLING_HTTP_TIMEOUT = 10
-        settings.PUBLIC_BASE_URL = ""
+    with simulated_kling(settings, http_timeout=10) as simulator:
         yield simulator
 
 

@@ -22,7 +22,7 @@ from jobs.services import units
 from jobs.services.batch_jobs import batch_create
 from jobs.services.batches import batch_check
 from jobs.services.jobs import job_advance, job_create
-from tests.helpers import fast_config, login
+from tests.helpers import fast_config, login, simulated_kling
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fast")]
 Status = AvatarJob.Status
@@ -38,12 +38,7 @@ def no_reading():
 
 @pytest.fixture
 def sim(settings):
-    with KlingSimulator(fast_config()) as simulator:
-        settings.KLING_BASE_URL = simulator.base_url
-        settings.KLING_API_KEY = simulator.config.api_key
-        settings.KLING_ACCESS_KEY = settings.KLING_SECRET_KEY = ""
-        settings.KLING_HTTP_TIMEOUT = 1
-        settings.PUBLIC_BASE_URL = ""
+    with simulated_kling(settings, http_timeout=1) as simulator:
         yield simulator
 
 

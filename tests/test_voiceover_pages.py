@@ -24,10 +24,10 @@ from tests.helpers import (
     CHROMIUM,
     CSP_LISTENER,
     csp_violations,
-    fast_config,
     login,
     make_audio_file,
     playwright_session,
+    simulated_kling,
     watch_errors,
 )
 
@@ -51,11 +51,7 @@ def no_kling(settings):
 
 @pytest.fixture
 def sim(settings):
-    with KlingSimulator(fast_config()) as simulator:
-        settings.KLING_BASE_URL = simulator.base_url
-        settings.KLING_API_KEY = simulator.config.api_key
-        settings.KLING_HTTP_TIMEOUT = 10
-        settings.PUBLIC_BASE_URL = ""
+    with simulated_kling(settings, http_timeout=10) as simulator:
         yield simulator
 
 
