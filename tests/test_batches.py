@@ -502,3 +502,13 @@ def test_quota_lowered_between_check_and_confirm_makes_nothing(owner, team, port
         batch_create(team=team, user=owner, plan=plan, name="Too much")
     assert "Row 2:" in exc.value.messages[0] and "Nothing was queued" in exc.value.messages[0]
     assert Batch.objects.count() == 0 and AvatarJob.objects.count() == 0
+
+
+def test_the_sample_spreadsheet_names_real_voices_and_lists_them(client, owner):
+    login(client, owner)
+    page = client.get(reverse("jobs:batch-new")).content.decode()
+    sample = re.search(r'<pre class="sample">(.*?)</pre>', page, re.S).group(1)
+    rows = list(csv.DictReader(io.StringIO(sample.replace("&quot;", '"'))))
+    voices = {v.id for v in VOICES}
+    assert all(row["voice"] in voices for row in rows if row["voice"])
+    assert all(f"<code>{v.id}</code>" in page for v in VOICES)

@@ -31,6 +31,8 @@ from jobs.services import batches as batch_services
 from jobs.services.batch_runs import REPORT_HEADER, file_stem, report_rows, video_entries
 from jobs.services.units import batch_units
 from jobs.views.dashboard import POLL_SECONDS, parse_codes
+from jobs.tts.script import SPEED_MAX, SPEED_MIN
+from jobs.voices import VOICES
 from jobs.views.teams import no_store
 from jobs.zipstream import stream_zip
 
@@ -54,6 +56,9 @@ def batch_new(request: StudioRequest) -> HttpResponse:
         "recent": _recent(access),
         "templates": JobTemplate.objects.filter(team=access.team).select_related("portrait"),
         "can_manage_templates": access.may("manage_template"),
+        "voices": VOICES,
+        "default_voice": batch_services.DEFAULT_VOICE,
+        "speed_range": (SPEED_MIN, SPEED_MAX),
     }
     if request.method != "POST":
         template = _template(request, access, request.GET.get("template", ""))
