@@ -187,13 +187,24 @@ def test_the_eta_comes_from_the_team_s_history_then_from_the_batch_s_own_pace(
         team=team, user=owner, plan=plan_of(portrait, audio, [None] * 4), name="Four"
     )
     rows = batch_progress(batch).rows
-    assert batch_eta(batch, rows) is None  # no history yet: no guess
+    assert batch_eta(batch, rows) == (None, False)  # no history yet: no guess
     finish(queued, seconds=30)  # the team's one earlier draft took 30 s
     cards._estimates.clear()
-    assert batch_eta(batch, rows) == pytest.approx(60)  # 4 rows, 2 at a time, 30 s each
+    assert batch_eta(batch, rows)[0] == pytest.approx(60)  # 4 rows, 2 at a time, 30 s each
 
     now = timezone.now()
     first, second = rows[0], rows[1]
+    # One row done and one running 10 s of its usual 30: one finished row is no pace yet
+    # (two run at once), so the history says 20 s for the runner, then 30 s for the other two.
+    AvatarJob.objects.filter(pk=first.pk).update(
+        status=AvatarJob.Status.SUCCEEDED,
+        processing_at=now - timedelta(seconds=12),
+        finished_at=now - timedelta(seconds=2),
+    )
+    AvatarJob.objects.filter(pk=second.pk).update(
+        status=AvatarJob.Status.PROCESSING, processing_at=now - timedelta(seconds=10)
+    )
+    assert batch_progress(batch).eta_seconds == pytest.approx(50, abs=0.5)
     for job, took in ((first, 10), (second, 20)):
         AvatarJob.objects.filter(pk=job.pk).update(
             status=AvatarJob.Status.SUCCEEDED,
@@ -203,7 +214,7 @@ def test_the_eta_comes_from_the_team_s_history_then_from_the_batch_s_own_pace(
     progress = batch_progress(batch)
     assert progress.done == 2
     # Two rows finished 20 s after the batch began: the other two take about as long.
-    assert progress.eta_seconds == pytest.approx(20)
+    assert progress.eta_seconds == pytest.approx(20, abs=0.5) and progress.eta_from_pace
 
 
 def test_the_batch_page_shows_the_eta(client, team, owner, portrait, audio, queued):
@@ -214,7 +225,7 @@ def test_the_batch_page_shows_the_eta(client, team, owner, portrait, audio, queu
     )
     login(client, owner)
     page = client.get(batch.get_absolute_url()).content.decode()
-    assert 'id="batch-eta"' in page and "left, judged from how long your team" in page
+    assert "Every row: about 30 s left</span>, judged from how long your team" in page
 
 
 def test_the_admin_lists_batches_with_their_state_and_reason(admin_client, preparing, team):

@@ -259,6 +259,8 @@ class Progress:
     voiceovers_made: int = 0
     voiceovers_needed: int = 0
     eta_seconds: float | None = None  # until every row has finished, from the team's history
+    eta_from: datetime | None = None  # when it was judged: the page counts down from there
+    eta_from_pace: bool = False  # from the batch's own pace, else from the team's history
 
     @property
     def total(self) -> int:
@@ -293,29 +295,45 @@ def _parallel(mode: str) -> int:
     return int(settings.KLING_MAX_CONCURRENCY)
 
 
-def batch_eta(batch: Batch, rows: list[AvatarJob], now: datetime | None = None) -> float | None:
-    """Seconds until every row has finished: from this batch's own pace once rows have
-    finished, else from how long the team's jobs of each mode usually take."""
+def batch_eta(
+    batch: Batch, rows: list[AvatarJob], now: datetime | None = None
+) -> tuple[float | None, bool]:
+    """Seconds until every row has finished (None: nothing to go on, or nothing left), and
+    whether they come from the batch's own pace.
+
+    From the batch's own pace (rows finished per second since its first row began) once a
+    full turn of rows has finished, as many as run at once; before that, from how long the
+    team's jobs of each mode usually take: what the running rows have left, then the queued
+    ones a turn at a time. Drafts and Kling jobs run side by side, so the slower mode decides.
+    """
     left = [job for job in rows if job.status in AvatarJob.ACTIVE]
     if not left:
-        return None
+        return None, False
     now = now or timezone.now()
-    finished = [
-        job.finished_at for job in rows if job.status not in AvatarJob.ACTIVE and job.finished_at
-    ]
+    finished = [job for job in rows if job.status not in AvatarJob.ACTIVE and job.finished_at]
     begun = [job.processing_at for job in rows if job.processing_at]
-    if finished and begun:
-        elapsed = (max(finished) - min(begun)).total_seconds()
+    turn = max(_parallel(job.mode) for job in left)
+    if begun and len(finished) >= turn:
+        elapsed = (now - min(begun)).total_seconds()
         if elapsed > 0:
-            return len(left) * elapsed / len(finished)
-    per_mode = Counter(job.mode for job in left)
-    seconds = []
-    for mode, count in per_mode.items():
+            return len(left) * elapsed / len(finished), True
+    per_mode: list[float] = []
+    for mode in {job.mode for job in left}:
         usual = generating_estimate(batch.team_id, mode)
         if usual is None:
-            return None
-        seconds.append(usual * math.ceil(count / _parallel(mode)))
-    return sum(seconds)
+            return None, False
+        running = [job for job in left if job.mode == mode and job.processing_at]
+        queued = sum(1 for job in left if job.mode == mode and not job.processing_at)
+        running_left = max(
+            (
+                max(usual - (now - job.processing_at).total_seconds(), 0.0)
+                for job in running
+                if job.processing_at
+            ),
+            default=0.0,
+        )
+        per_mode.append(running_left + usual * math.ceil(queued / _parallel(mode)))
+    return max(per_mode), False
 
 
 def batch_progress(batch: Batch) -> Progress:
@@ -339,6 +357,8 @@ def batch_progress(batch: Batch) -> Progress:
         latest[job.batch_row or 0] = job
     rows = [latest[n] for n in sorted(latest)]
     count = Counter(job.status for job in rows)
+    now = timezone.now()
+    eta, pace = batch_eta(batch, rows, now)
     return Progress(
         rows=rows,
         done=count[Status.SUCCEEDED],
@@ -351,7 +371,9 @@ def batch_progress(batch: Batch) -> Progress:
         planned=len(batch.plan),
         voiceovers_made=batch.voiceovers_made,
         voiceovers_needed=batch.voiceovers_needed,
-        eta_seconds=batch_eta(batch, rows),
+        eta_seconds=eta,
+        eta_from=now,
+        eta_from_pace=pace,
     )
 
 
