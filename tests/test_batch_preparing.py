@@ -139,7 +139,7 @@ def test_a_batch_canceled_while_preparing_is_never_queued(client, preparing, own
     login(client, owner)
     page = client.get(preparing.get_absolute_url()).content.decode()
     assert "Making voice-overs" in page and 'hx-trigger="every' in page
-    assert "Cancel the batch" in page and "Cancel the queued rows" not in page
+    assert "Cancel the batch" in page and "queued row" not in page
     answer = client.post(reverse("jobs:batch-cancel", args=[preparing.code]), follow=True)
     assert "Canceled the batch: none of its rows was queued." in answer.content.decode()
     assert batch_prepare(preparing.pk) == "not due"
@@ -278,3 +278,20 @@ def test_sharing_a_batch_answers_the_report_with_one_working_link_per_finished_r
     login(client, viewer, team)
     assert client.post(url, {"expires_in": ""}).status_code in (403, 404)
     assert ShareLink.objects.count() == 2
+
+
+def test_the_batch_page_offers_only_what_would_do_something(client, team, owner, portrait, audio):
+    batch = batch_create(
+        team=team, user=owner, plan=plan_of(portrait, audio, [None] * 3), name="Three"
+    )
+    login(client, owner)
+    page = client.get(batch.get_absolute_url()).content.decode()
+    assert "Cancel the 3 queued rows" in page and "failed row" not in page
+    assert 'id="batch-videos"' not in page and 'id="batch-share"' not in page
+    first, second, third = batch_progress(batch).rows
+    finish(first)
+    AvatarJob.objects.filter(pk=second.pk).update(status=AvatarJob.Status.FAILED)
+    AvatarJob.objects.filter(pk=third.pk).update(status=AvatarJob.Status.CANCELED)
+    page = client.get(batch.get_absolute_url()).content.decode()
+    assert "queued row" not in page and "Retry the 1 failed row" in page
+    assert "Download all 1 video (ZIP)" in page and 'id="batch-share" hx-preserve' in page
