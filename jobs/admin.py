@@ -162,6 +162,9 @@ class BatchAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # read-only: its page is a view, with no Save buttons
+
 
 @admin.register(Asset)
 class AssetAdmin(admin.ModelAdmin):

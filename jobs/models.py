@@ -237,7 +237,7 @@ class Batch(models.Model):
 
     class State(models.TextChoices):
         PREPARING = "preparing", "making voice-overs"
-        READY = "ready", "queued"
+        READY = "ready", "jobs made"
         FAILED = "failed", "could not be queued"
         CANCELED = "canceled", "canceled before it was queued"
 
@@ -260,8 +260,8 @@ class Batch(models.Model):
         default=list, blank=True, help_text="The rows to make, while preparing."
     )
     problem = models.TextField(blank=True, help_text="Why the batch could not be queued.")
-    voiceovers_needed = models.PositiveIntegerField(default=0)
-    voiceovers_made = models.PositiveIntegerField(default=0)
+    voiceovers_needed = models.PositiveIntegerField("voice-overs needed", default=0)
+    voiceovers_made = models.PositiveIntegerField("voice-overs made", default=0)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
 

@@ -4,15 +4,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('jobs', '0013_batch_preparing'),
+        ("jobs", "0013_batch_preparing"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='team',
-            name='monthly_unit_budget',
-            field=models.PositiveIntegerField(blank=True, help_text='Kling units a month for std and pro (empty: no limit).', null=True),
+            model_name="team",
+            name="monthly_unit_budget",
+            field=models.PositiveIntegerField(
+                blank=True,
+                help_text="Kling units a month for std and pro (empty: no limit).",
+                null=True,
+            ),
         ),
     ]
