@@ -256,7 +256,7 @@ def test_units_used_this_month_per_team_and_member(
     assert "6.5 units charged" in page and "93.5 units left" in page
     assert '<th scope="row">alice</th>' in page and '<td class="num">2.5</td>' in page
     admin = admin_client.get("/admin/").content.decode()
-    assert "Used this month" in admin and "<td>6.5</td>" in admin and "<td>bob</td>" in admin
+    assert "Used this month" in admin and '<td class="num">6.5</td>' in admin and "<td>bob</td>" in admin
     listing = admin_client.get(reverse("admin:jobs_team_changelist")).content.decode()
     assert "Kling units this month" in listing and "6.5" in listing
 
