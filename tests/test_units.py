@@ -188,7 +188,13 @@ def test_a_batch_past_the_unit_budget_is_refused_row_by_row_and_nothing_is_made(
     (problem,) = check.rows[2].problems
     assert "over the team's monthly Kling budget" in problem
     assert "about 1.2 units (from the configured rate)" in problem
-    assert "0.8 units are left this month after the rows above (budget 2 units)" in problem
+    assert problem.startswith("budget: over the team's monthly Kling budget")
+    assert "0.8 units are left after the rows above (budget 2 units)" in problem
+    # Alone in its batch, a row too big for the budget is told what is left this month.
+    (alone,) = batch_check(
+        team=team, csv_text=rows("pro", portrait_name=portrait.name, audio_name=audio.name)
+    ).rows
+    assert "2 units are left this month (budget 2 units)" in " ".join(alone.problems)
     login(client, owner)
     page = client.post(reverse("jobs:batch-new"), {"rows": csv_text}).content.decode()
     assert "over the team&#x27;s monthly Kling budget" in page
@@ -256,7 +262,11 @@ def test_units_used_this_month_per_team_and_member(
     assert "6.5 units charged" in page and "93.5 units left" in page
     assert '<th scope="row">alice</th>' in page and '<td class="num">2.5</td>' in page
     admin = admin_client.get("/admin/").content.decode()
-    assert "Used this month" in admin and '<td class="num">6.5</td>' in admin and "<td>bob</td>" in admin
+    assert (
+        "Used this month" in admin
+        and '<td class="num">6.5</td>' in admin
+        and "<td>bob</td>" in admin
+    )
     listing = admin_client.get(reverse("admin:jobs_team_changelist")).content.decode()
     assert "Kling units this month" in listing and "6.5" in listing
 

@@ -241,12 +241,13 @@ def check_batch_budget(*, team: Team, rows: Sequence[BatchRow]) -> None:
         rate = rates[row.mode]
         units = rate.per_second * Decimal(str(row.seconds))
         if total + units > left:
+            remaining = n_units(max(left - total, Decimal(0)))
+            where = "after the rows above" if total else "this month"
             row.problems.append(
-                f"mode: over the team's monthly Kling budget: this row is estimated at about "
-                f"{n_units(units)} ({rate.source}) and "
-                f"{n_units(max(left - total, Decimal(0)))} are left this month after the rows "
-                f"above (budget {n_units(budget)}). Drop rows, make drafts "
-                "or shorter voice-overs, or ask an admin to raise the budget."
+                f"budget: over the team's monthly Kling budget: about {n_units(units)} "
+                f"({rate.source}), and {remaining} {'are' if remaining != '1 unit' else 'is'} "
+                f"left {where} (budget {n_units(budget)}). Drop rows, make drafts or shorter "
+                "voice-overs, or ask an admin to raise the budget."
             )
         else:
             total += units
