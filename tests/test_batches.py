@@ -414,15 +414,17 @@ def test_save_as_template_from_a_job_page(client, owner, teammate, viewer, outsi
     assert client.post(url, {"name": "From a job"}).status_code == 302
     saved = JobTemplate.objects.get(name="From a job")
     assert (saved.portrait, saved.audio, saved.prompt) == (done.portrait, done.audio, done.prompt)
-    client.post(url, {"name": "From a job"})  # the same name again: refused, said so
-    assert JobTemplate.objects.count() == 1
+    # Saved again: the name is taken, so it becomes "(2)", and the page says which.
+    again = client.post(url, {"name": "From a job"}, follow=True).content.decode()
+    assert "Saved as the template “From a job (2)”" in again
+    assert JobTemplate.objects.filter(name="From a job (2)").exists()
     login(client, teammate, team)
     assert client.post(url, {"name": "Bob's"}).status_code == 302
     login(client, viewer, team)
     assert client.post(url, {"name": "Vera's"}).status_code == 403
     login(client, outsider)
     assert client.post(url, {"name": "Oscar's"}).status_code == 404
-    assert JobTemplate.objects.count() == 2
+    assert JobTemplate.objects.count() == 3
 
 
 def test_new_job_and_new_batch_from_a_template(client, owner, team, template, outsider):

@@ -10,10 +10,33 @@ from jobs.models import AvatarJob, JobTemplate
 from jobs.services.jobs import clean_job_name
 
 
+NAME_TRIES = 20  # "Welcome", "Welcome (2)" … before giving up on a free name
+
+
+def _free_name(team_id: int, name: str) -> str:
+    """The name, or "name (2)", "(3)"… when the team has a template called that already."""
+    taken = {
+        n.lower()
+        for n in JobTemplate.objects.filter(team_id=team_id, name__istartswith=name).values_list(
+            "name", flat=True
+        )
+    }
+    for n in range(1, NAME_TRIES + 1):
+        candidate = name if n == 1 else clean_job_name(f"{name} ({n})")
+        if candidate.lower() not in taken:
+            return candidate
+    raise ValidationError(
+        f"The team already has {NAME_TRIES} templates named like “{name}”: rename or delete "
+        "some on the New batch page.",
+        code="exists",
+    )
+
+
 def template_from_job(*, job: AvatarJob, user: User | None, name: str) -> JobTemplate:
     """Save the job's portrait, voice-over (and its script, voice and speed when it was written
-    as text), prompt and mode as a template of the job's team."""
-    name = clean_job_name(name)
+    as text), prompt and mode as a template of the job's team, under the name or, when the
+    team has that one already, the next free "name (2)"."""
+    name = _free_name(job.team_id, clean_job_name(name))
     audio = job.audio
     try:
         with transaction.atomic():
@@ -29,10 +52,9 @@ def template_from_job(*, job: AvatarJob, user: User | None, name: str) -> JobTem
                 prompt=job.prompt,
                 mode=job.mode,
             )
-    except IntegrityError:
+    except IntegrityError:  # the same name, saved by someone else at this very moment
         raise ValidationError(
-            f"The team already has a template named “{name}”: choose another name.",
-            code="exists",
+            f"The team already has a template named “{name}”: try again.", code="exists"
         ) from None
 
 

@@ -89,8 +89,8 @@ def job_save_template(request: StudioRequest, code: UUID) -> HttpResponse:
     else:
         messages.success(
             request,
-            f"Saved as the template “{template.name}”: start jobs and batches from it on the "
-            "New batch page.",
+            f"Saved as the template “{template.name}”: start jobs and batches from it, or "
+            "rename it, on the New batch page.",
         )
     return redirect(job)
 
