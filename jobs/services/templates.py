@@ -9,7 +9,6 @@ from django.db import IntegrityError, transaction
 from jobs.models import AvatarJob, JobTemplate
 from jobs.services.jobs import clean_job_name
 
-
 NAME_TRIES = 20  # "Welcome", "Welcome (2)" … before giving up on a free name
 
 

@@ -30,10 +30,10 @@ from jobs.services import batch_jobs
 from jobs.services import batches as batch_services
 from jobs.services.batch_runs import REPORT_HEADER, file_stem, report_rows, video_entries
 from jobs.services.units import batch_units
-from jobs.views.dashboard import POLL_SECONDS, parse_codes
 from jobs.tts.script import SPEED_MAX, SPEED_MIN
-from jobs.voices import VOICES
+from jobs.views.dashboard import POLL_SECONDS, parse_codes
 from jobs.views.teams import no_store
+from jobs.voices import VOICES
 from jobs.zipstream import stream_zip
 
 PLAN_SALT = "jobs.batch.plan"
