@@ -110,6 +110,8 @@ def test_fixed_rows_are_confirmed_then_created_together(client, owner, team, bat
     page = response.content.decode()
     assert "Confirm the batch" in page and "Queue 3 jobs" in page
     assert 'id="batch-quota"' in page
+    assert f"script, read by {VOICES[0].name} ({VOICES[0].id})" in page  # the default voice
+    assert re.search(r'<td class="num">about \d+</td>', page)  # a script's length is a guess
     assert AvatarJob.objects.count() == 0
     # The ZIP's files are in the library once (both rows name the same portrait).
     assert Asset.objects.filter(kind=Asset.Kind.PORTRAIT).count() == 1

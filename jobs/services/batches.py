@@ -40,7 +40,7 @@ from jobs.services.jobs import check_mode, clean_job_name
 from jobs.services.quotas import seconds_used
 from jobs.services.units import check_batch_budget
 from jobs.tts.script import check_script, estimate_seconds, normalize_script
-from jobs.voices import VOICES
+from jobs.voices import VOICES, get_voice
 
 MAX_ROWS = 500
 CSV_MAX_BYTES = 2 * 1024 * 1024
@@ -75,7 +75,13 @@ class RowCheck:
 
     @property
     def voiceover_label(self) -> str:
-        return self.audio_ref or (f"script ({self.voice})" if self.script else "")
+        """The recording's name, or "script, read by Anchor (oversea_male1) at 1.2×"."""
+        if self.audio_ref or not self.script:
+            return self.audio_ref
+        voice = get_voice(self.voice)
+        who = f"{voice.name} ({self.voice})" if voice else self.voice
+        speed = f" at {self.speed:g}×" if self.speed != 1.0 else ""
+        return f"script, read by {who}{speed}"
 
 
 @dataclass
