@@ -534,6 +534,8 @@ class BatchForm(forms.Form):
     a single job gets.
     """
 
+    one_of = ("rows_file", "rows")  # one of these is needed: neither is marked optional
+
     rows_file = forms.FileField(
         required=False,
         label="Spreadsheet (CSV)",
@@ -543,7 +545,7 @@ class BatchForm(forms.Form):
     rows = forms.CharField(
         required=False,
         strip=False,
-        label="Rows (CSV text)",
+        label="Or paste the rows (CSV text)",
         widget=forms.Textarea(attrs={"rows": 6, "spellcheck": "false"}),
         help_text="Columns: name, portrait, audio or script (+ voice, speed), prompt, mode, and "
         "any {placeholder} a script or prompt uses.",
