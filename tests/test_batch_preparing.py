@@ -7,6 +7,7 @@ the whole batch with its reason, keeping the voice-overs made so far for the nex
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -295,3 +296,19 @@ def test_the_batch_page_offers_only_what_would_do_something(client, team, owner,
     page = client.get(batch.get_absolute_url()).content.decode()
     assert "queued row" not in page and "Retry the 1 failed row" in page
     assert "Download all 1 video (ZIP)" in page and 'id="batch-share" hx-preserve' in page
+
+
+def test_the_batch_list_counts_rows_and_finished_rows(
+    client, team, owner, portrait, audio, preparing
+):
+    ready = batch_create(
+        team=team, user=owner, plan=plan_of(portrait, audio, [None] * 3), name="Three"
+    )
+    finish(batch_progress(ready).rows[0])
+    login(client, owner)
+    page = client.get(reverse("jobs:batch-list")).content.decode()
+    three = re.search(r"Three</a></td>(.*?)</tr>", page, re.S).group(1)
+    assert re.findall(r'<td class="num">(\d+)</td>', three) == ["3", "1"]
+    welcome = re.search(r"Welcome</a>(.*?)</tr>", page, re.S).group(1)
+    assert "making voice-overs" in welcome
+    assert re.findall(r'<td class="num">(\d+)</td>', welcome) == ["4", "0"]

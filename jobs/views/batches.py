@@ -17,6 +17,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core import signing
 from django.core.exceptions import ValidationError
+from django.db.models import Count, Q
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -25,7 +26,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from jobs.access import Access, StudioRequest, current_team, get_batch, get_template
 from jobs.forms import BatchForm, ShareForm
 from jobs.links import public_base_url
-from jobs.models import Batch, JobTemplate
+from jobs.models import AvatarJob, Batch, JobTemplate
 from jobs.services import batch_jobs
 from jobs.services import batches as batch_services
 from jobs.services.batch_runs import REPORT_HEADER, file_stem, report_rows, video_entries
@@ -163,7 +164,15 @@ def _recent(access: Access) -> list[Batch]:
 def batch_list(request: StudioRequest) -> HttpResponse:
     """The team's batches, newest first: every role may follow them."""
     access = current_team(request)
-    batches = Batch.objects.filter(team=access.team).select_related("created_by")[:100]
+    done = Q(jobs__status=AvatarJob.Status.SUCCEEDED)
+    batches = (
+        Batch.objects.filter(team=access.team)
+        .select_related("created_by")
+        .annotate(
+            row_count=Count("jobs__batch_row", distinct=True),
+            done_count=Count("jobs__batch_row", filter=done, distinct=True),
+        )[:100]
+    )
     return render(request, "jobs/batch_list.html", {"access": access, "batches": batches})
 
 
