@@ -84,7 +84,7 @@ def test_with_no_history_the_estimate_comes_from_the_settings(team, settings):
     pro = units.estimate(team=team, mode="pro", seconds=10)
     assert std is not None and pro is not None
     assert (std.units, pro.units) == (Decimal("5.0"), Decimal("12.50"))
-    assert str(std) == "about 5 units, from the configured rate"
+    assert str(std) == "about 5 units, at the studio's standard rate of 0.5 a second"
     assert units.estimate(team=team, mode="draft", seconds=10) is None  # drafts are free
 
 
@@ -97,7 +97,7 @@ def test_once_jobs_succeeded_the_estimate_comes_from_the_teams_history(
     std = units.estimate(team=team, mode="std", seconds=10)
     assert std is not None and std.rate.jobs == 1
     assert std.units == pytest.approx(job.units_charged / Decimal(str(job.duration)) * 10)
-    assert "from your team's last job" in str(std)
+    assert "at the rate Kling charged your team's last job" in str(std)
     # Pro has no history of its own yet; failed jobs are not history.
     assert units.unit_rate(team=team, mode="pro").jobs == 0
     failed = std_job(team, owner, portrait, audio)
@@ -119,8 +119,14 @@ def test_the_new_job_page_shows_the_estimate_of_a_picked_voice_over(
     seconds = Decimal(str(audio.duration))
     std = units.format_units(Decimal("0.4") * seconds, 1)
     pro = units.format_units(Decimal("0.8") * seconds, 1)
-    assert f"<strong>std</strong> about {std} units, from the configured rate" in page
-    assert f"<strong>pro</strong> about {pro} units, from the configured rate" in page
+    assert f"<strong>std</strong> about {std} units, at the studio&#x27;s standard rate" in page
+    assert f"<strong>pro</strong> about {pro} units, at the studio&#x27;s standard rate" in page
+    assert 'id="unit-budget-left"' not in page  # no budget, nothing to say of it
+    units.unit_budget_set(team=team, units=12)
+    page = client.post(
+        reverse("jobs:job-new-check", args=["audio"]), {"audio_asset": str(audio.code)}
+    ).content.decode()
+    assert "The team's monthly budget has 12 of its 12 units left." in page
 
 
 def test_without_a_kling_key_no_estimate_is_shown(client, team, owner, audio, settings):
@@ -146,7 +152,7 @@ def test_a_job_past_the_unit_budget_is_refused_with_the_estimate_and_what_is_lef
         std_job(team, owner, portrait, audio)
     message = exc.value.messages[0]
     assert exc.value.code == "quota"
-    assert "estimated at about 1.2 units, from the configured rate" in message
+    assert "estimated at about 1.2 units, at the studio's standard rate" in message
     assert "0.8 units of its monthly Kling budget left (budget 2 units;" in message
     assert "ask a team admin to raise the budget" in message
     assert AvatarJob.objects.count() == 1 and OrmQ.objects.count() == queued_before
@@ -187,7 +193,7 @@ def test_a_batch_past_the_unit_budget_is_refused_row_by_row_and_nothing_is_made(
     assert [row.ok for row in check.rows] == [True, True, False]
     (problem,) = check.rows[2].problems
     assert "over the team's monthly Kling budget" in problem
-    assert "about 1.2 units (from the configured rate)" in problem
+    assert "about 1.2 units (at the studio's standard rate of 0.4 a second)" in problem
     assert problem.startswith("budget: over the team's monthly Kling budget")
     assert "0.8 units are left after the rows above (budget 2 units)" in problem
     # Alone in its batch, a row too big for the budget is told what is left this month.
@@ -212,7 +218,7 @@ def test_the_batch_confirmation_shows_the_units_estimate(
     page = client.post(reverse("jobs:batch-new"), {"rows": csv_text}).content.decode()
     assert "Confirm the batch" in page and 'id="batch-units"' in page
     assert "Kling units: about 3.6 in all" in page
-    assert "std about 1.2 units, from the configured rate" in page
+    assert "std about 1.2 units, at the studio&#x27;s standard rate" in page
     assert "against 100 units left of the team's 100 this month" in page
 
 

@@ -71,10 +71,10 @@ class UnitRate:
     @property
     def source(self) -> str:
         if not self.jobs:
-            return "from the configured rate"
+            return f"at the studio's standard rate of {format_units(self.per_second)} a second"
         if self.jobs == 1:
-            return "from your team's last job"
-        return f"from your team's last {self.jobs} jobs"
+            return "at the rate Kling charged your team's last job"
+        return f"at the rate Kling charged your team's last {self.jobs} jobs"
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from jobs.media.portraits import ValidPortrait, validate_portrait
 from jobs.models import Asset, AvatarJob
 from jobs.services.assets import asset_store
 from jobs.services.jobs import job_create
-from jobs.services.units import UnitEstimate, estimates_for
+from jobs.services.units import Budget, UnitEstimate, budget_summary, estimates_for
 from jobs.views.dashboard import parse_codes
 
 LIBRARY_PICKS = 12  # library files offered on the new-job page, newest first
@@ -46,8 +46,10 @@ class FilePick:
     selected: Asset | None
     library: list[Asset]
     errors: list[str] = dataclass_field(default_factory=list)
-    # A picked voice-over's Kling units in std and pro, before the job is made.
+    # A picked voice-over's Kling units in std and pro, before the job is made, and what the
+    # team's monthly unit budget leaves (None: no budget).
     estimates: list[UnitEstimate] = dataclass_field(default_factory=list)
+    budget: Budget | None = None
 
     @property
     def asset_name(self) -> str:
@@ -70,10 +72,12 @@ def file_pick(
     recent = list(library[:LIBRARY_PICKS])
     if selected is not None and selected not in recent:
         recent.insert(0, selected)  # a pick from further back stays visible and checked
-    estimates = []
+    estimates, budget = [], None
     if kind == "audio" and selected is not None and kling.is_configured():
         estimates = estimates_for(team=form.team, seconds=selected.duration)
-    return FilePick(kind, form[kind], selected, recent, errors or [], estimates)
+        if form.team.monthly_unit_budget is not None:
+            budget = budget_summary(team=form.team)
+    return FilePick(kind, form[kind], selected, recent, errors or [], estimates, budget)
 
 
 def asset_kind(kind: str) -> str:
