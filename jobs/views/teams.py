@@ -320,7 +320,10 @@ def team_usage(request: StudioRequest, code: UUID) -> HttpResponse:
     """This month's generated seconds per member and mode, Kling's units, and what is left."""
     access = get_team(request.user, code)
     summary = usage_summary(team=access.team)
-    account = account_units()
+    # The Kling account is the whole studio's, not the team's: its packs are for those who
+    # run the team or the studio (and only their views ask Kling).
+    sees_account = access.is_admin or request.user.is_staff
+    account = account_units() if sees_account else None
     labels = dict(AvatarJob.Mode.choices)
     people: dict[str, dict[str, Any]] = defaultdict(lambda: {"seconds": {}, "units": 0})
     for row in summary["rows"]:
@@ -355,6 +358,6 @@ def team_usage(request: StudioRequest, code: UUID) -> HttpResponse:
         "total_units": format_units(sum(p["units"] for p in people.values())),
         "budget": budget_summary(team=access.team),
         "account": account,
-        "units_warning": units_warning(account) if access.is_admin else None,
+        "units_warning": units_warning(account) if account and access.is_admin else None,
     }
     return render(request, "teams/team_usage.html", context)
