@@ -136,8 +136,8 @@ def batch_confirm(request: StudioRequest) -> HttpResponse:
     if batch.state == Batch.State.PREPARING:
         messages.success(
             request,
-            f"Batch confirmed: {len(batch.plan)} rows. Its voice-overs are being made, then "
-            "every row is queued at once. This page updates live.",
+            f"Batch confirmed: {len(batch.plan)} rows. The worker makes their voice-overs "
+            "first, then queues every row at once; this page follows it live.",
         )
     else:
         messages.success(
