@@ -9,6 +9,7 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     initial = True
 
     dependencies = [
@@ -17,295 +18,107 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name="Asset",
+            name='Asset',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                ("code", models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
-                (
-                    "kind",
-                    models.CharField(
-                        choices=[("portrait", "Portrait"), ("audio", "Voice-over")], max_length=10
-                    ),
-                ),
-                ("file", models.FileField(max_length=255, upload_to=jobs.models.asset_upload_to)),
-                (
-                    "name",
-                    models.CharField(
-                        help_text="Display name (the original file name).", max_length=255
-                    ),
-                ),
-                ("sha256", models.CharField(db_index=True, max_length=64)),
-                ("size", models.PositiveBigIntegerField()),
-                (
-                    "format",
-                    models.CharField(
-                        help_text="Decoded format: jpeg, png, mp3, wav, m4a, aac.", max_length=10
-                    ),
-                ),
-                ("width", models.PositiveIntegerField(blank=True, null=True)),
-                ("height", models.PositiveIntegerField(blank=True, null=True)),
-                (
-                    "duration",
-                    models.FloatField(blank=True, help_text="Seconds of audio.", null=True),
-                ),
-                (
-                    "created",
-                    models.DateTimeField(default=django.utils.timezone.now, editable=False),
-                ),
-                (
-                    "created_by",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="+",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('code', models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
+                ('kind', models.CharField(choices=[('portrait', 'Portrait'), ('audio', 'Voice-over')], max_length=10)),
+                ('file', models.FileField(max_length=255, upload_to=jobs.models.asset_upload_to)),
+                ('name', models.CharField(help_text='Display name (the original file name).', max_length=255)),
+                ('sha256', models.CharField(db_index=True, max_length=64)),
+                ('size', models.PositiveBigIntegerField()),
+                ('format', models.CharField(help_text='Decoded format: jpeg, png, mp3, wav, m4a, aac.', max_length=10)),
+                ('width', models.PositiveIntegerField(blank=True, null=True)),
+                ('height', models.PositiveIntegerField(blank=True, null=True)),
+                ('duration', models.FloatField(blank=True, help_text='Seconds of audio.', null=True)),
+                ('created', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
             ],
             options={
-                "ordering": ["-created"],
+                'ordering': ['-created'],
             },
         ),
         migrations.CreateModel(
-            name="Membership",
+            name='Membership',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                (
-                    "role",
-                    models.CharField(
-                        choices=[("admin", "Admin"), ("member", "Member"), ("viewer", "Viewer")],
-                        default="member",
-                        max_length=10,
-                    ),
-                ),
-                (
-                    "created",
-                    models.DateTimeField(default=django.utils.timezone.now, editable=False),
-                ),
-                (
-                    "user",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="memberships",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('role', models.CharField(choices=[('admin', 'Admin'), ('member', 'Member'), ('viewer', 'Viewer')], default='member', max_length=10)),
+                ('created', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to=settings.AUTH_USER_MODEL)),
             ],
         ),
         migrations.CreateModel(
-            name="Team",
+            name='Team',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                ("code", models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
-                ("name", models.CharField(max_length=100)),
-                ("slug", models.SlugField(max_length=120, unique=True)),
-                (
-                    "personal",
-                    models.BooleanField(
-                        default=False,
-                        help_text="Created with the account; its owner's own workspace.",
-                    ),
-                ),
-                (
-                    "created",
-                    models.DateTimeField(default=django.utils.timezone.now, editable=False),
-                ),
-                (
-                    "members",
-                    models.ManyToManyField(
-                        related_name="teams", through="jobs.Membership", to=settings.AUTH_USER_MODEL
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('code', models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
+                ('name', models.CharField(max_length=100)),
+                ('slug', models.SlugField(max_length=120, unique=True)),
+                ('personal', models.BooleanField(default=False, help_text="Created with the account; its owner's own workspace.")),
+                ('created', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ('members', models.ManyToManyField(related_name='teams', through='jobs.Membership', to=settings.AUTH_USER_MODEL)),
             ],
             options={
-                "ordering": ["name"],
+                'ordering': ['name'],
             },
         ),
         migrations.AddField(
-            model_name="membership",
-            name="team",
-            field=models.ForeignKey(
-                on_delete=django.db.models.deletion.CASCADE,
-                related_name="memberships",
-                to="jobs.team",
-            ),
+            model_name='membership',
+            name='team',
+            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to='jobs.team'),
         ),
         migrations.CreateModel(
-            name="AvatarJob",
+            name='AvatarJob',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                ("code", models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
-                (
-                    "kling_audio_id",
-                    models.CharField(
-                        blank=True,
-                        help_text="A Kling TTS audio id, used instead of a file.",
-                        max_length=100,
-                    ),
-                ),
-                ("prompt", models.TextField(blank=True, max_length=2500)),
-                (
-                    "mode",
-                    models.CharField(
-                        choices=[
-                            ("draft", "Draft (free, offline)"),
-                            ("std", "Standard"),
-                            ("pro", "Pro"),
-                        ],
-                        default="draft",
-                        max_length=10,
-                    ),
-                ),
-                (
-                    "status",
-                    models.CharField(
-                        choices=[
-                            ("queued", "Queued"),
-                            ("submitting", "Sending to Kling"),
-                            ("submitted", "Accepted by Kling"),
-                            ("processing", "Generating"),
-                            ("downloading", "Saving"),
-                            ("succeeded", "Done"),
-                            ("failed", "Failed"),
-                            ("canceled", "Canceled"),
-                        ],
-                        db_index=True,
-                        default="queued",
-                        max_length=12,
-                    ),
-                ),
-                ("task_id", models.CharField(blank=True, max_length=100)),
-                ("external_task_id", models.CharField(editable=False, max_length=64, unique=True)),
-                ("created", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ("submitting_at", models.DateTimeField(blank=True, null=True)),
-                ("submitted_at", models.DateTimeField(blank=True, null=True)),
-                ("processing_at", models.DateTimeField(blank=True, null=True)),
-                ("downloading_at", models.DateTimeField(blank=True, null=True)),
-                ("finished_at", models.DateTimeField(blank=True, null=True)),
-                ("updated", models.DateTimeField(auto_now=True)),
-                (
-                    "attempts",
-                    models.PositiveIntegerField(
-                        default=0,
-                        help_text="How many times a worker has taken up this job's current step.",
-                    ),
-                ),
-                (
-                    "next_attempt_at",
-                    models.DateTimeField(
-                        blank=True,
-                        db_index=True,
-                        help_text="When the reconciler should look at this job next (a lease while running).",
-                        null=True,
-                    ),
-                ),
-                ("deadline_at", models.DateTimeField(blank=True, null=True)),
-                ("error_code", models.CharField(blank=True, max_length=40)),
-                ("error_message", models.TextField(blank=True)),
-                (
-                    "video",
-                    models.FileField(
-                        blank=True, max_length=255, upload_to=jobs.models.result_upload_to
-                    ),
-                ),
-                (
-                    "poster",
-                    models.FileField(
-                        blank=True, max_length=255, upload_to=jobs.models.result_upload_to
-                    ),
-                ),
-                ("video_size", models.PositiveBigIntegerField(blank=True, null=True)),
-                (
-                    "duration",
-                    models.FloatField(blank=True, help_text="Seconds of video.", null=True),
-                ),
-                (
-                    "units_charged",
-                    models.DecimalField(blank=True, decimal_places=3, max_digits=10, null=True),
-                ),
-                (
-                    "audio",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="audio_jobs",
-                        to="jobs.asset",
-                    ),
-                ),
-                (
-                    "created_by",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="avatar_jobs",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
-                (
-                    "portrait",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.PROTECT,
-                        related_name="portrait_jobs",
-                        to="jobs.asset",
-                    ),
-                ),
-                (
-                    "team",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="jobs",
-                        to="jobs.team",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('code', models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
+                ('kling_audio_id', models.CharField(blank=True, help_text='A Kling TTS audio id, used instead of a file.', max_length=100)),
+                ('prompt', models.TextField(blank=True, max_length=2500)),
+                ('mode', models.CharField(choices=[('draft', 'Draft (free, offline)'), ('std', 'Standard'), ('pro', 'Pro')], default='draft', max_length=10)),
+                ('status', models.CharField(choices=[('queued', 'Queued'), ('submitting', 'Sending to Kling'), ('submitted', 'Accepted by Kling'), ('processing', 'Generating'), ('downloading', 'Saving'), ('succeeded', 'Done'), ('failed', 'Failed'), ('canceled', 'Canceled')], db_index=True, default='queued', max_length=12)),
+                ('task_id', models.CharField(blank=True, max_length=100)),
+                ('external_task_id', models.CharField(editable=False, max_length=64, unique=True)),
+                ('created', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
+                ('submitting_at', models.DateTimeField(blank=True, null=True)),
+                ('submitted_at', models.DateTimeField(blank=True, null=True)),
+                ('processing_at', models.DateTimeField(blank=True, null=True)),
+                ('downloading_at', models.DateTimeField(blank=True, null=True)),
+                ('finished_at', models.DateTimeField(blank=True, null=True)),
+                ('updated', models.DateTimeField(auto_now=True)),
+                ('attempts', models.PositiveIntegerField(default=0, help_text="How many times a worker has taken up this job's current step.")),
+                ('next_attempt_at', models.DateTimeField(blank=True, db_index=True, help_text='When the reconciler should look at this job next (a lease while running).', null=True)),
+                ('deadline_at', models.DateTimeField(blank=True, null=True)),
+                ('error_code', models.CharField(blank=True, max_length=40)),
+                ('error_message', models.TextField(blank=True)),
+                ('video', models.FileField(blank=True, max_length=255, upload_to=jobs.models.result_upload_to)),
+                ('poster', models.FileField(blank=True, max_length=255, upload_to=jobs.models.result_upload_to)),
+                ('video_size', models.PositiveBigIntegerField(blank=True, null=True)),
+                ('duration', models.FloatField(blank=True, help_text='Seconds of video.', null=True)),
+                ('units_charged', models.DecimalField(blank=True, decimal_places=3, max_digits=10, null=True)),
+                ('audio', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='audio_jobs', to='jobs.asset')),
+                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='avatar_jobs', to=settings.AUTH_USER_MODEL)),
+                ('portrait', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='portrait_jobs', to='jobs.asset')),
+                ('team', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='jobs', to='jobs.team')),
             ],
             options={
-                "ordering": ["-created", "-id"],
+                'ordering': ['-created', '-id'],
             },
         ),
         migrations.AddField(
-            model_name="asset",
-            name="team",
-            field=models.ForeignKey(
-                on_delete=django.db.models.deletion.CASCADE, related_name="assets", to="jobs.team"
-            ),
+            model_name='asset',
+            name='team',
+            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='assets', to='jobs.team'),
         ),
         migrations.AddConstraint(
-            model_name="membership",
-            constraint=models.UniqueConstraint(
-                fields=("user", "team"), name="one_membership_per_team"
-            ),
+            model_name='membership',
+            constraint=models.UniqueConstraint(fields=('user', 'team'), name='one_membership_per_team'),
         ),
         migrations.AddIndex(
-            model_name="avatarjob",
-            index=models.Index(fields=["team", "-created"], name="job_team_newest"),
+            model_name='avatarjob',
+            index=models.Index(fields=['team', '-created'], name='job_team_newest'),
         ),
         migrations.AddConstraint(
-            model_name="asset",
-            constraint=models.UniqueConstraint(
-                fields=("team", "kind", "sha256"), name="asset_stored_once_per_team"
-            ),
+            model_name='asset',
+            constraint=models.UniqueConstraint(fields=('team', 'kind', 'sha256'), name='asset_stored_once_per_team'),
         ),
     ]

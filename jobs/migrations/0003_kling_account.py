@@ -4,34 +4,28 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("jobs", "0002_reconcile_schedule"),
+        ('jobs', '0002_reconcile_schedule'),
     ]
 
     operations = [
         migrations.CreateModel(
-            name="KlingAccount",
+            name='KlingAccount',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                ("paused_until", models.DateTimeField(blank=True, null=True)),
-                ("pause_code", models.CharField(blank=True, max_length=20)),
-                ("pause_message", models.TextField(blank=True)),
-                ("updated", models.DateTimeField(auto_now=True)),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('paused_until', models.DateTimeField(blank=True, null=True)),
+                ('pause_code', models.CharField(blank=True, max_length=20)),
+                ('pause_message', models.TextField(blank=True)),
+                ('updated', models.DateTimeField(auto_now=True)),
             ],
             options={
-                "verbose_name": "Kling account",
+                'verbose_name': 'Kling account',
             },
         ),
         migrations.AddField(
-            model_name="avatarjob",
-            name="source_url",
-            field=models.URLField(
-                blank=True, help_text="Kling's copy of the result: a source only.", max_length=2000
-            ),
+            model_name='avatarjob',
+            name='source_url',
+            field=models.URLField(blank=True, help_text="Kling's copy of the result: a source only.", max_length=2000),
         ),
     ]

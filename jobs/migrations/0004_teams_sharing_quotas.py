@@ -8,144 +8,73 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("jobs", "0003_kling_account"),
+        ('jobs', '0003_kling_account'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="avatarjob",
-            name="notified_at",
+            model_name='avatarjob',
+            name='notified_at',
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name="avatarjob",
-            name="notify_by_email",
-            field=models.BooleanField(
-                default=False, help_text="Email the creator when the job finishes."
-            ),
+            model_name='avatarjob',
+            name='notify_by_email',
+            field=models.BooleanField(default=False, help_text='Email the creator when the job finishes.'),
         ),
         migrations.AddField(
-            model_name="team",
-            name="quota_draft_seconds",
-            field=models.PositiveIntegerField(
-                blank=True, help_text="Seconds of draft video a month (empty: no limit).", null=True
-            ),
+            model_name='team',
+            name='quota_draft_seconds',
+            field=models.PositiveIntegerField(blank=True, help_text='Seconds of draft video a month (empty: no limit).', null=True),
         ),
         migrations.AddField(
-            model_name="team",
-            name="quota_pro_seconds",
-            field=models.PositiveIntegerField(
-                blank=True, help_text="Seconds of pro video a month (empty: no limit).", null=True
-            ),
+            model_name='team',
+            name='quota_pro_seconds',
+            field=models.PositiveIntegerField(blank=True, help_text='Seconds of pro video a month (empty: no limit).', null=True),
         ),
         migrations.AddField(
-            model_name="team",
-            name="quota_std_seconds",
-            field=models.PositiveIntegerField(
-                blank=True, help_text="Seconds of std video a month (empty: no limit).", null=True
-            ),
+            model_name='team',
+            name='quota_std_seconds',
+            field=models.PositiveIntegerField(blank=True, help_text='Seconds of std video a month (empty: no limit).', null=True),
         ),
         migrations.CreateModel(
-            name="ShareLink",
+            name='ShareLink',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                ("code", models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
-                ("token_hash", models.CharField(editable=False, max_length=64, unique=True)),
-                (
-                    "created",
-                    models.DateTimeField(default=django.utils.timezone.now, editable=False),
-                ),
-                ("expires_at", models.DateTimeField(blank=True, null=True)),
-                ("allow_download", models.BooleanField(default=False)),
-                ("revoked_at", models.DateTimeField(blank=True, null=True)),
-                ("views", models.PositiveIntegerField(default=0)),
-                ("last_viewed_at", models.DateTimeField(blank=True, null=True)),
-                (
-                    "created_by",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="+",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
-                (
-                    "job",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="share_links",
-                        to="jobs.avatarjob",
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('code', models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
+                ('token_hash', models.CharField(editable=False, max_length=64, unique=True)),
+                ('created', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ('expires_at', models.DateTimeField(blank=True, null=True)),
+                ('allow_download', models.BooleanField(default=False)),
+                ('revoked_at', models.DateTimeField(blank=True, null=True)),
+                ('views', models.PositiveIntegerField(default=0)),
+                ('last_viewed_at', models.DateTimeField(blank=True, null=True)),
+                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ('job', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='share_links', to='jobs.avatarjob')),
             ],
             options={
-                "ordering": ["-created"],
+                'ordering': ['-created'],
             },
         ),
         migrations.CreateModel(
-            name="TeamInvite",
+            name='TeamInvite',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                ("code", models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
-                (
-                    "role",
-                    models.CharField(
-                        choices=[("admin", "Admin"), ("member", "Member"), ("viewer", "Viewer")],
-                        default="member",
-                        max_length=10,
-                    ),
-                ),
-                ("token_hash", models.CharField(editable=False, max_length=64, unique=True)),
-                (
-                    "created",
-                    models.DateTimeField(default=django.utils.timezone.now, editable=False),
-                ),
-                ("expires_at", models.DateTimeField()),
-                ("used_at", models.DateTimeField(blank=True, null=True)),
-                (
-                    "created_by",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="+",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
-                (
-                    "team",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="invites",
-                        to="jobs.team",
-                    ),
-                ),
-                (
-                    "used_by",
-                    models.ForeignKey(
-                        blank=True,
-                        null=True,
-                        on_delete=django.db.models.deletion.SET_NULL,
-                        related_name="+",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('code', models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
+                ('role', models.CharField(choices=[('admin', 'Admin'), ('member', 'Member'), ('viewer', 'Viewer')], default='member', max_length=10)),
+                ('token_hash', models.CharField(editable=False, max_length=64, unique=True)),
+                ('created', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ('expires_at', models.DateTimeField()),
+                ('used_at', models.DateTimeField(blank=True, null=True)),
+                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ('team', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='invites', to='jobs.team')),
+                ('used_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
             ],
             options={
-                "ordering": ["-created"],
+                'ordering': ['-created'],
             },
         ),
     ]

@@ -8,116 +8,78 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("jobs", "0004_teams_sharing_quotas"),
+        ('jobs', '0004_teams_sharing_quotas'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="asset",
-            name="kling_audio_id",
+            model_name='asset',
+            name='kling_audio_id',
             field=models.CharField(blank=True, max_length=100),
         ),
         migrations.AddField(
-            model_name="asset",
-            name="kling_audio_made_at",
+            model_name='asset',
+            name='kling_audio_made_at',
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name="asset",
-            name="script",
+            model_name='asset',
+            name='script',
             field=models.TextField(blank=True),
         ),
         migrations.AddField(
-            model_name="asset",
-            name="voice_id",
+            model_name='asset',
+            name='voice_id',
             field=models.CharField(blank=True, max_length=64),
         ),
         migrations.AddField(
-            model_name="asset",
-            name="voice_speed",
+            model_name='asset',
+            name='voice_speed',
             field=models.FloatField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name="avatarjob",
-            name="client_callback_status",
-            field=models.CharField(
-                blank=True,
-                help_text="The last status the caller's callback was told.",
-                max_length=12,
-            ),
+            model_name='avatarjob',
+            name='client_callback_status',
+            field=models.CharField(blank=True, help_text="The last status the caller's callback was told.", max_length=12),
         ),
         migrations.AddField(
-            model_name="avatarjob",
-            name="client_callback_url",
+            model_name='avatarjob',
+            name='client_callback_url',
             field=models.URLField(blank=True, max_length=2000),
         ),
         migrations.AddField(
-            model_name="avatarjob",
-            name="client_external_id",
+            model_name='avatarjob',
+            name='client_external_id',
             field=models.CharField(blank=True, max_length=200),
         ),
         migrations.CreateModel(
-            name="ApiToken",
+            name='ApiToken',
             fields=[
-                (
-                    "id",
-                    models.BigAutoField(
-                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
-                    ),
-                ),
-                ("code", models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
-                ("name", models.CharField(max_length=100)),
-                ("token_hash", models.CharField(editable=False, max_length=64, unique=True)),
-                (
-                    "prefix",
-                    models.CharField(editable=False, help_text="To recognise it.", max_length=12),
-                ),
-                (
-                    "created",
-                    models.DateTimeField(default=django.utils.timezone.now, editable=False),
-                ),
-                ("last_used_at", models.DateTimeField(blank=True, null=True)),
-                ("revoked_at", models.DateTimeField(blank=True, null=True)),
-                (
-                    "team",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="api_tokens",
-                        to="jobs.team",
-                    ),
-                ),
-                (
-                    "user",
-                    models.ForeignKey(
-                        on_delete=django.db.models.deletion.CASCADE,
-                        related_name="api_tokens",
-                        to=settings.AUTH_USER_MODEL,
-                    ),
-                ),
+                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
+                ('code', models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
+                ('name', models.CharField(max_length=100)),
+                ('token_hash', models.CharField(editable=False, max_length=64, unique=True)),
+                ('prefix', models.CharField(editable=False, help_text='To recognise it.', max_length=12)),
+                ('created', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ('last_used_at', models.DateTimeField(blank=True, null=True)),
+                ('revoked_at', models.DateTimeField(blank=True, null=True)),
+                ('team', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='api_tokens', to='jobs.team')),
+                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='api_tokens', to=settings.AUTH_USER_MODEL)),
             ],
             options={
-                "ordering": ["-created"],
+                'ordering': ['-created'],
             },
         ),
         migrations.AddField(
-            model_name="avatarjob",
-            name="api_token",
-            field=models.ForeignKey(
-                blank=True,
-                null=True,
-                on_delete=django.db.models.deletion.SET_NULL,
-                related_name="jobs",
-                to="jobs.apitoken",
-            ),
+            model_name='avatarjob',
+            name='api_token',
+            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='jobs', to='jobs.apitoken'),
         ),
         migrations.AddConstraint(
-            model_name="avatarjob",
-            constraint=models.UniqueConstraint(
-                condition=models.Q(("client_external_id", ""), _negated=True),
-                fields=("team", "client_external_id"),
-                name="client_external_id_unique_per_team",
-            ),
+            model_name='avatarjob',
+            constraint=models.UniqueConstraint(condition=models.Q(('client_external_id', ''), _negated=True), fields=('team', 'client_external_id'), name='client_external_id_unique_per_team'),
         ),
     ]

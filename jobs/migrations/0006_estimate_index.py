@@ -5,16 +5,15 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("jobs", "0005_api_tokens_and_voiceovers"),
+        ('jobs', '0005_api_tokens_and_voiceovers'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name="avatarjob",
-            index=models.Index(
-                fields=["team", "mode", "status", "-finished_at"], name="job_team_mode_finished"
-            ),
+            model_name='avatarjob',
+            index=models.Index(fields=['team', 'mode', 'status', '-finished_at'], name='job_team_mode_finished'),
         ),
     ]

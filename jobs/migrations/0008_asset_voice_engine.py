@@ -4,18 +4,15 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("jobs", "0007_membership_code"),
+        ('jobs', '0007_membership_code'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="asset",
-            name="voice_engine",
-            field=models.CharField(
-                blank=True,
-                help_text="What synthesized this voice-over, if anything.",
-                max_length=10,
-            ),
+            model_name='asset',
+            name='voice_engine',
+            field=models.CharField(blank=True, help_text='What synthesized this voice-over, if anything.', max_length=10),
         ),
     ]

@@ -4,17 +4,15 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("jobs", "0009_job_name_and_source"),
+        ('jobs', '0009_job_name_and_source'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="avatarjob",
-            name="draft_note",
-            field=models.TextField(
-                blank=True,
-                help_text="Why this draft has no lip movement (no usable face); empty if it has.",
-            ),
+            model_name='avatarjob',
+            name='draft_note',
+            field=models.TextField(blank=True, help_text='Why this draft has no lip movement (no usable face); empty if it has.'),
         ),
     ]
